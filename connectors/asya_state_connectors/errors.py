@@ -1,0 +1,141 @@
+"""The connector exception tree and its mapping onto the wire protocol.
+
+Owns: every error a connector may raise, each with the HTTP status and the
+stable machine-readable ``code`` the server puts in the JSON error body.
+Backends translate their client's exceptions into these (each backend keeps
+its own mapping table); the server turns them into responses; the runtime
+turns responses into the Python exceptions handler code catches.
+
+Must not: import a backend client or the server.
+
+    ConnectorError                      500 backend_error
+    ├── BadRequest                      400 bad_request
+    │   └── InvalidKey                  400 invalid_key
+    ├── PermissionDenied                403 permission_denied
+    ├── NotFound                        404 not_found
+    │   └── NoSuchAttribute             404 no_such_attribute
+    ├── Conflict                        409 conflict          (CAS / create-only)
+    ├── TooLarge                        413 too_large
+    ├── RangeNotSatisfiable             416 range_not_satisfiable
+    ├── Unsupported                     501 unsupported       (capability not declared)
+    ├── BackendError                    500 backend_error
+    ├── BackendUnavailable              503 unavailable
+    │   └── Draining                    503 draining
+    └── BackendTimeout                  504 timeout
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector reports; carries status and code."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "backend_error"
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.key is not None:
+            body["key"] = self.key
+        return body
+
+
+class BadRequest(ConnectorError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidKey(BadRequest):
+    code = "invalid_key"
+
+
+class PermissionDenied(ConnectorError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(ConnectorError):
+    status = 404
+    code = "not_found"
+
+
+class NoSuchAttribute(NotFound):
+    code = "no_such_attribute"
+
+
+class Conflict(ConnectorError):
+    """A conditional write or delete lost: the revision changed or the key exists."""
+
+    status = 409
+    code = "conflict"
+
+
+class TooLarge(ConnectorError):
+    status = 413
+    code = "too_large"
+
+
+class RangeNotSatisfiable(ConnectorError):
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, *, key: str | None = None, size: int) -> None:
+        super().__init__(message, key=key)
+        self.size = size
+
+
+class Unsupported(ConnectorError):
+    """The request needs a capability this connector does not declare."""
+
+    status = 501
+    code = "unsupported"
+
+
+class BackendError(ConnectorError):
+    status = 500
+    code = "backend_error"
+
+
+class BackendUnavailable(ConnectorError):
+    status = 503
+    code = "unavailable"
+
+
+class Draining(BackendUnavailable):
+    code = "draining"
+
+
+class BackendTimeout(ConnectorError):
+    status = 504
+    code = "timeout"
+
+
+class ConfigError(Exception):
+    """Bad or missing connector configuration, raised before the server starts."""
+
+
+ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        InvalidKey,
+        PermissionDenied,
+        NotFound,
+        NoSuchAttribute,
+        Conflict,
+        TooLarge,
+        RangeNotSatisfiable,
+        Unsupported,
+        BackendError,
+        BackendUnavailable,
+        Draining,
+        BackendTimeout,
+    )
+}

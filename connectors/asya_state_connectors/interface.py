@@ -1,0 +1,249 @@
+"""The connector interface every storage backend implements.
+
+Owns: the abstract base class ``Connector`` (a small required core plus
+optional operations guarded by declared capabilities), the value types that
+cross it, and byte-range resolution shared by every backend.
+
+Must not: know about HTTP, Kubernetes or the runtime. The server adapts this
+interface to the wire protocol; backends adapt it to their storage.
+
+Rules every backend follows (the conformance suite checks them):
+- A failed or aborted write (the body iterator raises, a condition fails, the
+  size limit is hit) leaves the previous version intact and never exposes a
+  partial object.
+- ``etag`` is an opaque revision that changes on every successful write.
+- Keys arrive validated (``keys.validate_key``); a backend joins them under
+  its own prefix and never lets them escape it.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+from .errors import NoSuchAttribute, RangeNotSatisfiable, Unsupported
+from .settings import Settings
+
+
+class Capability(enum.Enum):
+    """Optional behaviour a connector declares; the server refuses the rest with 501."""
+
+    CAS = "cas"  # writes and deletes conditional on If-Match: <etag>
+    CREATE_ONLY = "create_only"  # writes conditional on If-None-Match: *
+    APPEND = "append"  # native atomic append
+    RANGE_READ = "range_read"  # ranged reads without reading the skipped bytes
+    TTL = "ttl"  # per-key expiry through the user.asya.ttl attribute
+    LAST_MODIFIED = "last_modified"  # stat reports a modification time
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What ``stat`` knows about one stored object."""
+
+    key: str
+    size: int
+    etag: str
+    content_type: str | None = None
+    last_modified: float | None = None  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing: objects, common prefixes and the next page's token."""
+
+    entries: list[ObjectMeta]
+    prefixes: list[str] = field(default_factory=list)
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """A precondition on a write or delete. The default is unconditional."""
+
+    if_match: str | None = None  # the etag the writer read
+    if_none_match: bool = False  # create-only: the key must not exist
+
+    @property
+    def unconditional(self) -> bool:
+        return self.if_match is None and not self.if_none_match
+
+
+UNCONDITIONAL = WriteCondition()
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """A parsed single HTTP byte range: ``first-last``, ``first-`` or ``-suffix``."""
+
+    first: int | None
+    last: int | None
+
+    def resolve(self, size: int, key: str) -> tuple[int, int]:
+        """Return ``(start, length)`` within an object of ``size`` bytes."""
+        if self.first is None:
+            suffix = self.last or 0
+            if suffix == 0:
+                raise RangeNotSatisfiable("empty suffix range", key=key, size=size)
+            start = max(0, size - suffix)
+            return start, size - start
+        if self.first >= size:
+            raise RangeNotSatisfiable(
+                f"range starts at {self.first} but the object has {size} bytes", key=key, size=size
+            )
+        end = size - 1 if self.last is None else min(self.last, size - 1)
+        return self.first, end - self.first + 1
+
+
+@dataclass(slots=True)
+class ReadStream:
+    """An open read: metadata of the whole object and the requested bytes as chunks.
+
+    ``chunks`` must be closed (``aclose``) when abandoned so the backend can
+    release its connection or file.
+    """
+
+    meta: ObjectMeta
+    start: int
+    length: int
+    chunks: AsyncIterator[bytes]
+
+    async def aclose(self) -> None:
+        closer = getattr(self.chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+# Attributes every connector exposes from ``stat``; backends add their own.
+STANDARD_XATTRS = ("etag", "content_type")
+
+
+class Connector(ABC):
+    """A storage backend behind the wire protocol.
+
+    Required core: ``stat``, ``read``, ``write``, ``delete``, ``list``.
+    Everything else has a default built on the core or raises Unsupported;
+    backends override what their storage does natively and declare it in
+    ``capabilities`` and ``writable_xattrs``.
+    """
+
+    #: The connector's registry name, e.g. ``fs-buffered-cas``.
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Attribute names (without ``user.asya.``) that ``set_xattr`` accepts.
+    writable_xattrs: ClassVar[frozenset[str]] = frozenset()
+    #: Largest object the backend accepts, or None for no limit.
+    max_object_size: int | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build the connector from its environment; raise ConfigError on bad settings."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire clients and pools; called once before serving."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and pools; called once after the last request."""
+
+    async def check_health(self) -> None:  # noqa: B027 - optional hook
+        """Raise BackendUnavailable when the backend cannot serve requests."""
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    # -- required core ---------------------------------------------------
+
+    @abstractmethod
+    async def stat(self, key: str) -> ObjectMeta:
+        """Metadata of ``key``; NotFound if absent."""
+
+    @abstractmethod
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        """Open ``key`` for streaming; NotFound if absent, RangeNotSatisfiable if out of range."""
+
+    @abstractmethod
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        """Store the whole of ``body`` as ``key`` atomically; Conflict if ``condition`` fails."""
+
+    @abstractmethod
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        """Remove ``key``; NotFound if absent, Conflict if ``condition`` fails."""
+
+    @abstractmethod
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        """Objects whose key starts with ``prefix``, in key order, ``limit`` per page.
+
+        With a delimiter, keys with a further delimiter after the prefix are
+        rolled up into ``prefixes`` (each ending with the delimiter).
+        """
+
+    # -- optional operations ---------------------------------------------
+
+    async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        """Append ``body`` to ``key`` (creating it); needs Capability.APPEND."""
+        raise Unsupported(f"{self.name} cannot append", key=key)
+
+    async def copy(self, source: str, target: str) -> ObjectMeta:
+        """Copy ``source`` to ``target``; streams through the core unless overridden."""
+        stream = await self.read(source)
+        try:
+            return await self.write(
+                target, stream.chunks, size=stream.meta.size, content_type=stream.meta.content_type
+            )
+        finally:
+            await stream.aclose()
+
+    async def rename(self, source: str, target: str) -> ObjectMeta:
+        """Move ``source`` to ``target``: copy then delete unless the backend has better."""
+        meta = await self.copy(source, target)
+        await self.delete(source)
+        return meta
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        """Every readable attribute of ``key`` (names without ``user.asya.``)."""
+        meta = await self.stat(key)
+        attrs = {"etag": meta.etag}
+        if meta.content_type is not None:
+            attrs["content_type"] = meta.content_type
+        return attrs
+
+    async def get_xattr(self, key: str, name: str) -> str:
+        attrs = await self.get_xattrs(key)
+        try:
+            return attrs[name]
+        except KeyError:
+            raise NoSuchAttribute(f"{key!r} has no attribute user.asya.{name}", key=key) from None
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        """Set a writable attribute; the server has already checked ``writable_xattrs``."""
+        raise Unsupported(f"{self.name} cannot set user.asya.{name}", key=key)
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        raise Unsupported(f"{self.name} cannot remove user.asya.{name}", key=key)
+
+    def describe(self) -> Mapping[str, object]:
+        """What ``GET /v1/info`` reports."""
+        return {
+            "connector": self.name,
+            "capabilities": sorted(c.value for c in self.capabilities),
+            "writable_xattrs": sorted(self.writable_xattrs),
+            "max_object_size": self.max_object_size,
+        }
