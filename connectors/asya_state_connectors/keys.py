@@ -39,7 +39,9 @@ def validate_key(key: str, *, allow_empty: bool = False) -> str:
         if segment in ("", ".", ".."):
             raise InvalidKey(f"the key has an empty, '.' or '..' segment: {key!r}", key=key)
         if segment.startswith(RESERVED_SEGMENT_PREFIX):
-            raise InvalidKey(f"names starting with {RESERVED_SEGMENT_PREFIX!r} are reserved", key=key)
+            raise InvalidKey(
+                f"names starting with {RESERVED_SEGMENT_PREFIX!r} are reserved", key=key
+            )
     try:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:

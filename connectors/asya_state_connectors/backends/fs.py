@@ -1,0 +1,572 @@
+"""``fs-buffered-lww`` / ``fs-buffered-cas``: objects as files in a local directory or PVC.
+
+Owns: the embedded default backend. Objects are files under
+``STATE_DIR/STATE_PREFIX``; the key's ``/`` segments are directories.
+
+- Atomic writes: the body goes to a temporary file beside the target
+  (``.asya-tmp-*``, hidden from listings) and is renamed over it, so a reader
+  sees the old or the new file, never a partial one, and a crash mid-write
+  leaves the old version.
+- Revisions: the ETag is derived from inode, mtime and size; every write
+  makes a new inode, so it changes on every write without storing anything.
+- CAS across processes: a conditional check and its rename run under an
+  exclusive ``flock`` on the parent directory. Every writer takes it, so an
+  LWW writer cannot slip between a CAS writer's check and rename.
+- ``content_type`` is a ``user.asya.content_type`` extended attribute set on
+  the temporary file before the rename, so it lands atomically with the data.
+- ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
+  slower); without it a process crash still never exposes a partial file.
+
+Must not: follow keys outside the root (keys are validated before they get here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import stat as stat_mod
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO, Self
+
+from ..errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    Conflict,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    Unsupported,
+)
+from ..interface import (
+    UNCONDITIONAL,
+    Capability,
+    Connector,
+    ListPage,
+    ObjectMeta,
+    RangeSpec,
+    ReadStream,
+    WriteCondition,
+)
+from ..keys import RESERVED_SEGMENT_PREFIX
+from ..listing import paginate
+from ..settings import Settings
+
+CHUNK = 256 * 1024
+# Bodies up to this size are gathered in memory and committed in one worker
+# thread call; larger ones stream to the temporary file chunk by chunk.
+SMALL_BODY = 1024 * 1024
+CONTENT_TYPE_XATTR = "user.asya.content_type"
+
+
+def _map_os_error(exc: OSError, key: str) -> ConnectorError:
+    """The fs backend's error table."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        return NotFound(f"no object at {key!r}", key=key)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"permission denied for {key!r}: {exc.strerror}", key=key)
+    if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        return TooLarge(f"no room to store {key!r}: {exc.strerror}", key=key)
+    return BackendError(f"filesystem error on {key!r}: {exc.strerror}", key=key)
+
+
+def etag_of(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class _DirLock:
+    """An exclusive flock on a directory: serialises check-and-rename across processes."""
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+class _FsConnector(Connector):
+    writable_xattrs = frozenset({"content_type"})
+
+    def __init__(self, root: Path, *, fsync: bool, max_object_size: int | None) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.max_object_size = max_object_size
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        base = Path(
+            settings.required("STATE_DIR", hint="the directory that holds the state")
+        ).absolute()
+        root = base / settings.prefix if settings.prefix else base
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"STATE_DIR {base} cannot be used: {exc.strerror}") from exc
+        limit = settings.integer("STATE_MAX_OBJECT_BYTES", 0, minimum=0) or None
+        return cls(root, fsync=settings.flag("STATE_FSYNC", False), max_object_size=limit)
+
+    # -- paths ------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _meta(self, key: str, st: os.stat_result, path: Path | int) -> ObjectMeta:
+        return ObjectMeta(
+            key=key,
+            size=st.st_size,
+            etag=etag_of(st),
+            content_type=_read_content_type(path),
+            last_modified=st.st_mtime,
+        )
+
+    # -- stat and read ------------------------------------------------------
+
+    def _stat_sync(self, key: str) -> ObjectMeta:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise NotFound(f"no object at {key!r}", key=key)
+        return self._meta(key, st, path)
+
+    async def stat(self, key: str) -> ObjectMeta:
+        return await asyncio.to_thread(self._stat_sync, key)
+
+    def _open_sync(
+        self, key: str, byte_range: RangeSpec | None
+    ) -> tuple[IO[bytes], ObjectMeta, int, int, bytes]:
+        try:
+            handle = open(self._path(key), "rb")  # noqa: SIM115 - closed by the read stream
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        try:
+            st = os.fstat(handle.fileno())
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise NotFound(f"no object at {key!r}", key=key)
+            meta = self._meta(key, st, handle.fileno())
+            start, length = (
+                (0, st.st_size) if byte_range is None else byte_range.resolve(st.st_size, key)
+            )
+            handle.seek(start)
+            first = handle.read(min(length, CHUNK))
+            return handle, meta, start, length, first
+        except BaseException:
+            handle.close()
+            raise
+
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        # The open descriptor pins the inode: a concurrent rename cannot mix versions.
+        handle, meta, start, length, first = await asyncio.to_thread(
+            self._open_sync, key, byte_range
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                remaining = length - len(first)
+                if first:
+                    yield first
+                while remaining > 0:
+                    chunk = await asyncio.to_thread(handle.read, min(remaining, CHUNK))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    yield chunk
+            finally:
+                handle.close()
+
+        return ReadStream(meta, start, length, chunks())
+
+    # -- write ------------------------------------------------------------
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        head, rest = await _gather_head(body, SMALL_BODY)
+        self._enforce_limit(key, len(head))
+        if rest is None:
+            return await asyncio.to_thread(
+                self._write_small_sync, key, head, condition, content_type
+            )
+        tmp, handle = await asyncio.to_thread(self._create_temp, key)
+        committed = False
+        try:
+            written = len(head)
+            await asyncio.to_thread(handle.write, head)
+            async for chunk in rest:
+                written += len(chunk)
+                self._enforce_limit(key, written)
+                await asyncio.to_thread(handle.write, chunk)
+            meta = await asyncio.to_thread(self._commit, key, tmp, handle, condition, content_type)
+            committed = True
+            return meta
+        finally:
+            if not committed:
+                await asyncio.to_thread(_discard, tmp, handle)
+
+    def _enforce_limit(self, key: str, size: int) -> None:
+        if self.max_object_size is not None and size > self.max_object_size:
+            raise TooLarge(f"object exceeds {self.max_object_size} bytes", key=key)
+
+    def _write_small_sync(
+        self, key: str, data: bytes, condition: WriteCondition, content_type: str | None
+    ) -> ObjectMeta:
+        tmp, handle = self._create_temp(key)
+        try:
+            handle.write(data)
+            return self._commit(key, tmp, handle, condition, content_type)
+        except BaseException:
+            _discard(tmp, handle)
+            raise
+
+    def _create_temp(self, key: str) -> tuple[Path, IO[bytes]]:
+        target = self._path(key)
+        tmp = target.parent / f"{RESERVED_SEGMENT_PREFIX}{uuid.uuid4().hex}"
+        for _ in range(5):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                return tmp, open(tmp, "xb")
+            except FileNotFoundError:
+                continue  # a concurrent delete pruned the directory; make it again
+            except NotADirectoryError as exc:
+                raise Conflict(f"a parent of {key!r} is a file", key=key) from exc
+            except OSError as exc:
+                raise _map_os_error(exc, key) from exc
+        raise BackendError(f"could not create a temporary file for {key!r}", key=key)
+
+    def _commit(
+        self,
+        key: str,
+        tmp: Path,
+        handle: IO[bytes],
+        condition: WriteCondition,
+        content_type: str | None,
+    ) -> ObjectMeta:
+        """Publish the finished temporary file as ``key`` if ``condition`` holds."""
+        target = self._path(key)
+        try:
+            st = _finish_temp(handle, content_type, fsync=self.fsync)
+            lock = _DirLock(target.parent)
+            try:
+                self._check_condition(key, target, condition)
+                os.rename(tmp, target)
+            finally:
+                lock.release()
+            if self.fsync:
+                _fsync_dir(target.parent)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        return ObjectMeta(
+            key=key,
+            size=st.st_size,
+            etag=etag_of(st),
+            content_type=content_type or None,
+            last_modified=st.st_mtime,
+        )
+
+    def _check_condition(self, key: str, target: Path, condition: WriteCondition) -> None:
+        if condition.unconditional:
+            if target.is_dir():
+                raise Conflict(f"{key!r} is a directory", key=key)
+            return
+        try:
+            current = os.stat(target)
+        except FileNotFoundError:
+            current = None
+        if condition.if_none_match and current is not None:
+            raise Conflict(f"{key!r} already exists", key=key)
+        if condition.if_match is not None and (
+            current is None or etag_of(current) != condition.if_match
+        ):
+            raise Conflict(f"{key!r} changed since it was read", key=key)
+
+    async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        tmp, handle = await asyncio.to_thread(self._create_temp, key)
+        committed = False
+        try:
+            lock = await asyncio.to_thread(_DirLock, self._path(key).parent)
+            try:
+                # Copy-on-append under the directory lock: readers see the old
+                # or the new file, and concurrent appends serialise.
+                content_type = await asyncio.to_thread(self._copy_current, key, handle)
+                written = handle.tell()
+                async for chunk in body:
+                    written += len(chunk)
+                    self._enforce_limit(key, written)
+                    await asyncio.to_thread(handle.write, chunk)
+                meta = await asyncio.to_thread(self._publish_locked, key, tmp, handle, content_type)
+                committed = True
+                return meta
+            finally:
+                await asyncio.to_thread(lock.release)
+        finally:
+            if not committed:
+                await asyncio.to_thread(_discard, tmp, handle)
+
+    def _copy_current(self, key: str, handle: IO[bytes]) -> str | None:
+        try:
+            with open(self._path(key), "rb") as current:
+                content_type = _read_content_type(current.fileno())
+                while chunk := current.read(CHUNK * 4):
+                    handle.write(chunk)
+                return content_type
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+
+    def _publish_locked(
+        self, key: str, tmp: Path, handle: IO[bytes], content_type: str | None
+    ) -> ObjectMeta:
+        st = _finish_temp(handle, content_type, fsync=self.fsync)
+        os.rename(tmp, self._path(key))
+        return ObjectMeta(
+            key=key,
+            size=st.st_size,
+            etag=etag_of(st),
+            content_type=content_type,
+            last_modified=st.st_mtime,
+        )
+
+    async def rename(self, source: str, target: str) -> ObjectMeta:
+        return await asyncio.to_thread(self._rename_sync, source, target)
+
+    def _rename_sync(self, source: str, target: str) -> ObjectMeta:
+        src, dst = self._path(source), self._path(target)
+        try:
+            if not src.is_file():
+                raise NotFound(f"no object at {source!r}", key=source)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, dst)
+            st = os.stat(dst)
+        except OSError as exc:
+            raise _map_os_error(exc, source) from exc
+        self._prune(src.parent)
+        return self._meta(target, st, dst)
+
+    # -- delete -----------------------------------------------------------
+
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        await asyncio.to_thread(self._delete_sync, key, condition)
+
+    def _delete_sync(self, key: str, condition: WriteCondition) -> None:
+        target = self._path(key)
+        try:
+            lock = _DirLock(target.parent)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        try:
+            if not target.is_file():
+                raise NotFound(f"no object at {key!r}", key=key)
+            self._check_condition(key, target, condition)
+            os.unlink(target)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        finally:
+            lock.release()
+        self._prune(target.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove directories emptied by a delete, up to the root: a prefix with no objects is gone."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    # -- list -------------------------------------------------------------
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        return await asyncio.to_thread(self._list_sync, prefix, delimiter, page_token, limit)
+
+    def _list_sync(
+        self, prefix: str, delimiter: str | None, page_token: str | None, limit: int
+    ) -> ListPage:
+        head, _, partial = prefix.rpartition("/")
+        start = self.root / head if head else self.root
+        walk = self._walk(start, f"{head}/" if head else "", partial, recursive=not delimiter)
+        return paginate(
+            walk,
+            lambda item: item[0],
+            lambda item: self._meta(item[0], item[1], self._path(item[0])),
+            prefix,
+            delimiter=delimiter,
+            page_token=page_token,
+            limit=limit,
+        )
+
+    def _walk(
+        self, directory: Path, key_prefix: str, name_prefix: str, *, recursive: bool
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        """Files under ``directory`` in key order; directories yield a stand-in entry when not recursing."""
+        try:
+            with os.scandir(directory) as scan:
+                found = [
+                    e
+                    for e in scan
+                    if e.name.startswith(name_prefix)
+                    and not e.name.startswith(RESERVED_SEGMENT_PREFIX)
+                ]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise _map_os_error(exc, key_prefix) from exc
+        # Sort as keys sort: a directory's keys all continue with "/".
+        found.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        for entry in found:
+            key = key_prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    yield from self._walk(Path(entry.path), key + "/", "", recursive=True)
+                elif _has_files(Path(entry.path)):
+                    # Rolled up by paginate(); the stat is never used.
+                    yield key + "/", entry.stat()
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    yield key, entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing
+
+    # -- attributes and health ----------------------------------------------
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        attrs = await super().get_xattrs(key)
+        attrs["url"] = self._path(key).as_uri()
+        return attrs
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        await asyncio.to_thread(self._set_content_type, key, value or None)
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        await asyncio.to_thread(self._set_content_type, key, None)
+
+    def _set_content_type(self, key: str, value: str | None) -> None:
+        path = self._path(key)
+        try:
+            if not path.is_file():
+                raise NotFound(f"no object at {key!r}", key=key)
+            if value is None:
+                with contextlib.suppress(OSError):
+                    os.removexattr(path, CONTENT_TYPE_XATTR)
+            else:
+                _write_content_type(path, value)
+        except OSError as exc:
+            if exc.errno == errno.ENOTSUP:
+                raise Unsupported(
+                    "this filesystem does not support user extended attributes", key=key
+                ) from exc
+            raise _map_os_error(exc, key) from exc
+
+    async def check_health(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
+            raise BackendUnavailable(f"state directory {self.root} is not writable")
+
+
+class FsBufferedLww(_FsConnector):
+    name = "fs-buffered-lww"
+    capabilities = frozenset(
+        {Capability.CREATE_ONLY, Capability.APPEND, Capability.RANGE_READ, Capability.LAST_MODIFIED}
+    )
+
+
+class FsBufferedCas(_FsConnector):
+    name = "fs-buffered-cas"
+    capabilities = FsBufferedLww.capabilities | {Capability.CAS}
+
+
+async def _gather_head(
+    body: AsyncIterator[bytes], limit: int
+) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Read up to ``limit`` bytes; return them and the rest of the body, or None if it ended."""
+    parts: list[bytes] = []
+    total = 0
+    iterator = aiter(body)
+    while total <= limit:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return b"".join(parts), None
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts), iterator
+
+
+def _finish_temp(handle: IO[bytes], content_type: str | None, *, fsync: bool) -> os.stat_result:
+    """Flush and close a finished temporary file, tagging its content type first."""
+    handle.flush()
+    if content_type:
+        try:
+            _write_content_type(handle.fileno(), content_type)
+        except OSError as exc:
+            # A filesystem without user xattrs still stores the data.
+            if exc.errno != errno.ENOTSUP:
+                raise
+    if fsync:
+        os.fsync(handle.fileno())
+    st = os.fstat(handle.fileno())
+    handle.close()
+    return st
+
+
+def _discard(tmp: Path, handle: IO[bytes]) -> None:
+    handle.close()
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+
+
+def _read_content_type(target: Path | int) -> str | None:
+    try:
+        return os.getxattr(target, CONTENT_TYPE_XATTR).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _write_content_type(target: Path | int, value: str) -> None:
+    os.setxattr(target, CONTENT_TYPE_XATTR, value.encode("utf-8"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _has_files(directory: Path) -> bool:
+    """Whether a directory holds at least one object, at any depth (stops at the first)."""
+    try:
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.name.startswith(RESERVED_SEGMENT_PREFIX):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    return True
+                if entry.is_dir(follow_symlinks=False) and _has_files(Path(entry.path)):
+                    return True
+    except OSError:
+        return False
+    return False

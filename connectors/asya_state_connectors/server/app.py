@@ -1,0 +1,385 @@
+"""The wire protocol served for any connector (see ../openapi.yaml).
+
+Owns: dispatching requests to connector methods, streaming bodies both ways
+in bounded chunks, enforcing declared capabilities and the size limit, and
+turning ConnectorError into JSON error responses. Request bookkeeping for a
+graceful drain lives here too (in-flight count, draining flag).
+
+Must not: know any backend, or hold a whole request or response body in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPException
+from multidict import CIMultiDict
+
+from ..errors import (
+    BadRequest,
+    ConnectorError,
+    Draining,
+    RangeNotSatisfiable,
+    TooLarge,
+    Unsupported,
+)
+from ..interface import Capability, Connector, ObjectMeta, WriteCondition
+from ..keys import validate_key
+from . import requests as rq
+
+log = logging.getLogger("asya_state_connectors.server")
+
+CHUNK = 256 * 1024
+Handler = Callable[[web.BaseRequest, str, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(exc: ConnectorError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    response = _json(exc.status, exc.to_json(), headers)
+    if isinstance(exc, Draining):
+        response.force_close()
+    return response
+
+
+def meta_headers(meta: ObjectMeta) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["ETag"] = rq.quote_etag(meta.etag)
+    headers["X-Asya-Size"] = str(meta.size)
+    headers["X-Asya-Kind"] = "file"
+    if meta.content_type:
+        headers["Content-Type"] = meta.content_type
+    if meta.last_modified is not None:
+        headers["X-Asya-Mtime"] = repr(meta.last_modified)
+        headers["Last-Modified"] = formatdate(meta.last_modified, usegmt=True)
+    return headers
+
+
+class ProtocolApp:
+    """Serves one connector; create one per server."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.on_request: Callable[[str, int, float], None] | None = None
+
+    # -- entry point ------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        self.in_flight += 1
+        self._idle.clear()
+        operation = "unknown"
+        status = 500
+        try:
+            if self.draining:
+                raise Draining("the connector is shutting down")
+            path, params = rq.split_target(request.raw_path)
+            handler, operation, rest = self._route(request.method, path)
+            response = await handler(request, rest, params)
+            status = response.status
+            return response
+        except ConnectorError as exc:
+            status = exc.status
+            if exc.status >= 500 and not isinstance(exc, Draining | Unsupported):
+                log.warning("%s failed: %s %s", operation, exc.code, exc.message)
+            return error_response(exc)
+        except HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            status = 499  # the client went away; nothing to answer
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", operation)
+            status = 500
+            return _json(500, {"code": "backend_error", "message": "internal connector error"})
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+            if self.on_request is not None:
+                self.on_request(operation, status, time.perf_counter() - started)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def _route(self, method: str, path: str) -> tuple[Handler, str, str]:
+        if path.startswith(rq.OBJECTS):
+            rest = path[len(rq.OBJECTS) :]
+            table: dict[str, tuple[Handler, str]] = {
+                "GET": (self.read, "read"),
+                "HEAD": (self.stat, "stat"),
+                "PUT": (self.write, "write"),
+                "POST": (self.action, "action"),
+                "DELETE": (self.delete, "delete"),
+            }
+        elif path.startswith(rq.XATTRS):
+            rest = path[len(rq.XATTRS) :]
+            table = {
+                "GET": (self.get_xattr, "xattr_get"),
+                "PUT": (self.set_xattr, "xattr_set"),
+                "DELETE": (self.remove_xattr, "xattr_remove"),
+            }
+        else:
+            rest = ""
+            fixed: dict[str, tuple[Handler, str]] = {
+                f"{rq.API}/list": (self.list, "list"),
+                f"{rq.API}/health": (self.health, "health"),
+                f"{rq.API}/ready": (self.ready, "ready"),
+                f"{rq.API}/info": (self.info, "info"),
+            }
+            if path not in fixed:
+                raise _NotFoundRoute(path)
+            table = {"GET": fixed[path], "HEAD": fixed[path]}
+        if method not in table:
+            raise _MethodNotAllowed(method, sorted(table))
+        handler, operation = table[method]
+        return handler, operation, rest
+
+    # -- objects ----------------------------------------------------------
+
+    async def read(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        spec = rq.byte_range(request.headers.get("Range"))
+        stream = await self.connector.read(key, spec)
+        try:
+            headers = meta_headers(stream.meta)
+            if_none_match = request.headers.get("If-None-Match")
+            if if_none_match is not None and _etag_matches(if_none_match, stream.meta.etag):
+                return web.Response(status=304, headers={"ETag": headers["ETag"]})
+            status = 200
+            if spec is not None:
+                status = 206
+                end = stream.start + stream.length - 1
+                headers["Content-Range"] = f"bytes {stream.start}-{end}/{stream.meta.size}"
+            headers.setdefault("Content-Type", "application/octet-stream")
+            response = web.StreamResponse(status=status, headers=headers)
+            response.content_length = stream.length
+            await response.prepare(request)
+            async for chunk in stream.chunks:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            await stream.aclose()
+
+    async def stat(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest, allow_empty=True)
+        if key:
+            try:
+                meta = await self.connector.stat(key)
+                return web.Response(status=200, headers=meta_headers(meta))
+            except ConnectorError as exc:
+                if exc.status != 404:
+                    raise
+            page = await self.connector.list(key + "/", delimiter="/", limit=1)
+            if not page.entries and not page.prefixes:
+                return web.Response(status=404)
+        return web.Response(status=200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
+
+    async def write(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        condition = rq.write_condition(
+            request.headers.get("If-Match"), request.headers.get("If-None-Match")
+        )
+        self._check_condition(condition, key)
+        size = request.content_length
+        meta = await self.connector.write(
+            key,
+            self._body(request, key),
+            size=size,
+            condition=condition,
+            content_type=request.headers.get("Content-Type"),
+        )
+        return web.Response(status=200, headers=_written(meta))
+
+    async def action(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        op = params.get("op")
+        if op == "append":
+            if not self.connector.supports(Capability.APPEND):
+                raise Unsupported(f"{self.connector.name} does not support append", key=key)
+            meta = await self.connector.append(key, self._body(request, key))
+        elif op in ("copy", "rename"):
+            target = validate_key(rq.decode_key_param(params.get("to", "")))
+            if op == "copy":
+                meta = await self.connector.copy(key, target)
+            else:
+                meta = await self.connector.rename(key, target)
+        else:
+            raise BadRequest("op must be one of append, copy, rename", key=key)
+        return web.Response(status=200, headers=_written(meta))
+
+    async def delete(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        condition = rq.write_condition(request.headers.get("If-Match"), None)
+        self._check_condition(condition, key)
+        await self.connector.delete(key, condition=condition)
+        return web.Response(status=204)
+
+    async def list(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        prefix, delimiter, token, limit = rq.list_params(params)
+        page = await self.connector.list(prefix, delimiter=delimiter, page_token=token, limit=limit)
+        return _json(
+            200,
+            {
+                "entries": [
+                    {
+                        "key": m.key,
+                        "size": m.size,
+                        "etag": m.etag,
+                        "content_type": m.content_type,
+                        "last_modified": m.last_modified,
+                    }
+                    for m in page.entries
+                ],
+                "prefixes": page.prefixes,
+                "next_page_token": page.next_token,
+            },
+        )
+
+    # -- attributes ---------------------------------------------------------
+
+    async def get_xattr(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        name = rq.xattr_name(params, required=False)
+        if name is None:
+            return _json(200, {"attributes": await self.connector.get_xattrs(key)})
+        value = await self.connector.get_xattr(key, name)
+        return web.Response(status=200, text=value, content_type="text/plain")
+
+    async def set_xattr(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        name = rq.xattr_name(params, required=True)
+        assert name is not None
+        self._check_writable(key, name)
+        raw = await request.content.read(4097)
+        if len(raw) > 4096:
+            raise TooLarge("attribute values are limited to 4096 bytes", key=key)
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("attribute values must be UTF-8 text", key=key) from None
+        await self.connector.set_xattr(key, name, value)
+        return web.Response(status=204)
+
+    async def remove_xattr(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        key = rq.object_key(rest)
+        name = rq.xattr_name(params, required=True)
+        assert name is not None
+        self._check_writable(key, name)
+        await self.connector.remove_xattr(key, name)
+        return web.Response(status=204)
+
+    # -- service ----------------------------------------------------------
+
+    async def health(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        return _json(200, {"status": "ok"})
+
+    async def ready(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        await self.connector.check_health()
+        return _json(200, {"status": "ready"})
+
+    async def info(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        return _json(200, dict(self.connector.describe()))
+
+    # -- helpers ----------------------------------------------------------
+
+    def _check_condition(self, condition: WriteCondition, key: str) -> None:
+        if condition.if_match is not None and not self.connector.supports(Capability.CAS):
+            raise Unsupported(
+                f"{self.connector.name} does not support conditional writes (If-Match)", key=key
+            )
+        if condition.if_none_match and not self.connector.supports(Capability.CREATE_ONLY):
+            raise Unsupported(f"{self.connector.name} does not support create-only writes", key=key)
+
+    def _check_writable(self, key: str, name: str) -> None:
+        if name == "ttl" and not self.connector.supports(Capability.TTL):
+            raise Unsupported(f"{self.connector.name} has no TTL support", key=key)
+        if name not in self.connector.writable_xattrs:
+            raise Unsupported(f"user.asya.{name} is read-only on {self.connector.name}", key=key)
+
+    async def _body(self, request: web.BaseRequest, key: str) -> AsyncIterator[bytes]:
+        """The request body in bounded chunks, enforcing the size limit and completeness."""
+        limit = self.connector.max_object_size
+        declared = request.content_length
+        if limit is not None and declared is not None and declared > limit:
+            raise TooLarge(f"{declared} bytes exceed the limit of {limit}", key=key)
+        received = 0
+        async for chunk in request.content.iter_chunked(CHUNK):
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise TooLarge(f"the body exceeds the limit of {limit} bytes", key=key)
+            yield chunk
+        if declared is not None and received != declared:
+            raise BadRequest(f"body ended after {received} of {declared} bytes", key=key)
+        if request.content.exception() is not None:
+            raise BadRequest("the request body was cut off", key=key)
+
+
+def _written(meta: ObjectMeta) -> dict[str, str]:
+    return {"ETag": rq.quote_etag(meta.etag), "X-Asya-Size": str(meta.size)}
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    candidates = [part.strip() for part in header.split(",")]
+    return "*" in candidates or any(rq.parse_etag(c) == etag for c in candidates if c)
+
+
+class _NotFoundRoute(ConnectorError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no such endpoint: {path[:200]}")
+
+
+class _MethodNotAllowed(ConnectorError):
+    status = 405
+    code = "bad_request"
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method} not allowed here; allowed: {', '.join(allowed)}")

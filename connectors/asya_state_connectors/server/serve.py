@@ -1,0 +1,105 @@
+"""Run a connector behind the protocol on a Unix socket until SIGTERM.
+
+Owns: the socket file (stale file removed, mode 0660), the aiohttp low-level
+server, signal handling and the graceful drain: on SIGTERM the listener
+closes, requests already in flight finish, requests arriving on kept-alive
+connections get 503 ``draining``, and the process exits within the grace
+period whatever happens.
+
+Must not: know any backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+from pathlib import Path
+
+from aiohttp import web
+
+from ..interface import Connector
+from .app import ProtocolApp
+
+log = logging.getLogger("asya_state_connectors.server")
+
+SOCKET_MODE = 0o660
+
+
+class ConnectorServer:
+    """One connector served on one Unix socket."""
+
+    def __init__(
+        self, connector: Connector, socket_path: str, *, grace_seconds: float = 25.0
+    ) -> None:
+        self.connector = connector
+        self.socket_path = socket_path
+        self.grace_seconds = grace_seconds
+        self.app = ProtocolApp(connector)
+        self._runner: web.ServerRunner | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.connector.open()
+        _prepare_socket_path(Path(self.socket_path))
+        server = web.Server(self.app.handle, handler_cancellation=False, access_log=None)
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=self.grace_seconds
+        )
+        await self._runner.setup()
+        site = web.UnixSite(self._runner, self.socket_path)
+        # Create the socket with the final mode: no window where it is wider.
+        old_umask = os.umask(0o117)
+        try:
+            await site.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, SOCKET_MODE)
+        log.info("serving %s on %s", self.connector.name, self.socket_path)
+
+    async def drain_and_stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded by the grace period), close."""
+        if self._stopped.is_set():
+            return
+        self.app.draining = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        try:
+            await asyncio.wait_for(self.app.wait_idle(), self.grace_seconds)
+        except TimeoutError:
+            log.warning("grace period over with %d requests in flight", self.app.in_flight)
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner.cleanup(), 2.0)
+        await self.connector.close()
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("draining: %d requests in flight", self.app.in_flight)
+            await self.drain_and_stop()
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Make the parent directory and remove a stale socket left by a crashed predecessor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
+        path.unlink()
+
+
+def run(connector: Connector, socket_path: str, *, grace_seconds: float = 25.0) -> None:
+    asyncio.run(
+        ConnectorServer(connector, socket_path, grace_seconds=grace_seconds).serve_forever()
+    )
