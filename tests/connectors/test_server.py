@@ -189,8 +189,7 @@ def test_malformed_requests_never_crash_or_500(
     reply = _exchange(fs_connector.socket_path, payload)
     status_line = reply.split(b"\r\n", 1)[0]
     assert b" 500 " not in status_line, f"client error answered with {status_line!r}"
-    assert fs_connector.process is not None and fs_connector.process.poll() is None, (
-        "connector died"
-    )
+    assert fs_connector.process is not None
+    assert fs_connector.process.poll() is None, "connector died"
     healthy, detail = check(fs_connector.socket_path, ready=True, timeout=3)
     assert healthy, detail
