@@ -31,23 +31,29 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from asya_state_connectors.errors import ConfigError
     from asya_state_connectors.registry import connector_class
+    from asya_state_connectors.server.observability import configure_logging
+    from asya_state_connectors.server.serve import ConnectorServer
     from asya_state_connectors.server.serve import run as serve
     from asya_state_connectors.settings import Settings
 
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     settings = Settings(os.environ)
     try:
+        level = (settings.optional("LOG_LEVEL", "INFO") or "INFO").upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        configure_logging(level, json_format=settings.optional("LOG_FORMAT", "json") == "json")
         socket_path = args.socket or settings.required(
             "CONNECTOR_SOCKET", hint="the Unix socket to serve on"
         )
-        grace = settings.number("CONNECTOR_GRACE_SECONDS", 25.0)
-        connector = connector_class(args.name).from_settings(settings)
+        server = ConnectorServer(
+            connector_class(args.name).from_settings(settings),
+            socket_path,
+            grace_seconds=settings.number("CONNECTOR_GRACE_SECONDS", 25.0),
+            metrics_port=settings.integer("METRICS_PORT", 0, minimum=0) or None,
+            metrics_host=settings.optional("METRICS_HOST") or "0.0.0.0",
+        )
     except ConfigError as exc:
         print(f"asya-state connector {args.name}: {exc}", file=sys.stderr)
         return 2
-    serve(connector, socket_path, grace_seconds=grace)
+    serve(server)
     return 0

@@ -11,6 +11,7 @@ Must not: know any backend, or hold a whole request or response body in memory.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ from ..errors import (
 from ..interface import Capability, Connector, ObjectMeta, WriteCondition
 from ..keys import validate_key
 from . import requests as rq
+from .observability import Metrics, key_hash
 
 log = logging.getLogger("asya_state_connectors.server")
 
@@ -76,11 +78,12 @@ class ProtocolApp:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        self.metrics = Metrics(connector.name)
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.on_request: Callable[[str, int, float], None] | None = None
+        self._request_ids = itertools.count(1)
 
     # -- entry point ------------------------------------------------------
 
@@ -88,8 +91,7 @@ class ProtocolApp:
         started = time.perf_counter()
         self.in_flight += 1
         self._idle.clear()
-        operation = "unknown"
-        status = 500
+        operation, rest, status, code = "unknown", "", 500, None
         try:
             if self.draining:
                 raise Draining("the connector is shutting down")
@@ -99,9 +101,7 @@ class ProtocolApp:
             status = response.status
             return response
         except ConnectorError as exc:
-            status = exc.status
-            if exc.status >= 500 and not isinstance(exc, Draining | Unsupported):
-                log.warning("%s failed: %s %s", operation, exc.code, exc.message)
+            status, code = exc.status, exc.code
             return error_response(exc)
         except HTTPException:
             raise
@@ -110,14 +110,36 @@ class ProtocolApp:
             raise
         except Exception:
             log.exception("unexpected error in %s", operation)
-            status = 500
-            return _json(500, {"code": "backend_error", "message": "internal connector error"})
+            status, code = 500, "backend_error"
+            return _json(500, {"code": code, "message": "internal connector error"})
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
-            if self.on_request is not None:
-                self.on_request(operation, status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(operation, status, elapsed, code)
+            level = (
+                logging.WARNING
+                if status >= 500 and code not in ("draining", "unsupported")
+                else logging.DEBUG
+            )
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "%s %s",
+                    operation,
+                    status,
+                    extra={
+                        "request_id": request.headers.get("X-Request-Id")
+                        or f"{next(self._request_ids):x}",
+                        "operation": operation,
+                        "key_hash": key_hash(rest) if rest else None,
+                        "status": status,
+                        "code": code,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "connector": self.connector.name,
+                    },
+                )
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -146,6 +168,7 @@ class ProtocolApp:
                 f"{rq.API}/health": (self.health, "health"),
                 f"{rq.API}/ready": (self.ready, "ready"),
                 f"{rq.API}/info": (self.info, "info"),
+                "/metrics": (self.render_metrics, "metrics"),
             }
             if path not in fixed:
                 raise _NotFoundRoute(path)
@@ -177,8 +200,13 @@ class ProtocolApp:
             response = web.StreamResponse(status=status, headers=headers)
             response.content_length = stream.length
             await response.prepare(request)
-            async for chunk in stream.chunks:
-                await response.write(chunk)
+            sent = 0
+            try:
+                async for chunk in stream.chunks:
+                    sent += len(chunk)
+                    await response.write(chunk)
+            finally:
+                self.metrics.add_bytes("out", sent)
             await response.write_eof()
             return response
         finally:
@@ -321,6 +349,11 @@ class ProtocolApp:
         await self.connector.check_health()
         return _json(200, {"status": "ready"})
 
+    async def render_metrics(
+        self, request: web.BaseRequest, rest: str, params: dict[str, str]
+    ) -> web.StreamResponse:
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
     async def info(
         self, request: web.BaseRequest, rest: str, params: dict[str, str]
     ) -> web.StreamResponse:
@@ -351,6 +384,7 @@ class ProtocolApp:
         received = 0
         async for chunk in request.content.iter_chunked(CHUNK):
             received += len(chunk)
+            self.metrics.add_bytes("in", len(chunk))
             if limit is not None and received > limit:
                 raise TooLarge(f"the body exceeds the limit of {limit} bytes", key=key)
             yield chunk

@@ -33,13 +33,22 @@ class ConnectorServer:
     """One connector served on one Unix socket."""
 
     def __init__(
-        self, connector: Connector, socket_path: str, *, grace_seconds: float = 25.0
+        self,
+        connector: Connector,
+        socket_path: str,
+        *,
+        grace_seconds: float = 25.0,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         self.connector = connector
         self.socket_path = socket_path
         self.grace_seconds = grace_seconds
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
         self.app = ProtocolApp(connector)
         self._runner: web.ServerRunner | None = None
+        self._metrics_runner: web.ServerRunner | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -58,7 +67,25 @@ class ConnectorServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, SOCKET_MODE)
+        if self.metrics_port is not None:
+            await self._start_metrics_listener()
         log.info("serving %s on %s", self.connector.name, self.socket_path)
+
+    async def _start_metrics_listener(self) -> None:
+        """The only TCP listener a connector opens, and only when METRICS_PORT is set."""
+
+        async def metrics_only(request: web.BaseRequest) -> web.StreamResponse:
+            if request.method != "GET" or request.path != "/metrics":
+                return web.Response(status=404, text="only GET /metrics is served here\n")
+            return web.Response(
+                text=self.app.metrics.render(), content_type="text/plain", charset="utf-8"
+            )
+
+        server = web.Server(metrics_only, access_log=None)
+        self._metrics_runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
+        await self._metrics_runner.setup()
+        await web.TCPSite(self._metrics_runner, self.metrics_host, self.metrics_port).start()
+        log.info("metrics on %s:%s/metrics", self.metrics_host, self.metrics_port)
 
     async def drain_and_stop(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded by the grace period), close."""
@@ -71,9 +98,10 @@ class ConnectorServer:
             await asyncio.wait_for(self.app.wait_idle(), self.grace_seconds)
         except TimeoutError:
             log.warning("grace period over with %d requests in flight", self.app.in_flight)
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._runner.cleanup(), 2.0)
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(runner.cleanup(), 2.0)
         await self.connector.close()
         self._stopped.set()
 
@@ -99,7 +127,5 @@ def _prepare_socket_path(path: Path) -> None:
         path.unlink()
 
 
-def run(connector: Connector, socket_path: str, *, grace_seconds: float = 25.0) -> None:
-    asyncio.run(
-        ConnectorServer(connector, socket_path, grace_seconds=grace_seconds).serve_forever()
-    )
+def run(server: ConnectorServer) -> None:
+    asyncio.run(server.serve_forever())
