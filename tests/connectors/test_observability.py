@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.base import free_port
@@ -42,10 +44,8 @@ async def test_logs_are_json_and_never_carry_bodies_or_keys(
         await client.open()
         meta = await put(client, SECRET_KEY, SECRET_BODY)
         await client.read(SECRET_KEY)
-        try:
+        with pytest.raises(Conflict):
             await put(client, SECRET_KEY, b"x", condition=WriteCondition(if_match="stale"))
-        except Conflict:
-            pass
         await client.close()
         assert not _tcp_listeners(process.pid), "no TCP listener without METRICS_PORT"
     finally:
@@ -70,18 +70,15 @@ async def test_metrics_on_the_socket_and_on_an_explicit_port(
         client = HttpConnector(process.socket_path)
         await client.open()
         first = await put(client, "m/a.txt", b"12345")
-        try:
+        with pytest.raises(Conflict):
             await put(client, "m/a.txt", b"x", condition=WriteCondition(if_match=first.etag + "0"))
-        except Conflict:
-            pass
         await client.close()
         assert _tcp_listeners(process.pid) == [("127.0.0.1", port)]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/info", timeout=5) as response:
-            raise AssertionError("the metrics port must serve nothing but /metrics")
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 404
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/info", timeout=5)
+        assert refused.value.code == 404, "the metrics port serves nothing but /metrics"
     finally:
         process.stop()
     assert (
