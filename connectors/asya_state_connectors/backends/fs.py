@@ -16,6 +16,8 @@ Owns: the embedded default backend. Objects are files under
   the temporary file before the rename, so it lands atomically with the data.
 - ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
   slower); without it a process crash still never exposes a partial file.
+- A writer killed mid-write leaves a hidden temporary file; listings never
+  show it, and the connector removes those older than an hour when it starts.
 
 Must not: follow keys outside the root (keys are validated before they get here).
 """
@@ -28,6 +30,7 @@ import errno
 import fcntl
 import os
 import stat as stat_mod
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -63,6 +66,8 @@ CHUNK = 256 * 1024
 # thread call; larger ones stream to the temporary file chunk by chunk.
 SMALL_BODY = 1024 * 1024
 CONTENT_TYPE_XATTR = "user.asya.content_type"
+# A temporary file untouched this long belongs to a writer that died.
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _map_os_error(exc: OSError, key: str) -> ConnectorError:
@@ -483,6 +488,28 @@ class _FsConnector(Connector):
     async def check_health(self) -> None:
         if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
             raise BackendUnavailable(f"state directory {self.root} is not writable")
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.sweep_stale_temp_files)
+
+    def sweep_stale_temp_files(self, max_age: float = STALE_TEMP_SECONDS) -> int:
+        """Remove temporary files a killed writer left behind; returns how many.
+
+        Only files untouched for ``max_age`` go: another connector process
+        sharing the directory may be writing a fresh one right now.
+        """
+        cutoff = time.time() - max_age
+        removed = 0
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(RESERVED_SEGMENT_PREFIX):
+                    continue
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+        return removed
 
 
 class FsBufferedLww(_FsConnector):
