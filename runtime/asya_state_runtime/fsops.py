@@ -82,6 +82,21 @@ def stat(target: Target) -> os.stat_result:
     return make_stat(target, is_dir=meta.is_dir, size=meta.size, mtime=meta.mtime)
 
 
+def probe(target: Target) -> os.stat_result | None:
+    """``stat`` for the os.path predicates: None when nothing is there.
+
+    Unlike genericpath, an unreachable or silent connector is not "nothing
+    there": "load or start fresh" code must not start fresh and then
+    overwrite state it could not see.
+    """
+    try:
+        return stat(target)
+    except (ConnectionError, TimeoutError):
+        raise
+    except (OSError, ValueError):
+        return None
+
+
 # -- directories ------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import io
 import os
 import pathlib
 import shutil
+import stat as stat_module
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,43 @@ def _lstat(path: Any, *args: Any, **kwargs: Any) -> Any:
     if target is None:
         return _original(os, "lstat")(path, *args, **kwargs)
     return fsops.stat(target)
+
+
+def _exists(path: Any) -> bool:
+    target = _resolve(path)
+    if target is None:
+        return _original(os.path, "exists")(path)  # type: ignore[no-any-return]
+    return fsops.probe(target) is not None
+
+
+def _lexists(path: Any) -> bool:
+    target = _resolve(path)
+    if target is None:
+        return _original(os.path, "lexists")(path)  # type: ignore[no-any-return]
+    return fsops.probe(target) is not None
+
+
+def _isfile(path: Any) -> bool:
+    target = _resolve(path)
+    if target is None:
+        return _original(os.path, "isfile")(path)  # type: ignore[no-any-return]
+    result = fsops.probe(target)
+    return result is not None and stat_module.S_ISREG(result.st_mode)
+
+
+def _isdir(path: Any) -> bool:
+    target = _resolve(path)
+    if target is None:
+        return _original(os.path, "isdir")(path)  # type: ignore[no-any-return]
+    result = fsops.probe(target)
+    return result is not None and stat_module.S_ISDIR(result.st_mode)
+
+
+def _islink(path: Any) -> bool:
+    # State paths have no symlinks: answered without a request (os.walk asks per directory).
+    if _resolve(path) is None:
+        return _original(os.path, "islink")(path)  # type: ignore[no-any-return]
+    return False
 
 
 def _listdir(path: Any = None) -> Any:
@@ -223,6 +261,15 @@ def _touch(self: pathlib.Path, mode: int = 0o666, exist_ok: bool = True) -> None
     fsops.touch(target, exist_ok)
 
 
+_PATH_PREDICATES: dict[str, Callable[[Any], bool]] = {
+    "exists": _exists,
+    "lexists": _lexists,
+    "isfile": _isfile,
+    "isdir": _isdir,
+    "islink": _islink,
+}
+
+
 def _os_replacements() -> dict[str, Callable[..., Any]]:
     table: dict[str, Callable[..., Any]] = {
         "stat": _stat,
@@ -306,6 +353,8 @@ def install(mounts: str | None = None, *, socket_dir: str | None = None) -> list
                 shutil, "rmtree"
             ).avoids_symlink_attacks
             _patch(pathlib.Path, "touch", _touch)
+            for name, predicate in _PATH_PREDICATES.items():
+                _patch(os.path, name, predicate)
         _table = table
     return parsed
 
