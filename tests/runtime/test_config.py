@@ -38,7 +38,8 @@ def test_entries_with_options_and_defaults() -> None:
             DEFAULT_CONNECT_TIMEOUT,
         ),
     ]
-    assert mounts[0].passthrough and not mounts[1].passthrough
+    assert mounts[0].passthrough
+    assert not mounts[1].passthrough
 
 
 def test_whitespace_and_empty_entries_are_tolerated() -> None:

@@ -38,7 +38,9 @@ def test_status_mapping(status: int, code: str, exc_type: type[OSError], number:
     assert type(exc) is exc_type
     assert exc.errno == number
     assert exc.filename == PATH
-    assert "the detail" in str(exc) and PATH in str(exc) and "'cache'" in str(exc)
+    assert "the detail" in str(exc)
+    assert PATH in str(exc)
+    assert "'cache'" in str(exc)
 
 
 def test_a_missing_attribute_is_not_a_missing_file() -> None:
@@ -56,5 +58,6 @@ def test_unreachable_connector_is_a_connection_error_naming_socket_and_mount() -
     exc = errors.unreachable(MOUNT, PATH, FileNotFoundError(errno.ENOENT, "No such file"))
     assert isinstance(exc, ConnectionError)
     assert not isinstance(exc, FileNotFoundError)
-    assert "/run/s/cache.sock" in str(exc) and "'cache'" in str(exc)
+    assert "/run/s/cache.sock" in str(exc)
+    assert "'cache'" in str(exc)
     assert exc.filename == PATH

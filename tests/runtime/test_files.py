@@ -33,7 +33,7 @@ def scenario(path: str, mode: str, initial: bytes | None) -> list[object]:
             log.append((name, type(exc).__name__))
 
     try:
-        f = open(path, mode)
+        f = open(path, mode)  # noqa: SIM115 - closed below; the log records each step
     except Exception as exc:
         return [("open", type(exc).__name__)]
     text = "b" not in mode
@@ -110,7 +110,8 @@ def test_reading_api(hooks: Connectors, ns: str) -> None:
     with open(path, "rb") as f:
         assert f.read(5) == b"line "
         buffer = bytearray(3)
-        assert f.readinto(buffer) == 3 and buffer == b"0\nl"
+        assert f.readinto(buffer) == 3
+        assert buffer == b"0\nl"
         assert f.readline() == b"ine 1\n"
         assert f.tell() == 14
         f.seek(-7, io.SEEK_END)
@@ -119,8 +120,12 @@ def test_reading_api(hooks: Connectors, ns: str) -> None:
         assert f.readlines()[:2] == [b"line 0\n", b"line 1\n"]
     with open(path) as f:
         assert sum(1 for _ in f) == 1000
-        assert f.name == path and f.mode == "r" and not f.closed
-        assert f.readable() and not f.writable() and f.seekable()
+        assert f.name == path
+        assert f.mode == "r"
+        assert not f.closed
+        assert f.readable()
+        assert not f.writable()
+        assert f.seekable()
         with pytest.raises(io.UnsupportedOperation):
             f.fileno()
         assert not f.isatty()
@@ -135,7 +140,8 @@ def test_file_objects_are_io_objects(hooks: Connectors, ns: str) -> None:
         f.flush()
     with open(path, "rb") as f:
         assert isinstance(f, io.BufferedReader)
-        assert f.raw.mode == "rb" and f.name == path
+        assert f.raw.mode == "rb"
+        assert f.name == path
     with open(path, "r+b") as f:
         assert isinstance(f, io.BufferedRandom)
     with open(path) as f:
@@ -146,7 +152,8 @@ def test_file_objects_are_io_objects(hooks: Connectors, ns: str) -> None:
     with open(Path(path).parent / "kinds.bin", "rb") as f:
         assert f.name == path
     with open(os.fsencode(path), "rb") as f:
-        assert f.name == os.fsencode(path) and f.read() == b"ab"
+        assert f.name == os.fsencode(path)
+        assert f.read() == b"ab"
 
 
 @pytest.mark.parametrize("mount", ["/state", "/cas", "/stream"])
@@ -158,11 +165,16 @@ def test_a_with_block_that_raises_commits_nothing(
     with open(path, "w") as f:
         f.write("previous\n")
     data = "partial\n" if "b" not in mode else b"partial\n"
-    with pytest.raises(RuntimeError), open(path, mode) as f:
-        f.write(data)  # type: ignore[arg-type]
-        f.flush()
-        f.write(data * 100_000)  # type: ignore[arg-type]
-        raise RuntimeError("handler failed")
+
+    def handler() -> None:
+        with open(path, mode) as f:
+            f.write(data)  # type: ignore[arg-type]
+            f.flush()
+            f.write(data * 100_000)  # type: ignore[arg-type]
+            raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError, match="handler failed"):
+        handler()
     with open(path) as f:
         assert f.read() == "previous\n"
 
@@ -170,9 +182,14 @@ def test_a_with_block_that_raises_commits_nothing(
 def test_a_with_block_that_raises_creates_nothing(hooks: Connectors, ns: str) -> None:
     for mount in ("/state", "/stream"):
         path = f"{mount}/{ns}/never.txt"
-        with pytest.raises(RuntimeError), open(path, "w") as f:
-            f.write("x" * 200_000)
-            raise RuntimeError
+
+        def handler(path: str = path) -> None:
+            with open(path, "w") as f:
+                f.write("x" * 200_000)
+                raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            handler()
         assert not os.path.exists(path)
 
 
@@ -220,8 +237,8 @@ def test_exclusive_creation(hooks: Connectors, ns: str) -> None:
         path = f"{mount}/{ns}/x.txt"
         with open(path, "x") as f:
             f.write("first")
-        with pytest.raises(FileExistsError) as caught:
-            open(path, "x")
+        with pytest.raises(FileExistsError) as caught, open(path, "x"):
+            pass
         assert caught.value.filename == path
         with open(path) as f:
             assert f.read() == "first"
@@ -230,7 +247,7 @@ def test_exclusive_creation(hooks: Connectors, ns: str) -> None:
 def test_exclusive_creation_is_atomic_at_the_backend(hooks: Connectors, ns: str) -> None:
     for mount in ("/cas", "/stream"):
         path = f"{mount}/{ns}/race.txt"
-        mine = open(path, "x")
+        mine = open(path, "x")  # noqa: SIM115 - closed after the rival's write
         mine.write("mine")
         with open(path, "x") as theirs:
             theirs.write("theirs")
@@ -242,37 +259,38 @@ def test_exclusive_creation_is_atomic_at_the_backend(hooks: Connectors, ns: str)
 
 def test_errors_name_the_path(hooks: Connectors, ns: str) -> None:
     missing = f"/state/{ns}/missing.json"
-    with pytest.raises(FileNotFoundError) as not_found:
-        open(missing)
-    assert not_found.value.filename == missing and missing in str(not_found.value)
-    with pytest.raises(IsADirectoryError):
-        open("/state")
-    with pytest.raises(OSError) as invalid:
-        open(f"/state/{ns}/.asya-tmp-x", "w").close()
+    with pytest.raises(FileNotFoundError) as not_found, open(missing):
+        pass
+    assert not_found.value.filename == missing
+    assert missing in str(not_found.value)
+    with pytest.raises(IsADirectoryError), open("/state"):
+        pass
+    with pytest.raises(OSError, match="reserved") as invalid, open(f"/state/{ns}/.asya-tmp-x", "w"):
+        pass
     assert invalid.value.errno == errno.EINVAL
     big = f"/small/{ns}/big.bin"
-    with pytest.raises(OSError) as too_large:
-        with open(big, "wb") as f:
-            f.write(b"x" * (SMALL_LIMIT + 1))
-    assert too_large.value.errno == errno.EFBIG and too_large.value.filename == big
+    with pytest.raises(OSError, match="exceed") as too_large, open(big, "wb") as f:
+        f.write(b"x" * (SMALL_LIMIT + 1))
+    assert too_large.value.errno == errno.EFBIG
+    assert too_large.value.filename == big
     assert not os.path.exists(big)
 
 
 def test_open_arguments_are_validated_like_the_real_open(hooks: Connectors, ns: str) -> None:
     path = f"/state/{ns}/v.txt"
     for bad_mode in ("rw", "rr", "z", "rbt", "", "+"):
-        with pytest.raises(ValueError):
-            open(path, bad_mode)
-    with pytest.raises(ValueError, match="encoding"):
-        open(path, "wb", encoding="utf-8")
-    with pytest.raises(ValueError, match="unbuffered text"):
-        open(path, "w", buffering=0)
-    with pytest.raises(ValueError, match="newline"):
-        open(path, "w", newline="x")
-    with pytest.raises(LookupError):
-        open(path, "w", encoding="no-such-codec")
-    with pytest.raises(ValueError, match="closefd"):
-        open(path, "w", closefd=False)
+        with pytest.raises(ValueError, match="mode"), open(path, bad_mode):
+            pass
+    bad_arguments: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"mode": "wb", "encoding": "utf-8"}, ValueError, "encoding"),
+        ({"mode": "w", "buffering": 0}, ValueError, "unbuffered text"),
+        ({"mode": "w", "newline": "x"}, ValueError, "newline"),
+        ({"mode": "w", "encoding": "no-such-codec"}, LookupError, "no-such-codec"),
+        ({"mode": "w", "closefd": False}, ValueError, "closefd"),
+    ]
+    for kwargs, exc_type, message in bad_arguments:
+        with pytest.raises(exc_type, match=message), open(path, **kwargs):
+            pass
     assert not os.path.exists(path)
 
 
@@ -338,7 +356,7 @@ def test_reads_stream_and_seek_uses_ranged_reads(hooks: Connectors, ns: str) -> 
     opened: list[Any] = []
 
     def read_a_little() -> None:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - kept open for the seeks below
         opened.append(f)
         assert f.read(10) == b"\x00" * 10
 
@@ -358,12 +376,12 @@ def test_an_object_replaced_during_a_ranged_read_is_reported(hooks: Connectors, 
     path = f"/state/{ns}/moving.bin"
     with open(path, "wb") as f:
         f.write(b"a" * 1_000_000)
-    reader = open(path, "rb")
+    reader = open(path, "rb")  # noqa: SIM115 - must stay open across the rewrite
     assert reader.read(1) == b"a"
     with open(path, "wb") as f:
         f.write(b"b" * 1_000_000)
     reader.seek(900_000)
-    with pytest.raises(OSError) as caught:
+    with pytest.raises(OSError, match="changed while it was open") as caught:
         reader.read(1)
     assert caught.value.errno == errno.ESTALE
     reader.close()
@@ -393,7 +411,8 @@ def test_odd_names_round_trip(hooks: Connectors, ns: str, name: str) -> None:
             assert f.read() == name
         assert os.listdir(directory) == [name]
         assert f"dir {name}" in os.listdir(f"{mount}/{ns}")
-        assert os.path.isfile(path) and os.path.isdir(directory)
+        assert os.path.isfile(path)
+        assert os.path.isdir(directory)
         assert os.stat(path).st_size == len(name.encode())
         renamed = f"{directory}/renamed {name}"
         os.rename(path, renamed)
