@@ -97,8 +97,10 @@ def parse_mode(
             )
         if newline not in _NEWLINES:
             raise ValueError(f"illegal newline value: {newline!r}")
-        if isinstance(encoding, str):
-            codecs.lookup(encoding)  # an unknown encoding fails before anything is sent
+        if isinstance(encoding, str) and encoding != "locale":
+            # An unknown encoding fails before anything is sent ("locale" is
+            # TextIOWrapper's own name for the locale's encoding).
+            codecs.lookup(encoding)
     return ModeSpec(kinds[0], "+" in chars, binary)
 
 
