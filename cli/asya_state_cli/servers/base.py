@@ -36,7 +36,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -105,7 +107,9 @@ class LoopbackServer:
             self.ready()
         except Exception as exc:
             self.stop()
-            raise ServerStartError(f"{self.name} failed to start: {exc}\n{self.log_tail()}") from exc
+            raise ServerStartError(
+                f"{self.name} failed to start: {exc}\n{self.log_tail()}"
+            ) from exc
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
