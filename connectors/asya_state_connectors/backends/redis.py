@@ -1,0 +1,497 @@
+"""``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
+
+Owns: the Redis connector — configuration, the connection pool, streaming
+bodies in and out, listing, TTL and the Redis error table. The storage layout
+and the atomic scripts live in ``redis_scripts``.
+
+- Compare-and-swap: every write stores a fresh random etag beside the value.
+  A conditional write sends the etag the writer read; one Lua script compares
+  it with the stored one and replaces value and metadata, so two writers
+  holding the same revision cannot both win. Create-only is the same script
+  checking absence.
+- Streaming: bodies up to 1 MiB go to Redis in the committing script; larger
+  ones are appended to a staging key chunk by chunk and renamed over the
+  value at commit, so the connector holds at most about 1 MiB per request
+  and a failed upload leaves the previous version untouched. Reads stream
+  with GETRANGE in 256 KiB chunks; each chunk checks the etag, so a read that
+  overlaps an overwrite fails instead of mixing two versions.
+- TTL: ``user.asya.ttl`` reads the remaining seconds (-1: none) and sets or
+  removes the expiry. An overwrite or append keeps the key's expiry (like
+  ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
+- Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
+  when a prefix is given), sorted, paginated by the last name returned.
+- Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
+  Redis string limit), enforced from the declared size or while streaming.
+
+Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
+``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
+``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
+``REDIS_MAX_CONNECTIONS`` (pool size, default 50), ``REDIS_TIMEOUT_SECONDS``
+(per command, default 10).
+
+Must not: use WATCH/MULTI for conditional writes (the check must be against
+the revision the writer read, inside the script), or scan the keyspace without
+a MATCH pattern when a prefix is given. Standalone Redis or a primary only:
+the scripts touch several keys, which Redis Cluster would spread over slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from ..errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+)
+from ..interface import (
+    UNCONDITIONAL,
+    Capability,
+    Connector,
+    ListPage,
+    ObjectMeta,
+    RangeSpec,
+    ReadStream,
+    WriteCondition,
+)
+from ..listing import paginate
+from ..settings import Settings
+from . import redis_scripts as lua
+
+MiB = 1024 * 1024
+CHUNK = 256 * 1024
+# Bodies up to this size are sent inside the committing script; larger ones are staged.
+INLINE_BODY = MiB
+STAGED_TTL_SECONDS = 3600
+DEFAULT_MAX_VALUE = 64 * MiB
+REDIS_STRING_LIMIT = 512 * MiB
+SCAN_COUNT = 1000
+_GLOB_SPECIAL = frozenset(b"*?[]\\")
+
+
+def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
+    """The Redis backend's error table (order matters: subclasses first)."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    detail = str(exc) or type(exc).__name__
+    where = f" on {key!r}" if key else ""
+    if isinstance(
+        exc,
+        rx.AuthenticationError
+        | rx.AuthorizationError
+        | rx.AuthenticationWrongNumberOfArgsError
+        | rx.NoPermissionError,
+    ):
+        return PermissionDenied(f"Redis refused access{where}: {detail}", key=key)
+    if isinstance(exc, rx.TimeoutError | TimeoutError):
+        return BackendTimeout(f"Redis did not answer in time{where}: {detail}", key=key)
+    if isinstance(exc, rx.ConnectionError | rx.ReadOnlyError | ConnectionError | OSError):
+        return BackendUnavailable(f"Redis is unreachable{where}: {detail}", key=key)
+    return BackendError(f"Redis error{where}: {detail}", key=key)
+
+
+@contextlib.contextmanager
+def _redis_errors(key: str | None = None) -> Iterator[None]:
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except (rx.RedisError, OSError) as exc:
+        raise _map_redis_error(exc, key) from exc
+
+
+def glob_escape(raw: bytes) -> bytes:
+    """Escape SCAN MATCH metacharacters so a prefix matches only itself."""
+    out = bytearray()
+    for byte in raw:
+        if byte in _GLOB_SPECIAL:
+            out.append(0x5C)
+        out.append(byte)
+    return bytes(out)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _meta(key: str, fields: Sequence[Any]) -> ObjectMeta:
+    """ObjectMeta from a reply in ``redis_scripts.META_FIELDS`` order."""
+    etag, size, content_type, mtime = fields[:4]
+    return ObjectMeta(
+        key=key,
+        size=int(size),
+        etag=_text(etag) or "",
+        content_type=_text(content_type) or None,
+        last_modified=float(mtime) if mtime is not None else None,
+    )
+
+
+def _parse_ttl(value: str, key: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise BadRequest(
+            f"user.asya.ttl must be whole seconds (-1 for none), got {value!r}", key=key
+        ) from None
+
+
+class RedisBufferedCas(Connector):
+    name = "redis-buffered-cas"
+    capabilities = frozenset(
+        {
+            Capability.CAS,
+            Capability.CREATE_ONLY,
+            Capability.APPEND,
+            Capability.RANGE_READ,
+            Capability.TTL,
+            Capability.LAST_MODIFIED,
+        }
+    )
+    writable_xattrs = frozenset({"ttl", "content_type"})
+
+    def __init__(self, pool: aioredis.ConnectionPool, prefix: str, max_object_size: int) -> None:
+        self.max_object_size = self._limit = max_object_size
+        self._prefix = prefix
+        self._pool = pool
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._scripts = {
+            name: self._client.register_script(getattr(lua, name))
+            for name in (
+                "WRITE",
+                "APPEND",
+                "READ",
+                "READ_MORE",
+                "STAT",
+                "DELETE",
+                "RENAME",
+                "EXPIRE",
+                "SET_TYPE",
+            )
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        url = settings.required("REDIS_URL", hint="e.g. redis://user:password@redis:6379/0")
+        scheme = url.partition("://")[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {scheme!r}"
+            )
+        limit = settings.integer("REDIS_MAX_VALUE_BYTES", DEFAULT_MAX_VALUE, minimum=1)
+        if limit > REDIS_STRING_LIMIT:
+            raise ConfigError(
+                f"REDIS_MAX_VALUE_BYTES must be at most {REDIS_STRING_LIMIT} (the Redis string limit), got {limit}"
+            )
+        timeout = settings.number("REDIS_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=settings.integer("REDIS_MAX_CONNECTIONS", 50, minimum=1),
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 5.0),
+                health_check_interval=30,
+                # One quick retry: a pooled connection may have died with a
+                # restarted server. Every script is safe to run twice (see
+                # redis_scripts), so a retry never reports a false conflict.
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
+        return cls(pool, settings.prefix, limit)
+
+    # -- layout -------------------------------------------------------------
+
+    def _data(self, key: str) -> bytes:
+        return (self._prefix + key).encode("utf-8")
+
+    def _keys(self, key: str) -> list[bytes]:
+        data = self._data(key)
+        return [data, data + lua.META_SUFFIX]
+
+    def _staging_key(self, key: str) -> bytes:
+        return self._data(key) + lua.STAGED_INFIX + secrets.token_hex(8).encode()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._client.aclose()
+        await self._pool.disconnect()
+
+    async def check_health(self) -> None:
+        with _redis_errors():
+            await self._client.ping()
+
+    # -- stat and read --------------------------------------------------------
+
+    async def _stat_reply(self, key: str) -> list[Any]:
+        with _redis_errors(key):
+            reply = await self._scripts["STAT"](keys=[self._keys(key)[1]])
+        if reply is None:
+            raise NotFound(f"no object at {key!r}", key=key)
+        return list(reply)
+
+    async def stat(self, key: str) -> ObjectMeta:
+        return _meta(key, await self._stat_reply(key))
+
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        guess = byte_range.first if byte_range is not None and byte_range.first else 0
+        keys = self._keys(key)
+        with _redis_errors(key):
+            reply = await self._scripts["READ"](keys=keys, args=[guess, guess + CHUNK - 1])
+        if reply is None:
+            raise NotFound(f"no object at {key!r}", key=key)
+        meta = _meta(key, reply)
+        start, length = (0, meta.size) if byte_range is None else byte_range.resolve(meta.size, key)
+        first: bytes = reply[4]
+        # A suffix range was guessed to start at 0: keep only what falls inside it.
+        offset = start - guess
+        head = first[offset : offset + length] if 0 <= offset < len(first) else b""
+        return ReadStream(meta, start, length, self._chunks(keys, meta, start, length, head))
+
+    async def _chunks(
+        self, keys: list[bytes], meta: ObjectMeta, start: int, length: int, head: bytes
+    ) -> AsyncIterator[bytes]:
+        if head:
+            yield head
+        position, end = start + len(head), start + length
+        while position < end:
+            last = min(end, position + CHUNK) - 1
+            with _redis_errors(meta.key):
+                chunk = await self._scripts["READ_MORE"](
+                    keys=keys, args=[meta.etag, position, last]
+                )
+            if chunk is None:
+                raise Conflict(f"{meta.key!r} changed while it was being read", key=meta.key)
+            if not chunk:
+                raise BackendError(f"{meta.key!r} ended early while being read", key=meta.key)
+            position += len(chunk)
+            yield chunk
+
+    # -- write ----------------------------------------------------------------
+
+    def _check_size(self, key: str, size: int) -> None:
+        if size > self._limit:
+            raise TooLarge(f"object exceeds {self._limit} bytes", key=key)
+
+    async def _take_body(
+        self, key: str, body: AsyncIterator[bytes], already: int = 0
+    ) -> tuple[bytes, bytes | None]:
+        """Consume ``body``: ``(bytes, None)`` if it fits inline, else ``(b"", staging key)``.
+
+        The caller owns the staging key and must delete it unless a script consumed it.
+        """
+        parts: list[bytes] = []
+        buffered = 0
+        iterator = aiter(body)
+        async for chunk in iterator:
+            parts.append(chunk)
+            buffered += len(chunk)
+            self._check_size(key, already + buffered)
+            if buffered > INLINE_BODY:
+                break
+        else:
+            return b"".join(parts), None
+        staging = self._staging_key(key)
+        try:
+            total = buffered
+            await self._stage(key, staging, b"".join(parts), first=True)
+            parts, buffered = [], 0
+            async for chunk in iterator:
+                parts.append(chunk)
+                buffered += len(chunk)
+                total += len(chunk)
+                self._check_size(key, already + total)
+                if buffered >= INLINE_BODY:
+                    await self._stage(key, staging, b"".join(parts))
+                    parts, buffered = [], 0
+            if parts:
+                await self._stage(key, staging, b"".join(parts))
+        except BaseException:
+            await self._discard(staging)
+            raise
+        return b"", staging
+
+    async def _stage(self, key: str, staging: bytes, data: bytes, *, first: bool = False) -> None:
+        with _redis_errors(key):
+            if first:
+                await self._client.set(staging, data, ex=STAGED_TTL_SECONDS)
+                return
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.append(staging, data)
+                pipe.expire(staging, STAGED_TTL_SECONDS)
+                await pipe.execute()
+
+    async def _discard(self, staging: bytes) -> None:
+        # Best effort: the staging key expires on its own if Redis is gone.
+        with contextlib.suppress(rx.RedisError, OSError):
+            await self._client.delete(staging)
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        if size is not None:
+            self._check_size(key, size)
+        inline, staging = await self._take_body(key, body)
+        keys = self._keys(key)
+        etag = secrets.token_hex(12)
+        expected = "*" if condition.if_none_match else (condition.if_match or "")
+        args: list[bytes | str] = [expected, etag, content_type or ""]
+        if staging is None:
+            args.append(inline)
+        else:
+            keys.append(staging)
+        try:
+            with _redis_errors(key):
+                reply = await self._scripts["WRITE"](keys=keys, args=args)
+        finally:
+            if staging is not None:
+                await self._discard(staging)
+        if reply[0] == lua.CONFLICT:
+            if condition.if_none_match:
+                raise Conflict(f"{key!r} already exists", key=key)
+            raise Conflict(f"{key!r} changed since it was read", key=key)
+        return ObjectMeta(
+            key=key,
+            size=int(reply[1]),
+            etag=etag,
+            content_type=content_type or None,
+            last_modified=float(reply[2]),
+        )
+
+    async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        keys = self._keys(key)
+        with _redis_errors(key):
+            current = int(await self._client.strlen(keys[0]))
+        inline, staging = await self._take_body(key, body, already=current)
+        etag = secrets.token_hex(12)
+        args: list[bytes | str | int] = [etag, self._limit]
+        if staging is None:
+            args.append(inline)
+        else:
+            keys.append(staging)
+        try:
+            with _redis_errors(key):
+                reply = await self._scripts["APPEND"](keys=keys, args=args)
+        finally:
+            if staging is not None:
+                await self._discard(staging)
+        if reply[0] == lua.CONFLICT:
+            raise TooLarge(f"appending would exceed {self._limit} bytes", key=key)
+        return ObjectMeta(
+            key=key,
+            size=int(reply[1]),
+            etag=etag,
+            content_type=_text(reply[3]) if len(reply) > 3 else None,
+            last_modified=float(reply[2]),
+        )
+
+    async def rename(self, source: str, target: str) -> ObjectMeta:
+        with _redis_errors(source):
+            reply = await self._scripts["RENAME"](
+                keys=[*self._keys(source), *self._keys(target)], args=[secrets.token_hex(12)]
+            )
+        if reply is None:
+            raise NotFound(f"no object at {source!r}", key=source)
+        return _meta(target, reply)
+
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        with _redis_errors(key):
+            status = await self._scripts["DELETE"](
+                keys=self._keys(key), args=[condition.if_match or ""]
+            )
+        if status == lua.CONFLICT:
+            raise Conflict(f"{key!r} changed since it was read", key=key)
+        if status == lua.MISSING:
+            raise NotFound(f"no object at {key!r}", key=key)
+
+    # -- list -------------------------------------------------------------------
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        pattern = glob_escape(self._data(prefix)) + b"*" + lua.META_SUFFIX
+        strip = len(self._data(""))
+        names: set[str] = set()
+        with _redis_errors(prefix or None):
+            async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                with contextlib.suppress(UnicodeDecodeError):
+                    names.add(raw[strip : -len(lua.META_SUFFIX)].decode("utf-8"))
+        page = paginate(
+            sorted(names),
+            lambda name: name,
+            lambda name: ObjectMeta(key=name, size=0, etag=""),
+            prefix,
+            delimiter=delimiter,
+            page_token=page_token,
+            limit=limit,
+        )
+        if not page.entries:
+            return page
+        with _redis_errors(prefix or None):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for entry in page.entries:
+                    pipe.hmget(self._keys(entry.key)[1], *lua.META_FIELDS)
+                replies = await pipe.execute()
+        # A key deleted or expired between SCAN and now is simply left out.
+        entries = [
+            _meta(entry.key, fields)
+            for entry, fields in zip(page.entries, replies, strict=True)
+            if fields[0] is not None
+        ]
+        return ListPage(entries, page.prefixes, page.next_token)
+
+    # -- attributes -------------------------------------------------------------
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        reply = await self._stat_reply(key)
+        meta = _meta(key, reply)
+        attrs = {"etag": meta.etag}
+        if meta.content_type is not None:
+            attrs["content_type"] = meta.content_type
+        pttl = int(reply[4])
+        # Round up: a key that still exists has at least a second left.
+        attrs["ttl"] = "-1" if pttl < 0 else str(-(-pttl // 1000))
+        return attrs
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        with _redis_errors(key):
+            if name == "ttl":
+                done = await self._scripts["EXPIRE"](
+                    keys=self._keys(key), args=[_parse_ttl(value, key)]
+                )
+            else:
+                done = await self._scripts["SET_TYPE"](keys=[self._keys(key)[1]], args=[value])
+        if not done:
+            raise NotFound(f"no object at {key!r}", key=key)
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        await self.set_xattr(key, name, "-1" if name == "ttl" else "")
