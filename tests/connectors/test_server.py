@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import Draining
 from tests.conformance.helpers import chunks_of, pattern_body, pattern_digest
+from tests.rawhttp import exchange
 
 MiB = 1024 * 1024
 
@@ -164,30 +164,13 @@ MALFORMED = [
 ]
 
 
-def _exchange(path: str, payload: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(path)
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while True:
-            try:
-                data = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not data:
-                break
-            received += data
-        return received
-
-
 @pytest.mark.parametrize("payload", MALFORMED, ids=[f"case{i}" for i in range(len(MALFORMED))])
 def test_malformed_requests_never_crash_or_500(
     fs_connector: ConnectorProcess, payload: bytes
 ) -> None:
-    reply = _exchange(fs_connector.socket_path, payload)
+    reply = exchange(fs_connector.socket_path, payload)
     status_line = reply.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1."), f"no HTTP answer: {reply[:100]!r}"
     assert b" 500 " not in status_line, f"client error answered with {status_line!r}"
     assert fs_connector.process is not None
     assert fs_connector.process.poll() is None, "connector died"
