@@ -1,0 +1,716 @@
+"""``nats-kv-buffered-cas``: objects in a NATS JetStream key-value bucket, revision CAS.
+
+Owns: the NATS connector — configuration, the connection (made on first use
+and made again after the client gives up on a lost server), the bucket
+(created when missing unless disabled), reads, conditional writes, listing,
+TTL and the NATS error table. Key encoding lives in ``nats_keys``.
+
+- One object is one message on the bucket's subject ``$KV.<bucket>.<key>``
+  (the layout every NATS KV client reads). Its revision, and so its etag, is
+  the stream sequence. The content type travels in the ``Asya-Content-Type``
+  header, the modification time is the message time stamp.
+- Compare-and-swap: a conditional write publishes with
+  ``Nats-Expected-Last-Subject-Sequence`` set to the revision the writer read,
+  so JetStream itself refuses a stale writer (409). Create-only expects no
+  message (or the delete marker that is there). A conditional delete on a
+  stale revision is a 409 too. Deleting publishes a conditional delete
+  marker and then purges it, so deleted keys leave nothing behind.
+- Values are one message: the limit is the server's ``max_payload`` (minus
+  room for headers), the bucket's maximum value size and
+  ``NATS_MAX_VALUE_BYTES``, whichever is smallest; larger bodies get 413
+  before anything is sent. To store bigger values raise ``max_payload`` in
+  the nats-server configuration (1 MiB by default, at most 64 MiB).
+- TTL: with per-message TTL (nats-server 2.11+, a bucket that allows it;
+  buckets this connector creates do) ``user.asya.ttl`` sets and reads the
+  seconds left (-1: none). Changing it, like changing the content type,
+  rewrites the entry with a new revision. An overwrite keeps the expiry the
+  entry had. Without per-message TTL the attribute is read-only and reports
+  the bucket's max age. Expired entries and delete markers are absent.
+- Rename is copy then delete: NATS KV has no multi-key transaction.
+
+Environment: ``NATS_URL`` (required; comma-separated for a cluster),
+``NATS_KV_BUCKET`` (default ``asya-state``), ``NATS_KV_CREATE_BUCKET``
+(default true), ``NATS_KV_REPLICAS`` and ``NATS_KV_STORAGE`` (``file`` or
+``memory``) for a created bucket, ``NATS_CREDS`` (a credentials file) or
+``NATS_USER``/``NATS_PASSWORD`` or ``NATS_TOKEN``, ``NATS_TIMEOUT_SECONDS``
+(default 5), ``NATS_MAX_VALUE_BYTES``, ``STATE_PREFIX``.
+
+Must not: write without a revision check where the caller gave one, or
+report a key whose stored name it cannot decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+import nats
+import nats.errors as nx
+import nats.js.errors as jx
+from nats.js import api
+
+from ..errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    Unsupported,
+)
+from ..interface import (
+    UNCONDITIONAL,
+    Capability,
+    Connector,
+    ListPage,
+    ObjectMeta,
+    RangeSpec,
+    ReadStream,
+    WriteCondition,
+)
+from ..listing import paginate
+from ..settings import Settings
+from .nats_keys import decode_key, encode_key, prefix_filter
+
+log = logging.getLogger("asya_state_connectors.nats_kv")
+
+CONTENT_TYPE = "Asya-Content-Type"
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+MSG_TTL = "Nats-TTL"
+KV_OPERATION = "KV-Operation"
+MARKER_REASON = "Nats-Marker-Reason"
+MSG_SIZE = "Nats-Msg-Size"
+# Headers count against max_payload; the content type is capped well below this.
+HEADER_ROOM = 2048
+MAX_CONTENT_TYPE = 1024
+# JetStream error codes for a failed Nats-Expected-Last-Subject-Sequence check.
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+STREAM_NAME_IN_USE = 10058
+# A failed connect is not retried for this long: requests fail fast meanwhile.
+RECONNECT_COOLDOWN = 1.0
+RECONNECT_WAIT = 0.25
+# Attempts after a lost connection before the client closes; the next request
+# then connects afresh.
+RECONNECT_ATTEMPTS = 3
+CHUNK = 256 * 1024
+_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _map_nats_error(exc: BaseException, key: str | None, *, denied: bool = False) -> ConnectorError:
+    """The NATS backend's error table. ``denied``: the server reported a permissions violation."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    detail = str(exc) or type(exc).__name__
+    where = f" on {key!r}" if key else ""
+    if denied or isinstance(exc, nx.AuthorizationError):
+        return PermissionDenied(f"NATS refused access{where}: {detail}", key=key)
+    if isinstance(exc, jx.APIError) and exc.code == 403:
+        return PermissionDenied(f"JetStream refused access{where}: {detail}", key=key)
+    if isinstance(exc, nx.MaxPayloadError):
+        return TooLarge(f"the value exceeds the NATS max_payload{where}", key=key)
+    if isinstance(exc, TimeoutError):
+        return BackendTimeout(f"NATS did not answer in time{where}: {detail}", key=key)
+    if isinstance(
+        exc,
+        nx.ConnectionClosedError
+        | nx.ConnectionReconnectingError
+        | nx.ConnectionDrainingError
+        | nx.NoServersError
+        | nx.NoRespondersError
+        | nx.StaleConnectionError
+        | nx.OutboundBufferLimitError
+        | jx.ServiceUnavailableError
+        | jx.NoStreamResponseError
+        | OSError,
+    ):
+        return BackendUnavailable(f"NATS is unreachable{where}: {detail}", key=key)
+    return BackendError(f"NATS error{where}: {detail}", key=key)
+
+
+def _parse_duration(raw: str) -> float | None:
+    """Seconds in a ``Nats-TTL`` value (``3600``, ``90s``, ``1h30m``); None for ``never``/unknown."""
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    parts = _DURATION.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        return None
+    return sum(float(n) * _SECONDS[u] for n, u in parts)
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    return headers.get(name) if headers else None
+
+
+def _is_absent(headers: Mapping[str, str] | None) -> bool:
+    """A delete or purge marker, or a marker the server left for an expired entry."""
+    return _header(headers, KV_OPERATION) in ("DEL", "PURGE") or bool(
+        _header(headers, MARKER_REASON)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """The latest message on a key's subject (live or a marker)."""
+
+    seq: int
+    data: bytes
+    headers: Mapping[str, str]
+    stamp: float  # message time, seconds since the epoch
+
+    @property
+    def live(self) -> bool:
+        return not _is_absent(self.headers)
+
+    def meta(self, key: str, size: int | None = None) -> ObjectMeta:
+        return ObjectMeta(
+            key=key,
+            size=len(self.data) if size is None else size,
+            etag=str(self.seq),
+            content_type=_header(self.headers, CONTENT_TYPE) or None,
+            last_modified=self.stamp,
+        )
+
+    def expires_at(self, bucket_max_age: float | None) -> float | None:
+        raw = _header(self.headers, MSG_TTL)
+        ttl = _parse_duration(raw) if raw is not None else bucket_max_age
+        return None if ttl is None else self.stamp + ttl
+
+
+@dataclass(slots=True)
+class _Session:
+    nc: Any
+    js: Any
+    direct: bool
+    max_age: float | None
+    msg_ttl: bool
+    limit: int
+
+
+class NatsKvBufferedCas(Connector):
+    name = "nats-kv-buffered-cas"
+    capabilities = frozenset(
+        {Capability.CAS, Capability.CREATE_ONLY, Capability.TTL, Capability.LAST_MODIFIED}
+    )
+    writable_xattrs = frozenset({"ttl", "content_type"})
+
+    def __init__(
+        self,
+        servers: list[str],
+        bucket: str,
+        prefix: str,
+        *,
+        create_bucket: bool,
+        replicas: int,
+        memory_storage: bool,
+        auth: dict[str, str],
+        timeout: float,
+        max_value: int | None,
+    ) -> None:
+        self._servers = servers
+        self._bucket = bucket
+        self._stream = f"KV_{bucket}"
+        self._subject_root = f"$KV.{bucket}."
+        self._prefix = prefix
+        self._create_bucket = create_bucket
+        self._replicas = replicas
+        self._memory_storage = memory_storage
+        self._auth = auth
+        self._timeout = timeout
+        self._max_value = max_value
+        # Until the server tells us its max_payload, assume its default (1 MiB).
+        self.max_object_size = min(max_value or 1 << 20, (1 << 20) - HEADER_ROOM)
+        self._session: _Session | None = None
+        self._connecting = asyncio.Lock()
+        self._failed_at = 0.0
+        self._violations = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        url = settings.required("NATS_URL", hint="e.g. nats://nats:4222")
+        servers = [u.strip() for u in url.split(",") if u.strip()]
+        for server in servers:
+            scheme = server.partition("://")[0].lower() if "://" in server else ""
+            if scheme not in ("nats", "tls", "ws", "wss"):
+                raise ConfigError(
+                    f"NATS_URL entries must start with nats://, tls://, ws:// or wss://, got {server!r}"
+                )
+        bucket = settings.optional("NATS_KV_BUCKET", "asya-state") or "asya-state"
+        if not _BUCKET_NAME.match(bucket):
+            raise ConfigError(
+                f"NATS_KV_BUCKET may contain only letters, digits, '-' and '_', got {bucket!r}"
+            )
+        storage = (settings.optional("NATS_KV_STORAGE", "file") or "file").lower()
+        if storage not in ("file", "memory"):
+            raise ConfigError(f"NATS_KV_STORAGE must be file or memory, got {storage!r}")
+        auth: dict[str, str] = {}
+        creds = settings.optional("NATS_CREDS")
+        if creds is not None:
+            auth["user_credentials"] = creds
+        user = settings.optional("NATS_USER")
+        if user is not None:
+            auth["user"] = user
+            auth["password"] = settings.required(
+                "NATS_PASSWORD", hint="NATS_USER is set, so a password is needed"
+            )
+        token = settings.optional("NATS_TOKEN")
+        if token is not None:
+            auth["token"] = token
+        return cls(
+            servers,
+            bucket,
+            settings.prefix,
+            create_bucket=settings.flag("NATS_KV_CREATE_BUCKET", True),
+            replicas=settings.integer("NATS_KV_REPLICAS", 1, minimum=1),
+            memory_storage=storage == "memory",
+            auth=auth,
+            timeout=settings.number("NATS_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+            max_value=settings.integer("NATS_MAX_VALUE_BYTES", 0, minimum=0) or None,
+        )
+
+    # -- connection -----------------------------------------------------------
+
+    async def open(self) -> None:
+        # A sidecar may start before NATS: serve anyway and report 503 until it is up.
+        try:
+            await self._connection()
+        except (BackendUnavailable, BackendTimeout) as exc:
+            log.warning("NATS is not reachable yet: %s", exc.message)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(nx.Error, OSError, TimeoutError):
+                await session.nc.close()
+
+    async def check_health(self) -> None:
+        session = await self._connection()
+        with self._errors(None):
+            await session.js.stream_info(self._stream)
+
+    async def _connection(self) -> _Session:
+        session = self._session
+        if session is not None and session.nc.is_connected:
+            return session
+        if session is not None and not session.nc.is_closed:
+            raise BackendUnavailable("the connection to NATS was lost; reconnecting")
+        async with self._connecting:
+            if self._session is not None and self._session.nc.is_connected:
+                return self._session
+            if time.monotonic() - self._failed_at < RECONNECT_COOLDOWN:
+                raise BackendUnavailable("NATS is unreachable (retrying shortly)")
+            try:
+                self._session = await self._connect()
+            except ConnectorError:
+                self._failed_at = time.monotonic()
+                raise
+            return self._session
+
+    async def _connect(self) -> _Session:
+        nc = None
+        try:
+            with self._errors(None):
+                nc = await nats.connect(
+                    servers=self._servers,
+                    name=f"asya-state {self.name}",
+                    connect_timeout=max(1, round(self._timeout)),
+                    reconnect_time_wait=RECONNECT_WAIT,
+                    max_reconnect_attempts=RECONNECT_ATTEMPTS,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    **self._auth,
+                )
+                js = nc.jetstream(timeout=self._timeout)
+                info = await self._bucket_info(js)
+            config = info.config
+            limit = nc.max_payload - HEADER_ROOM
+            for bound in (config.max_msg_size, self._max_value):
+                if bound is not None and bound > 0:
+                    limit = min(limit, bound)
+            self.max_object_size = limit
+            msg_ttl = bool(config.allow_msg_ttl)
+            # Per-key TTL depends on the server and the bucket, known only now.
+            self.capabilities = type(self).capabilities - (  # type: ignore[misc]
+                set() if msg_ttl else {Capability.TTL}
+            )
+            return _Session(
+                nc=nc,
+                js=js,
+                direct=bool(config.allow_direct),
+                max_age=config.max_age or None,
+                msg_ttl=msg_ttl,
+                limit=limit,
+            )
+        except BaseException:
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            raise
+
+    async def _bucket_info(self, js: Any) -> Any:
+        try:
+            return await js.stream_info(self._stream)
+        except jx.NotFoundError:
+            if not self._create_bucket:
+                raise BackendError(
+                    f"NATS KV bucket {self._bucket!r} does not exist and NATS_KV_CREATE_BUCKET is false"
+                ) from None
+        try:
+            await js.create_key_value(
+                api.KeyValueConfig(
+                    bucket=self._bucket,
+                    history=1,
+                    direct=True,
+                    replicas=self._replicas,
+                    storage=api.StorageType.MEMORY
+                    if self._memory_storage
+                    else api.StorageType.FILE,
+                )
+            )
+        except jx.APIError as exc:
+            # Another connector created it first.
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+        log.info("created NATS KV bucket %s", self._bucket)
+        return await js.stream_info(self._stream)
+
+    async def _on_error(self, exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            self._violations += 1
+        log.warning("NATS: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("disconnected from NATS")
+
+    async def _on_reconnected(self) -> None:
+        log.info("reconnected to NATS")
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None) -> Iterator[None]:
+        seen = self._violations
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except (TimeoutError, nx.Error, OSError) as exc:
+            # A denied publish or request is only reported asynchronously; the
+            # request itself then times out.
+            raise _map_nats_error(exc, key, denied=self._violations != seen) from exc
+
+    # -- messages -------------------------------------------------------------
+
+    def _subject(self, key: str) -> str:
+        return self._subject_root + encode_key(self._prefix + key)
+
+    async def _latest(self, session: _Session, key: str) -> _Entry | None:
+        """The last message on ``key``'s subject, live or a marker; None if there is none."""
+        with self._errors(key):
+            try:
+                msg = await session.js.get_msg(
+                    self._stream, subject=self._subject(key), direct=session.direct
+                )
+            except jx.NotFoundError:
+                return None
+        stamp = msg.time.timestamp() if msg.time is not None else time.time()
+        return _Entry(int(msg.seq), msg.data or b"", msg.headers or {}, stamp)
+
+    async def _live(self, session: _Session, key: str) -> _Entry:
+        entry = await self._latest(session, key)
+        if entry is None or not entry.live:
+            raise NotFound(f"no object at {key!r}", key=key)
+        return entry
+
+    async def _publish(
+        self,
+        session: _Session,
+        key: str,
+        data: bytes,
+        *,
+        expected: int | None,
+        content_type: str | None,
+        ttl: float | None,
+    ) -> int:
+        """Publish a value; ``expected`` is the subject's last sequence (0: none). Conflict if not."""
+        headers: dict[str, str] = {}
+        if expected is not None:
+            headers[EXPECTED_LAST] = str(expected)
+        if content_type:
+            headers[CONTENT_TYPE] = content_type
+        if ttl is not None:
+            headers[MSG_TTL] = "never" if ttl < 0 else str(max(1, int(-(-ttl // 1))))
+        return await self._send(session, key, data, headers)
+
+    async def _send(self, session: _Session, key: str, data: bytes, headers: dict[str, str]) -> int:
+        """Publish to ``key``'s subject; a failed expected-sequence check is a Conflict."""
+        with self._errors(key):
+            try:
+                ack = await session.js.publish(self._subject(key), data, headers=headers or None)
+            except jx.APIError as exc:
+                if exc.err_code in WRONG_LAST_SEQUENCE:
+                    raise Conflict(f"{key!r} changed since it was read", key=key) from None
+                raise
+        return int(ack.seq)
+
+    def _carried_ttl(self, session: _Session, entry: _Entry | None) -> float | None:
+        """The TTL an overwrite of ``entry`` keeps: seconds left, -1 for never, None for none set."""
+        if entry is None or not entry.live or not session.msg_ttl:
+            return None
+        raw = _header(entry.headers, MSG_TTL)
+        if raw is None:
+            return None
+        expires = entry.expires_at(session.max_age)
+        return -1.0 if expires is None else max(1.0, expires - time.time())
+
+    # -- stat and read ----------------------------------------------------------
+
+    async def stat(self, key: str) -> ObjectMeta:
+        session = await self._connection()
+        return (await self._live(session, key)).meta(key)
+
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        session = await self._connection()
+        entry = await self._live(session, key)
+        meta = entry.meta(key)
+        start, length = (0, meta.size) if byte_range is None else byte_range.resolve(meta.size, key)
+        view = memoryview(entry.data)[start : start + length]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for offset in range(0, len(view), CHUNK):
+                yield bytes(view[offset : offset + CHUNK])
+
+        return ReadStream(meta, start, length, chunks())
+
+    # -- write ------------------------------------------------------------------
+
+    async def _collect(
+        self, session: _Session, key: str, body: AsyncIterator[bytes], size: int | None
+    ) -> bytes:
+        if size is not None and size > session.limit:
+            raise TooLarge(self._too_large(session), key=key)
+        data = bytearray()
+        async for chunk in body:
+            data += chunk
+            if len(data) > session.limit:
+                raise TooLarge(self._too_large(session), key=key)
+        return bytes(data)
+
+    def _too_large(self, session: _Session) -> str:
+        return (
+            f"the value exceeds {session.limit} bytes, the largest this NATS server accepts"
+            " (raise max_payload in the nats-server configuration for more)"
+        )
+
+    @staticmethod
+    def _check_content_type(key: str, content_type: str | None) -> None:
+        if content_type and (
+            len(content_type) > MAX_CONTENT_TYPE
+            or not content_type.isascii()
+            or not content_type.isprintable()
+        ):
+            raise BadRequest(
+                f"user.asya.content_type must be printable ASCII of at most {MAX_CONTENT_TYPE} characters",
+                key=key,
+            )
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        self._check_content_type(key, content_type)
+        session = await self._connection()
+        data = await self._collect(session, key, body, size)
+        if condition.if_none_match:
+            seq = await self._create(session, key, data, content_type)
+        else:
+            current = await self._latest(session, key)
+            expected = None  # unconditional: the last writer wins
+            if condition.if_match is not None:
+                if current is None or not current.live or str(current.seq) != condition.if_match:
+                    raise Conflict(f"{key!r} changed since it was read", key=key)
+                expected = current.seq
+            seq = await self._publish(
+                session,
+                key,
+                data,
+                expected=expected,
+                content_type=content_type,
+                ttl=self._carried_ttl(session, current),
+            )
+        return ObjectMeta(
+            key=key,
+            size=len(data),
+            etag=str(seq),
+            content_type=content_type or None,
+            last_modified=time.time(),
+        )
+
+    async def _create(
+        self, session: _Session, key: str, data: bytes, content_type: str | None
+    ) -> int:
+        try:
+            return await self._publish(
+                session, key, data, expected=0, content_type=content_type, ttl=None
+            )
+        except Conflict:
+            pass
+        # Something is on the subject: a live value, or a marker left by a delete.
+        current = await self._latest(session, key)
+        if current is not None and current.live:
+            raise Conflict(f"{key!r} already exists", key=key)
+        try:
+            return await self._publish(
+                session,
+                key,
+                data,
+                expected=0 if current is None else current.seq,
+                content_type=content_type,
+                ttl=None,
+            )
+        except Conflict:
+            raise Conflict(f"{key!r} already exists", key=key) from None
+
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        session = await self._connection()
+        current = await self._latest(session, key)
+        if current is None or not current.live:
+            if condition.if_match is not None:
+                raise Conflict(f"{key!r} changed since it was read", key=key)
+            raise NotFound(f"no object at {key!r}", key=key)
+        headers = {KV_OPERATION: "DEL"}
+        if condition.if_match is not None:
+            if str(current.seq) != condition.if_match:
+                raise Conflict(f"{key!r} changed since it was read", key=key)
+            headers[EXPECTED_LAST] = condition.if_match
+        marker = await self._send(session, key, b"", headers)
+        # Drop the marker, and only it: anything written after it survives. A
+        # bucket that denies purging keeps its markers, which read as absent.
+        with contextlib.suppress(nx.Error, OSError, TimeoutError):
+            await session.js.purge_stream(self._stream, subject=self._subject(key), seq=marker + 1)
+
+    # -- list -------------------------------------------------------------------
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        session = await self._connection()
+        entries = await self._scan(session, prefix)
+        return paginate(
+            sorted(entries.items()),
+            lambda item: item[0],
+            lambda item: item[1],
+            prefix,
+            delimiter=delimiter,
+            page_token=page_token,
+            limit=limit,
+        )
+
+    async def _scan(self, session: _Session, prefix: str) -> dict[str, ObjectMeta]:
+        """Metadata of every live key under ``prefix``, from headers only (values stay on the server)."""
+        full = self._prefix + prefix
+        found: dict[str, ObjectMeta] = {}
+        with self._errors(prefix or None):
+            sub = await session.js.subscribe(
+                self._subject_root + prefix_filter(full),
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                headers_only=True,
+            )
+            try:
+                info = await sub.consumer_info()
+                # Messages may already be on their way: only nothing pending and
+                # nothing delivered means an empty range.
+                pending = info.num_pending or info.delivered.consumer_seq
+                while pending:
+                    msg = await sub.next_msg(timeout=self._timeout)
+                    pending = msg.metadata.num_pending
+                    headers = msg.headers or {}
+                    if _is_absent(headers):
+                        continue
+                    try:
+                        name = decode_key(msg.subject[len(self._subject_root) :])
+                    except ValueError:
+                        continue  # written by something else, not in our encoding
+                    if not name.startswith(full):
+                        continue
+                    key = name[len(self._prefix) :]
+                    entry = _Entry(
+                        msg.metadata.sequence.stream,
+                        b"",
+                        headers,
+                        msg.metadata.timestamp.timestamp(),
+                    )
+                    found[key] = entry.meta(key, size=int(headers.get(MSG_SIZE, 0)))
+            finally:
+                with contextlib.suppress(nx.Error, OSError, TimeoutError):
+                    await sub.unsubscribe()
+        return found
+
+    # -- attributes -------------------------------------------------------------
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        session = await self._connection()
+        entry = await self._live(session, key)
+        attrs = {"etag": str(entry.seq)}
+        content_type = _header(entry.headers, CONTENT_TYPE)
+        if content_type:
+            attrs["content_type"] = content_type
+        expires = entry.expires_at(session.max_age)
+        attrs["ttl"] = (
+            "-1" if expires is None else str(max(0, int(-(-(expires - time.time()) // 1))))
+        )
+        return attrs
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        session = await self._connection()
+        entry = await self._live(session, key)
+        content_type = _header(entry.headers, CONTENT_TYPE)
+        ttl = self._carried_ttl(session, entry)
+        if name == "content_type":
+            self._check_content_type(key, value)
+            content_type = value or None
+        else:
+            if not session.msg_ttl:
+                raise Unsupported(
+                    f"bucket {self._bucket!r} does not allow per-key TTL (needs nats-server 2.11+"
+                    " and a bucket with allow_msg_ttl)",
+                    key=key,
+                )
+            try:
+                seconds = int(value.strip())
+            except ValueError:
+                raise BadRequest(
+                    f"user.asya.ttl must be whole seconds (-1 for none), got {value!r}", key=key
+                ) from None
+            if seconds == 0:
+                await self.delete(key, condition=WriteCondition(if_match=str(entry.seq)))
+                return
+            ttl = float(seconds) if seconds > 0 else -1.0
+        await self._publish(
+            session, key, entry.data, expected=entry.seq, content_type=content_type, ttl=ttl
+        )
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        await self.set_xattr(key, name, "-1" if name == "ttl" else "")
