@@ -41,6 +41,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
@@ -82,6 +83,8 @@ DEFAULT_MAX_VALUE = 64 * MiB
 REDIS_STRING_LIMIT = 512 * MiB
 SCAN_COUNT = 1000
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
+# How Redis words an ACL refusal of a command or key inside a script.
+_SCRIPT_ACL_DENIAL = "The user executing the script can't"
 
 
 def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
@@ -96,7 +99,7 @@ def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
         | rx.AuthorizationError
         | rx.AuthenticationWrongNumberOfArgsError
         | rx.NoPermissionError,
-    ):
+    ) or (isinstance(exc, rx.ResponseError) and _SCRIPT_ACL_DENIAL in detail):
         return PermissionDenied(f"Redis refused access{where}: {detail}", key=key)
     if isinstance(exc, rx.TimeoutError | TimeoutError):
         return BackendTimeout(f"Redis did not answer in time{where}: {detail}", key=key)
@@ -194,6 +197,9 @@ class RedisBufferedCas(Connector):
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix://, got {scheme!r}"
             )
+        database = urlsplit(url).path.strip("/")
+        if scheme != "unix" and database and not database.isdigit():
+            raise ConfigError(f"REDIS_URL must end with a database number, got /{database}")
         limit = settings.integer("REDIS_MAX_VALUE_BYTES", DEFAULT_MAX_VALUE, minimum=1)
         if limit > REDIS_STRING_LIMIT:
             raise ConfigError(

@@ -1,0 +1,523 @@
+"""redis-buffered-cas specifics beyond the conformance suite, against real redis-server processes.
+
+Compare-and-swap between independent clients, the storage layout other
+Redis clients see, prefix escaping in SCAN, staged uploads, reads that
+overlap an overwrite, expiry, ACLs, TLS, configuration errors, and an
+outage with recovery (directly and through a connector process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from asya_state_cli.connector_process import ConnectorProcess
+from asya_state_cli.servers.redis import RedisServer
+from asya_state_connectors.backends import redis_scripts as lua
+from asya_state_connectors.backends.redis import RedisBufferedCas
+from asya_state_connectors.client import HttpConnector
+from asya_state_connectors.errors import (
+    BackendUnavailable,
+    ConfigError,
+    Conflict,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+)
+from asya_state_connectors.interface import Connector, ObjectMeta, RangeSpec, WriteCondition
+from asya_state_connectors.settings import Settings
+from tests.conformance.helpers import chunks_of, failing_body, get, pattern_body, put
+
+MiB = 1024 * 1024
+
+
+def make(url: str, prefix: str, **env: str) -> RedisBufferedCas:
+    return RedisBufferedCas.from_settings(
+        Settings({"REDIS_URL": url, "STATE_PREFIX": prefix, **env})
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"unit-{uuid.uuid4().hex[:10]}/"
+
+
+@pytest.fixture
+async def connector(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisBufferedCas]:
+    opened = make(redis_server.url, prefix, REDIS_MAX_VALUE_BYTES=str(8 * MiB))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = 20.0) -> None:
+    """Poll a condition with a generous bound; the bound is a hang guard, not an assertion on speed."""
+    deadline = time.monotonic() + limit
+    while not await check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.1)
+
+
+# -- compare-and-swap between independent clients -------------------------------
+
+
+async def test_two_clients_holding_one_revision_exactly_one_wins(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    first, second = make(redis_server.url, prefix), make(redis_server.url, prefix)
+    try:
+        await put(first, "state.json", b"0")
+        for round_no in range(40):
+            read_a = (await first.stat("state.json")).etag
+            read_b = (await second.stat("state.json")).etag
+            assert read_a == read_b
+            outcomes = await asyncio.gather(
+                put(
+                    first,
+                    "state.json",
+                    b"a%d" % round_no,
+                    condition=WriteCondition(if_match=read_a),
+                ),
+                put(
+                    second,
+                    "state.json",
+                    b"b%d" % round_no,
+                    condition=WriteCondition(if_match=read_b),
+                ),
+                return_exceptions=True,
+            )
+            won = [o for o in outcomes if isinstance(o, ObjectMeta)]
+            lost = [o for o in outcomes if isinstance(o, Conflict)]
+            assert (len(won), len(lost)) == (1, 1), outcomes
+            assert (
+                await get(first, "state.json")
+                == (b"a" if won[0] is outcomes[0] else b"b") + b"%d" % round_no
+            )
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_revision_read_before_another_write_is_stale_even_without_overlap(
+    connector: RedisBufferedCas, redis_server: RedisServer, prefix: str
+) -> None:
+    """The WATCH-right-before-MULTI mistake: the check must use the revision the writer read."""
+    other = make(redis_server.url, prefix)
+    try:
+        read = await put(connector, "doc", b"v1")
+        await put(other, "doc", b"v2 by someone else")
+        with pytest.raises(Conflict):
+            await put(
+                connector,
+                "doc",
+                b"v3 from a stale read",
+                condition=WriteCondition(if_match=read.etag),
+            )
+        assert await get(connector, "doc") == b"v2 by someone else"
+    finally:
+        await other.close()
+
+
+async def test_concurrent_creators_of_a_missing_key_one_succeeds(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    clients = [make(redis_server.url, prefix) for _ in range(8)]
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                put(c, "lock", b"%d" % i, condition=WriteCondition(if_none_match=True))
+                for i, c in enumerate(clients)
+            ),
+            return_exceptions=True,
+        )
+        winners = [i for i, o in enumerate(outcomes) if isinstance(o, ObjectMeta)]
+        assert len(winners) == 1
+        assert all(isinstance(o, Conflict) for o in outcomes if not isinstance(o, ObjectMeta))
+        assert await get(clients[0], "lock") == b"%d" % winners[0]
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_cas_increments_from_four_clients_lose_no_update(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    clients = [make(redis_server.url, prefix) for _ in range(4)]
+    await put(clients[0], "counter", b"0")
+
+    async def increment(client: RedisBufferedCas, times: int) -> int:
+        conflicts = 0
+        for _ in range(times):
+            while True:
+                stream = await client.read("counter")
+                value = int(b"".join([c async for c in stream.chunks]))
+                try:
+                    await put(
+                        client,
+                        "counter",
+                        b"%d" % (value + 1),
+                        condition=WriteCondition(if_match=stream.meta.etag),
+                    )
+                    break
+                except Conflict:
+                    conflicts += 1
+        return conflicts
+
+    try:
+        await asyncio.gather(*(increment(c, 25) for c in clients))
+        assert await get(clients[0], "counter") == b"100"
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_staged_writers_racing_on_one_revision_leave_one_whole_value(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    first, second = make(redis_server.url, prefix), make(redis_server.url, prefix)
+    try:
+        read = await put(first, "big.bin", b"seed")
+        bodies = [bytes([n]) * (3 * MiB + 17) for n in (1, 2)]
+        outcomes = await asyncio.gather(
+            *(
+                c.write("big.bin", chunks_of(b), condition=WriteCondition(if_match=read.etag))
+                for c, b in zip((first, second), bodies)
+            ),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, ObjectMeta) for o in outcomes) == 1, outcomes
+        stored = await get(first, "big.bin")
+        assert stored in bodies, "a staged write mixed two bodies"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_retried_script_reports_its_own_success_not_a_conflict(
+    raw: aioredis.Redis, prefix: str
+) -> None:
+    """A lost reply makes the client run the script again; it must not call its own write a conflict."""
+    write = raw.register_script(lua.WRITE)
+    data = (prefix + "retried").encode()
+    keys = [data, data + lua.META_SUFFIX]
+    assert (await write(keys=keys, args=["*", "e1", "", b"v1"]))[0] == lua.OK
+    for _ in range(2):
+        assert (await write(keys=keys, args=["e1", "e2", "", b"v2"]))[0] == lua.OK
+    assert await raw.get(data) == b"v2"
+    assert (await write(keys=keys, args=["e1", "e3", "", b"v3"]))[0] == lua.CONFLICT
+
+
+# -- what other Redis clients see ------------------------------------------------
+
+
+async def test_values_are_plain_strings_under_the_prefixed_key_in_the_chosen_db(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    connector = make(url, prefix)
+    db3 = aioredis.Redis.from_url(url)
+    db0 = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await put(connector, "dir/value.json", b'{"x": 1}', content_type="application/json")
+        assert await db3.get(f"{prefix}dir/value.json") == b'{"x": 1}'
+        assert await db0.exists(f"{prefix}dir/value.json") == 0
+        meta = await db3.hgetall(f"{prefix}dir/value.json".encode() + lua.META_SUFFIX)
+        assert meta[b"type"] == b"application/json"
+        assert int(meta[b"size"]) == 8
+    finally:
+        await connector.close()
+        await db3.aclose()
+        await db0.aclose()
+
+
+async def test_listing_scans_only_the_escaped_prefix(
+    connector: RedisBufferedCas, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    for name in ["we*rd[1]?/a", "weXrd1X/b", "we\\rd/c", "weird/d"]:
+        await put(connector, name, b"x")
+    monitor = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with monitor.monitor() as feed:
+            listing = await connector.list("we*rd[1]?/")
+            backslash = await connector.list("we\\rd/")
+            await raw.echo("end-of-listing")
+            commands: list[str] = []
+            while "end-of-listing" not in (command := (await feed.next_command())["command"]):
+                commands.append(command)
+    finally:
+        await monitor.aclose()
+    assert [m.key for m in listing.entries] == ["we*rd[1]?/a"]
+    assert [m.key for m in backslash.entries] == ["we\\rd/c"]
+    scans = [c for c in commands if c.startswith("SCAN ")]
+    assert len(scans) >= 2
+    assert all(" MATCH " in c for c in scans), "a SCAN without MATCH walks the whole keyspace"
+
+
+async def test_failed_staged_upload_keeps_the_old_value_and_leaves_no_staging_key(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str
+) -> None:
+    await put(connector, "keep.bin", b"old")
+    with pytest.raises(ConnectionResetError):
+        await connector.write("keep.bin", failing_body(b"z" * (3 * MiB), 2 * MiB))
+    with pytest.raises(TooLarge):
+        await connector.write("keep.bin", pattern_body(8 * MiB + 1))
+    assert await get(connector, "keep.bin") == b"old"
+    leftovers = [
+        k async for k in raw.scan_iter(match=f"{prefix}*".encode() + lua.STAGED_INFIX + b"*")
+    ]
+    assert leftovers == []
+
+
+async def test_a_declared_size_over_the_limit_is_refused_before_reading_the_body(
+    connector: RedisBufferedCas,
+) -> None:
+    started = False
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal started
+        started = True
+        yield b"x"
+
+    with pytest.raises(TooLarge):
+        await connector.write("huge.bin", body(), size=8 * MiB + 1)
+    assert not started
+
+
+async def test_append_past_the_limit_is_refused_and_keeps_the_value(
+    connector: RedisBufferedCas,
+) -> None:
+    await connector.write("log", pattern_body(8 * MiB - 10))
+    before = (await connector.stat("log")).etag
+    with pytest.raises(TooLarge):
+        await connector.append("log", chunks_of(b"y" * 11))
+    assert (await connector.stat("log")).etag == before
+    await connector.append("log", chunks_of(b"y" * 10))
+    assert (await connector.stat("log")).size == 8 * MiB
+
+
+# -- reads ----------------------------------------------------------------------
+
+
+async def test_ranges_across_chunk_boundaries_of_a_large_value(connector: RedisBufferedCas) -> None:
+    data = hashlib.sha256(b"seed").digest() * (3 * MiB // 32)
+    await put(connector, "ranged.bin", data)
+    for spec, expected in [
+        (RangeSpec(100, 600_000), data[100:600_001]),
+        (RangeSpec(None, 700_000), data[-700_000:]),
+        (RangeSpec(3 * MiB - 5, None), data[-5:]),
+        (None, data),
+    ]:
+        assert await get(connector, "ranged.bin", spec) == expected, spec
+
+
+async def test_a_read_overlapping_an_overwrite_fails_rather_than_mixing_versions(
+    connector: RedisBufferedCas,
+) -> None:
+    await put(connector, "moving.bin", b"A" * (2 * MiB))
+    stream = await connector.read("moving.bin")
+    received = [await anext(stream.chunks)]
+    await put(connector, "moving.bin", b"B" * (2 * MiB))
+
+    async def drain() -> None:
+        async for chunk in stream.chunks:
+            received.append(chunk)
+
+    with pytest.raises(Conflict):
+        await drain()
+    assert b"B" not in b"".join(received)
+
+
+# -- TTL --------------------------------------------------------------------------
+
+
+async def test_expiry_removes_value_and_metadata_together(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str
+) -> None:
+    await put(connector, "short-lived", b"x")
+    await connector.set_xattr("short-lived", "ttl", "1")
+    data = f"{prefix}short-lived".encode()
+    assert 0 < await raw.pttl(data) <= 1000
+    assert await raw.pttl(data + lua.META_SUFFIX) == await raw.pttl(data)
+
+    async def gone() -> bool:
+        return await raw.exists(data, data + lua.META_SUFFIX) == 0
+
+    await _eventually(gone, "the expired key to disappear")
+    with pytest.raises(NotFound):
+        await connector.stat("short-lived")
+    assert (await connector.list("")).entries == []
+
+
+async def test_append_and_rename_keep_the_expiry_and_delete_forgets_it(
+    connector: RedisBufferedCas,
+) -> None:
+    await put(connector, "a.log", b"one\n", content_type="text/plain")
+    await connector.set_xattr("a.log", "ttl", "3600")
+    await connector.append("a.log", chunks_of(b"two\n"))
+    assert 3500 <= int(await connector.get_xattr("a.log", "ttl")) <= 3600
+    renamed = await connector.rename("a.log", "b.log")
+    assert renamed.content_type == "text/plain"
+    assert 3500 <= int(await connector.get_xattr("b.log", "ttl")) <= 3600
+    assert await get(connector, "b.log") == b"one\ntwo\n"
+    await connector.delete("b.log")
+    await put(connector, "b.log", b"fresh")
+    assert await connector.get_xattr("b.log", "ttl") == "-1"
+
+
+async def test_ttl_and_content_type_on_a_missing_key_are_not_found(
+    connector: RedisBufferedCas,
+) -> None:
+    for name, value in [("ttl", "60"), ("content_type", "text/plain")]:
+        with pytest.raises(NotFound):
+            await connector.set_xattr("absent", name, value)
+
+
+# -- access control, TLS, configuration -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[RedisServer]:
+    with RedisServer(password="admin-secret") as server:
+        yield server
+
+
+async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
+    port = password_server.port
+    admin = aioredis.Redis.from_url(password_server.url)
+    await admin.execute_command(
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        ">reader-secret",
+        "~*",
+        "+@read",
+        "+@connection",
+        "+@scripting",
+    )
+    await admin.aclose()
+    owner = make(password_server.url, "acl/")
+    reader = make(f"redis://reader:reader-secret@127.0.0.1:{port}/0", "acl/")
+    intruder = make(f"redis://reader:wrong@127.0.0.1:{port}/0", "acl/")
+    try:
+        await put(owner, "doc", b"owned")
+        assert await get(reader, "doc") == b"owned"
+        with pytest.raises(PermissionDenied):
+            await put(reader, "doc", b"vandalised")
+        with pytest.raises(PermissionDenied):
+            await get(intruder, "doc")
+        with pytest.raises(PermissionDenied):
+            await intruder.check_health()
+        assert await get(owner, "doc") == b"owned"
+    finally:
+        for client in (owner, reader, intruder):
+            await client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("redis-tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_rediss_url_with_a_ca_file(tls_files: tuple[Path, Path]) -> None:
+    with RedisServer(tls=tls_files) as server:
+        connector = make(f"{server.url}?ssl_ca_certs={tls_files[0]}", "tls/")
+        try:
+            await connector.check_health()
+            await put(connector, "secure", b"over TLS")
+            assert await get(connector, "secure") == b"over TLS"
+        finally:
+            await connector.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "REDIS_URL"),
+        ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://redis:6379/notadb"}, "REDIS_URL"),
+        (
+            {"REDIS_URL": "redis://r", "REDIS_MAX_VALUE_BYTES": str(600 * MiB)},
+            "REDIS_MAX_VALUE_BYTES",
+        ),
+        ({"REDIS_URL": "redis://r", "REDIS_TIMEOUT_SECONDS": "soon"}, "REDIS_TIMEOUT_SECONDS"),
+    ],
+)
+def test_configuration_errors_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        RedisBufferedCas.from_settings(Settings(env))
+
+
+# -- outage and recovery ---------------------------------------------------------
+
+
+async def _works(connector: Connector, key: str) -> bool:
+    try:
+        await put(connector, key, b"back")
+        return await get(connector, key) == b"back"
+    except ConnectorError:
+        return False
+
+
+async def test_redis_down_is_503_and_both_paths_recover_after_a_restart(
+    socket_dir: Path,
+) -> None:
+    with RedisServer() as server:
+        env = {"REDIS_URL": server.url, "STATE_PREFIX": "outage/"}
+        direct = RedisBufferedCas.from_settings(Settings(env))
+        process = ConnectorProcess(
+            "redis-buffered-cas", socket_dir / "redis-outage.sock", env
+        ).start()
+        served = HttpConnector(process.socket_path)
+        await served.open()
+        try:
+            for connector in (direct, served):
+                await put(connector, "k", b"before")
+            server.stop()
+            for connector in (direct, served):
+                with pytest.raises(BackendUnavailable):
+                    await get(connector, "k")
+                with pytest.raises(BackendUnavailable):
+                    await put(connector, "k", b"during")
+                with pytest.raises(BackendUnavailable):
+                    await connector.check_health()
+            server.start()
+            for connector in (direct, served):
+                await _eventually(
+                    functools.partial(_works, connector, "k"), "recovery after a restart"
+                )
+                await connector.check_health()
+        finally:
+            await served.close()
+            await direct.close()
+            process.stop()
