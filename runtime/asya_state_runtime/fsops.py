@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import os
 import stat as stat_module
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,6 +70,40 @@ def make_stat(target: Target, *, is_dir: bool, size: int, mtime: float | None) -
     )
 
 
+# Directories made by this process. Nothing is stored for them, but as on a
+# local disk they exist (empty) until removed, so code that makes a directory
+# and then checks it before writing into it (pandas does) works.
+_made_lock = threading.Lock()
+_made_dirs: set[tuple[str, str]] = set()
+
+
+def _remember_dir(target: Target) -> None:
+    with _made_lock:
+        _made_dirs.add((target.mount.name, target.key))
+
+
+def _forget_dirs(target: Target) -> None:
+    """Forget ``target`` and every directory made below it."""
+    below = _prefix(target.key)
+    with _made_lock:
+        _made_dirs.difference_update(
+            made
+            for made in list(_made_dirs)
+            if made[0] == target.mount.name and (made[1] == target.key or made[1].startswith(below))
+        )
+
+
+def _head(target: Target) -> connector.Meta | None:
+    """HEAD of a key, where a directory this process made counts as an empty directory."""
+    meta = target.client.head(target.key, target.path)
+    if meta is None:
+        with _made_lock:
+            made = (target.mount.name, target.key) in _made_dirs
+        if made:
+            return connector.Meta(is_dir=True, size=0, etag=None, mtime=None)
+    return meta
+
+
 def _not_found(path: str) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, "No such file or directory", path)
 
@@ -76,7 +111,7 @@ def _not_found(path: str) -> FileNotFoundError:
 def stat(target: Target) -> os.stat_result:
     if not target.key:
         return make_stat(target, is_dir=True, size=0, mtime=None)
-    meta = target.client.head(target.key, target.path)
+    meta = _head(target)
     if meta is None:
         raise _not_found(target.path)
     return make_stat(target, is_dir=meta.is_dir, size=meta.size, mtime=meta.mtime)
@@ -111,7 +146,7 @@ def _listing(target: Target) -> Iterator[Entry]:
     if first is not None:
         return itertools.chain([first], entries)
     if target.key:
-        meta = target.client.head(target.key, target.path)
+        meta = _head(target)
         if meta is None:
             raise _not_found(target.path)
         if not meta.is_dir:
@@ -201,9 +236,10 @@ def scandir(target: Target, given: str | bytes) -> ScandirIterator:
 
 
 def mkdir(target: Target) -> None:
-    """Accepted without storing anything; fails only if something exists at the path."""
-    if not target.key or target.client.head(target.key, target.path) is not None:
+    """Stores nothing; the directory exists for this process until removed (see _made_dirs)."""
+    if not target.key or _head(target) is not None:
         raise FileExistsError(errno.EEXIST, "File exists", target.path)
+    _remember_dir(target)
 
 
 def rmdir(target: Target) -> None:
@@ -215,6 +251,7 @@ def rmdir(target: Target) -> None:
     meta = target.client.head(target.key, target.path)
     if meta is not None and not meta.is_dir:
         raise NotADirectoryError(errno.ENOTDIR, "Not a directory", target.path)
+    _forget_dirs(target)
 
 
 # -- objects ------------------------------------------------------------------------
@@ -274,8 +311,9 @@ def rmtree(
     except OSError as exc:
         report(os.scandir, target.path, exc)
         return
+    meta = _head(target) if not keys and target.key else None
+    _forget_dirs(target)
     if not keys and target.key:
-        meta = client.head(target.key, target.path)
         if meta is None:
             report(os.lstat, target.path, _not_found(target.path))
         elif not meta.is_dir:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import Connectors
+from tests.runtime.conftest import Connectors, run_handler
 
 
 def write(path: str, data: str = "x") -> None:
@@ -140,7 +140,7 @@ def test_rename_and_replace(tree: str, tmp_path: Path) -> None:
         assert caught.value.errno == errno.EXDEV
 
 
-def test_mkdir_is_accepted_and_rmdir_only_when_empty(tree: str) -> None:
+def test_mkdir_is_accepted_and_rmdir_only_when_empty(hooks: Connectors, tree: str) -> None:
     os.mkdir(f"{tree}/fresh")
     os.makedirs(f"{tree}/fresh/a/b", exist_ok=True)
     os.makedirs(f"{tree}/sub", exist_ok=True)
@@ -148,14 +148,22 @@ def test_mkdir_is_accepted_and_rmdir_only_when_empty(tree: str) -> None:
         os.mkdir(f"{tree}/sub")
     with pytest.raises(FileExistsError):
         os.makedirs(f"{tree}/a.txt", exist_ok=True)
-    # Nothing is stored for a directory: it exists while it holds objects.
-    assert not os.path.exists(f"{tree}/fresh")
+    # Nothing is stored: other processes see a directory only while it holds objects;
+    # this process sees the directories it made, empty, as on a local disk.
+    assert os.path.isdir(f"{tree}/fresh/a/b")
+    assert os.listdir(f"{tree}/fresh") == []
+    assert not os.path.isdir(f"{tree}/nowhere")
+    code = f"import os; print(os.path.exists({tree + '/fresh'!r}))"
+    assert run_handler(hooks, code).stdout.strip() == "False"
     with pytest.raises(OSError, match="not empty") as caught:
         os.rmdir(f"{tree}/sub")
     assert caught.value.errno == errno.ENOTEMPTY
     with pytest.raises(NotADirectoryError):
         os.rmdir(f"{tree}/a.txt")
-    os.rmdir(f"{tree}/fresh")
+    os.rmdir(f"{tree}/fresh/a/b")
+    assert not os.path.exists(f"{tree}/fresh/a/b")
+    shutil.rmtree(f"{tree}/fresh")
+    assert not os.path.exists(f"{tree}/fresh/a")
     os.remove(f"{tree}/sub/deeper/d.txt")
     os.rmdir(f"{tree}/sub/deeper")
 
