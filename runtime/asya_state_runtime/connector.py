@@ -71,6 +71,13 @@ def encode_key(key: str, path: str) -> str:
         raise OSError(errno.EINVAL, "state paths must be valid UTF-8", path) from None
 
 
+def encode_query(params: Mapping[str, str], path: str) -> str:
+    try:
+        return urlencode(params, quote_via=quote, safe="/")
+    except UnicodeEncodeError:
+        raise OSError(errno.EINVAL, "state paths must be valid UTF-8", path) from None
+
+
 def _float_or_none(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -230,8 +237,7 @@ class MountClient:
 
     def move(self, op: str, key: str, target_key: str, path: str) -> None:
         """``op`` is copy or rename; the target's new revision is remembered."""
-        query = urlencode({"op": op, "to": target_key}, quote_via=quote, safe="/")
-        encode_key(target_key, path)
+        query = encode_query({"op": op, "to": target_key}, path)
         reply = self._request("POST", OBJECTS + encode_key(key, path) + "?" + query, path)
         if reply.status != 200:
             raise reply.error()
@@ -263,8 +269,7 @@ class MountClient:
             params = {"prefix": prefix, "delimiter": "" if recursive else "/", "limit": "1000"}
             if token:
                 params["page_token"] = token
-            query = urlencode(params, quote_via=quote, safe="/")
-            encode_key(prefix, path)
+            query = encode_query(params, path)
             reply = self._request("GET", f"{LIST}?{query}", path)
             if reply.status != 200:
                 raise reply.error()
@@ -311,7 +316,7 @@ class MountClient:
         reply.read_all()
 
     def _xattr_target(self, key: str, name: str, path: str) -> str:
-        return f"{XATTRS}{encode_key(key, path)}?{urlencode({'name': name}, quote_via=quote)}"
+        return f"{XATTRS}{encode_key(key, path)}?{encode_query({'name': name}, path)}"
 
 
 def _copy_into(source: IO[bytes], upload: transport.Upload, size: int) -> None:

@@ -90,7 +90,3 @@ def lost(mount: Mount, path: str, cause: BaseException) -> ConnectionError:
         f"was lost: {cause!r}",
         path,
     )
-
-
-def unsupported(path: str, what: str) -> OSError:
-    return OSError(errno.ENOTSUP, what, path)

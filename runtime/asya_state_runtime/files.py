@@ -233,7 +233,9 @@ class ReadRaw(StateRaw):
         while count:
             got = self._stream().readinto(scratch[:count])
             if got == 0:
-                break
+                # The stream ended early; the next read asks for a range instead.
+                self._drop_stream()
+                return
             count -= got
             self._pos += got
 

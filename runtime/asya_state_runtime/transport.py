@@ -192,12 +192,6 @@ class Reply:
             self._finish_body()
         return count
 
-    def read(self, size: int) -> bytes:
-        buffer = bytearray(size)
-        count = self.readinto(memoryview(buffer))
-        del buffer[count:]
-        return bytes(buffer)
-
     def read_all(self) -> bytes:
         try:
             data = self._response.read()

@@ -370,6 +370,22 @@ def test_reads_stream_and_seek_uses_ranged_reads(hooks: Connectors, ns: str) -> 
     f.seek(20 * 1024 * 1024 + 3)
     assert f.read(2) == b"\x14\x14"
     f.close()
+    with open(path, "rb", buffering=0) as unbuffered:
+        assert unbuffered.read(10) == b"\x00" * 10
+        stream = unbuffered._reply  # type: ignore[attr-defined]
+        unbuffered.seek(60_000)  # a short hop forward reads through the open stream
+        assert unbuffered.read(4) == b"\x00" * 4
+        assert unbuffered.tell() == 60_004
+        assert unbuffered._reply is stream  # type: ignore[attr-defined]
+
+
+def test_undecodable_names_are_refused(hooks: Connectors, ns: str) -> None:
+    with (
+        pytest.raises(OSError, match="UTF-8") as caught,
+        open(f"/state/{ns}/".encode() + b"\xff", "wb"),
+    ):
+        pass
+    assert caught.value.errno == errno.EINVAL
 
 
 def test_an_object_replaced_during_a_ranged_read_is_reported(hooks: Connectors, ns: str) -> None:
