@@ -46,10 +46,6 @@ def recall(mount: str, key: str) -> str | None:
     return _seen().get((mount, key))
 
 
-def forget(mount: str, key: str) -> None:
-    _seen().pop((mount, key), None)
-
-
 def reset() -> None:
     """Forget every remembered revision of the current context and start a fresh memory.
 
