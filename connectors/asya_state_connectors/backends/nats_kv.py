@@ -46,7 +46,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -108,8 +108,14 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def _map_nats_error(exc: BaseException, key: str | None, *, denied: bool = False) -> ConnectorError:
-    """The NATS backend's error table. ``denied``: the server reported a permissions violation."""
+def _map_nats_error(
+    exc: BaseException, key: str | None, *, denied: bool, connected: bool
+) -> ConnectorError:
+    """The NATS backend's error table.
+
+    ``denied``: the server reported a refusal meanwhile; ``connected``: the
+    client is still connected (a timeout without a connection is an outage).
+    """
     if isinstance(exc, ConnectorError):
         return exc
     detail = str(exc) or type(exc).__name__
@@ -120,7 +126,7 @@ def _map_nats_error(exc: BaseException, key: str | None, *, denied: bool = False
         return PermissionDenied(f"JetStream refused access{where}: {detail}", key=key)
     if isinstance(exc, nx.MaxPayloadError):
         return TooLarge(f"the value exceeds the NATS max_payload{where}", key=key)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError) and connected:
         return BackendTimeout(f"NATS did not answer in time{where}: {detail}", key=key)
     if isinstance(
         exc,
@@ -133,7 +139,8 @@ def _map_nats_error(exc: BaseException, key: str | None, *, denied: bool = False
         | nx.OutboundBufferLimitError
         | jx.ServiceUnavailableError
         | jx.NoStreamResponseError
-        | OSError,
+        | OSError
+        | TimeoutError,
     ):
         return BackendUnavailable(f"NATS is unreachable{where}: {detail}", key=key)
     return BackendError(f"NATS error{where}: {detail}", key=key)
@@ -236,6 +243,7 @@ class NatsKvBufferedCas(Connector):
         self._connecting = asyncio.Lock()
         self._failed_at = 0.0
         self._violations = 0
+        self._inflight: set[asyncio.Timeout] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -297,7 +305,7 @@ class NatsKvBufferedCas(Connector):
 
     async def check_health(self) -> None:
         session = await self._connection()
-        with self._errors(None):
+        async with self._errors(None):
             await session.js.stream_info(self._stream)
 
     async def _connection(self) -> _Session:
@@ -321,7 +329,7 @@ class NatsKvBufferedCas(Connector):
     async def _connect(self) -> _Session:
         nc = None
         try:
-            with self._errors(None):
+            async with self._errors(None):
                 nc = await nats.connect(
                     servers=self._servers,
                     name=f"asya-state {self.name}",
@@ -388,27 +396,44 @@ class NatsKvBufferedCas(Connector):
         return await js.stream_info(self._stream)
 
     async def _on_error(self, exc: Exception) -> None:
-        if "permissions violation" in str(exc).lower():
+        # The client reports refusals only here: a denied publish then times
+        # out, a refused login ends as "no servers available".
+        text = str(exc).lower()
+        if "permissions violation" in text or "authorization violation" in text:
             self._violations += 1
         log.warning("NATS: %s", exc)
 
     async def _on_disconnected(self) -> None:
         log.warning("disconnected from NATS")
+        # Requests already sent will get no answer: end them now (as 503).
+        now = asyncio.get_running_loop().time()
+        for deadline in list(self._inflight):
+            deadline.reschedule(now)
 
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS")
 
-    @contextlib.contextmanager
-    def _errors(self, key: str | None) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def _errors(self, key: str | None) -> AsyncIterator[None]:
+        """Map client errors; a lost connection ends the call at once instead of at its timeout."""
         seen = self._violations
         try:
-            yield
+            async with asyncio.timeout(None) as deadline:
+                self._inflight.add(deadline)
+                try:
+                    yield
+                finally:
+                    self._inflight.discard(deadline)
         except ConnectorError:
             raise
         except (TimeoutError, nx.Error, OSError) as exc:
-            # A denied publish or request is only reported asynchronously; the
-            # request itself then times out.
-            raise _map_nats_error(exc, key, denied=self._violations != seen) from exc
+            session = self._session
+            raise _map_nats_error(
+                exc,
+                key,
+                denied=self._violations != seen,
+                connected=session is not None and session.nc.is_connected,
+            ) from exc
 
     # -- messages -------------------------------------------------------------
 
@@ -417,7 +442,7 @@ class NatsKvBufferedCas(Connector):
 
     async def _latest(self, session: _Session, key: str) -> _Entry | None:
         """The last message on ``key``'s subject, live or a marker; None if there is none."""
-        with self._errors(key):
+        async with self._errors(key):
             try:
                 msg = await session.js.get_msg(
                     self._stream, subject=self._subject(key), direct=session.direct
@@ -455,7 +480,7 @@ class NatsKvBufferedCas(Connector):
 
     async def _send(self, session: _Session, key: str, data: bytes, headers: dict[str, str]) -> int:
         """Publish to ``key``'s subject; a failed expected-sequence check is a Conflict."""
-        with self._errors(key):
+        async with self._errors(key):
             try:
                 ack = await session.js.publish(self._subject(key), data, headers=headers or None)
             except jx.APIError as exc:
@@ -631,7 +656,7 @@ class NatsKvBufferedCas(Connector):
         """Metadata of every live key under ``prefix``, from headers only (values stay on the server)."""
         full = self._prefix + prefix
         found: dict[str, ObjectMeta] = {}
-        with self._errors(prefix or None):
+        async with self._errors(prefix or None):
             sub = await session.js.subscribe(
                 self._subject_root + prefix_filter(full),
                 ordered_consumer=True,
