@@ -37,7 +37,16 @@ from asya_state_connectors.errors import (
 )
 from asya_state_connectors.interface import Connector, ObjectMeta, RangeSpec, WriteCondition
 from asya_state_connectors.settings import Settings
-from tests.conformance.helpers import chunks_of, failing_body, get, pattern_body, put
+from tests.conformance.helpers import (
+    chunks_of,
+    digest_of,
+    failing_body,
+    get,
+    pattern_body,
+    pattern_digest,
+    put,
+)
+from tests.connectors.test_server import PeakRss
 
 MiB = 1024 * 1024
 
@@ -311,6 +320,29 @@ async def test_append_past_the_limit_is_refused_and_keeps_the_value(
     assert (await connector.stat("log")).etag == before
     await connector.append("log", chunks_of(b"y" * 10))
     assert (await connector.stat("log")).size == 8 * MiB
+
+
+async def test_a_256_mib_value_streams_through_the_connector_process_in_bounded_memory(
+    redis_server: RedisServer, socket_dir: Path, prefix: str
+) -> None:
+    size = 256 * MiB
+    env = {
+        "REDIS_URL": redis_server.url,
+        "STATE_PREFIX": prefix,
+        "REDIS_MAX_VALUE_BYTES": str(size),
+    }
+    with ConnectorProcess("redis-buffered-cas", socket_dir / "redis-big.sock", env) as process:
+        client = HttpConnector(process.socket_path)
+        await client.open()
+        try:
+            with PeakRss(process.pid) as rss:
+                await client.write("weights.bin", pattern_body(size), size=None)
+                digest = await digest_of(client, "weights.bin")
+            await client.delete("weights.bin")
+        finally:
+            await client.close()
+    assert digest == (pattern_digest(size), size)
+    assert rss.peak < 100 * MiB, f"connector peaked at {rss.peak / MiB:.0f} MiB for 256 MiB"
 
 
 # -- reads ----------------------------------------------------------------------
