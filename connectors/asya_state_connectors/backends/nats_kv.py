@@ -291,11 +291,12 @@ class NatsKvBufferedCas(Connector):
     # -- connection -----------------------------------------------------------
 
     async def open(self) -> None:
-        # A sidecar may start before NATS: serve anyway and report 503 until it is up.
+        # A sidecar may start before NATS (or before its account or bucket is
+        # ready): serve anyway; readiness reports the problem until it is solved.
         try:
             await self._connection()
-        except (BackendUnavailable, BackendTimeout) as exc:
-            log.warning("NATS is not reachable yet: %s", exc.message)
+        except ConnectorError as exc:
+            log.warning("NATS is not usable yet: %s", exc.message)
 
     async def close(self) -> None:
         session, self._session = self._session, None
