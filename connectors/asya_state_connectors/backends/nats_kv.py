@@ -405,6 +405,8 @@ class NatsKvBufferedCas(Connector):
         log.warning("NATS: %s", exc)
 
     async def _on_disconnected(self) -> None:
+        if self._session is None:
+            return  # close() let go of the connection on purpose
         log.warning("disconnected from NATS")
         # Requests already sent will get no answer: end them now (as 503).
         now = asyncio.get_running_loop().time()
