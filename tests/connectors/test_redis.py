@@ -46,7 +46,7 @@ from tests.conformance.helpers import (
     pattern_digest,
     put,
 )
-from tests.connectors.test_server import PeakRss
+from tests.memory import PeakRss
 
 MiB = 1024 * 1024
 

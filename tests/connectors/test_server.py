@@ -10,13 +10,11 @@ import asyncio
 import hashlib
 import os
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
 
 from asya_state_cli.commands.probe import check
@@ -24,6 +22,7 @@ from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import Draining
 from tests.conformance.helpers import chunks_of, pattern_body, pattern_digest
+from tests.memory import PeakRss
 from tests.rawhttp import exchange
 
 MiB = 1024 * 1024
@@ -43,30 +42,6 @@ def fs_connector(state_dir: Path, socket_dir: Path) -> Iterator[ConnectorProcess
     )
     with process:
         yield process
-
-
-class PeakRss:
-    """Samples a process's resident set size in a background thread."""
-
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
-        self.baseline = self._process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(0.01)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 async def test_one_gib_streams_through_with_bounded_connector_memory(
