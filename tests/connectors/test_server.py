@@ -145,7 +145,7 @@ def test_malformed_requests_never_crash_or_500(
 ) -> None:
     reply = exchange(fs_connector.socket_path, payload)
     status_line = reply.split(b"\r\n", 1)[0]
-    assert status_line.startswith(b"HTTP/1."), f"no HTTP answer: {reply[:100]!r}"
+    assert status_line.startswith(b"HTTP/"), f"no HTTP answer: {reply[:100]!r}"
     assert b" 500 " not in status_line, f"client error answered with {status_line!r}"
     assert fs_connector.process is not None
     assert fs_connector.process.poll() is None, "connector died"

@@ -115,7 +115,7 @@ def test_generated_requests_never_crash_hang_or_500(
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + payload
     reply = exchange(connector.socket_path, raw)
     status_line = reply.split(b"\r\n", 1)[0]
-    assert status_line.startswith(b"HTTP/1."), f"no HTTP answer to {raw[:300]!r}"
+    assert status_line.startswith(b"HTTP/"), f"no HTTP answer to {raw[:300]!r}"
     assert b" 500 " not in status_line, f"{raw[:300]!r} -> {status_line!r}"
     assert connector.process is not None
     assert connector.process.poll() is None, "the connector died"
