@@ -1,0 +1,389 @@
+"""The wire protocol as seen from one mount: one method per connector operation.
+
+Owns: request paths and queries (keys percent-encoded with ``/`` literal),
+the lazily fetched and cached ``/v1/info`` (capabilities), which statuses
+count as success, recording the revisions this process reads and writes,
+and the write conditions those revisions imply (If-Match only when the
+connector declares ``cas``, If-None-Match: * only with ``create_only``).
+
+Must not: patch anything or know about file objects and ``os`` semantics.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import quote, urlencode
+
+from . import revisions, transport
+from .config import Mount
+
+CAS = "cas"
+CREATE_ONLY = "create_only"
+APPEND = "append"
+
+OBJECTS = "/v1/objects/"
+XATTRS = "/v1/xattrs/"
+LIST = "/v1/list"
+INFO = "/v1/info"
+
+UPLOAD_CHUNK = 256 * 1024
+_CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
+
+
+@dataclass(frozen=True)
+class Info:
+    connector: str
+    capabilities: frozenset[str]
+    writable_xattrs: frozenset[str]
+    max_object_size: int | None
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a HEAD says about a key."""
+
+    is_dir: bool
+    size: int
+    etag: str | None
+    mtime: float | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a directory listing."""
+
+    name: str
+    key: str
+    is_dir: bool
+    size: int
+    mtime: float | None
+
+
+def encode_key(key: str, path: str) -> str:
+    try:
+        return quote(key, safe="/")
+    except UnicodeEncodeError:
+        raise OSError(errno.EINVAL, "state paths must be valid UTF-8", path) from None
+
+
+def encode_query(params: Mapping[str, str], path: str) -> str:
+    try:
+        return urlencode(params, quote_via=quote, safe="/")
+    except UnicodeEncodeError:
+        raise OSError(errno.EINVAL, "state paths must be valid UTF-8", path) from None
+
+
+def _float_or_none(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+class MountClient:
+    """Protocol operations against the connector of one mount."""
+
+    def __init__(self, mount: Mount) -> None:
+        self.mount = mount
+        self._info: Info | None = None
+        self._info_lock = threading.Lock()
+
+    @property
+    def pool(self) -> transport.Pool:
+        return transport.pool_for(self.mount)
+
+    def _request(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> transport.Reply:
+        return transport.request(self.pool, method, target, path=path, headers=headers, body=body)
+
+    # -- capabilities ----------------------------------------------------
+
+    def info(self, path: str) -> Info:
+        """The connector's description, fetched once per process."""
+        with self._info_lock:
+            if self._info is None:
+                reply = self._request("GET", INFO, path)
+                if reply.status != 200:
+                    raise reply.error()
+                self._info = _parse_info(reply.read_all(), self.mount, path)
+            return self._info
+
+    def supports(self, capability: str, path: str) -> bool:
+        return capability in self.info(path).capabilities
+
+    def write_condition(self, key: str, path: str) -> dict[str, str]:
+        """Headers making a write of ``key`` conditional on what this process saw of it."""
+        seen = revisions.recall(self.mount.name, key)
+        # Implicit conditions are what CAS means; a connector without ``cas``
+        # is last-writer-wins, even if it can create exclusively for mode "x".
+        if seen is None or not self.supports(CAS, path):
+            return {}
+        if seen == revisions.MISSING:
+            return dict(_CREATE_ONLY_HEADERS) if self.supports(CREATE_ONLY, path) else {}
+        return {"If-Match": seen}
+
+    def create_only_condition(self, path: str) -> dict[str, str]:
+        if not self.supports(CREATE_ONLY, path):
+            info = self.info(path)
+            raise OSError(
+                errno.ENOTSUP,
+                f"exclusive creation (mode 'x') needs a connector with create_only; "
+                f"{info.connector} on mount {self.mount.name!r} does not declare it",
+                path,
+            )
+        return dict(_CREATE_ONLY_HEADERS)
+
+    # -- objects -----------------------------------------------------------
+
+    def head(self, key: str, path: str) -> Meta | None:
+        """Stat ``key``: None when it is neither an object nor a non-empty prefix."""
+        reply = self._request("HEAD", OBJECTS + encode_key(key, path), path)
+        if reply.status == 404:
+            reply.read_all()
+            revisions.remember(self.mount.name, key, None)
+            return None
+        if reply.status != 200:
+            raise reply.error()
+        reply.read_all()
+        is_dir = reply.header("X-Asya-Kind") == "directory"
+        etag = None if is_dir else reply.header("ETag")
+        if not is_dir:
+            revisions.remember(self.mount.name, key, etag)
+        size = reply.header("X-Asya-Size")
+        return Meta(
+            is_dir=is_dir,
+            size=int(size) if size and size.isdigit() else 0,
+            etag=etag,
+            mtime=_float_or_none(reply.header("X-Asya-Mtime")),
+        )
+
+    def get(self, key: str, path: str, start: int = 0) -> transport.Reply:
+        """Open a read of ``key`` from byte ``start``; the caller reads the body."""
+        headers = {"Range": f"bytes={start}-"} if start else None
+        reply = self._request("GET", OBJECTS + encode_key(key, path), path, headers)
+        if reply.status in (200, 206):
+            if start == 0:
+                revisions.remember(self.mount.name, key, reply.header("ETag"))
+            return reply
+        if reply.status == 404:
+            revisions.remember(self.mount.name, key, None)
+        raise reply.error()
+
+    def put(
+        self, key: str, path: str, source: IO[bytes], size: int, headers: Mapping[str, str]
+    ) -> None:
+        """Store ``size`` bytes read from ``source`` as ``key`` in one request."""
+        upload = self.start_put(key, path, headers, size)
+        try:
+            _copy_into(source, upload, size)
+        except BaseException:
+            upload.abort()
+            raise
+        self.finish(upload, key, path)
+
+    def start_put(
+        self, key: str, path: str, headers: Mapping[str, str], size: int | None
+    ) -> transport.Upload:
+        return transport.start_upload(
+            self.pool,
+            "PUT",
+            OBJECTS + encode_key(key, path),
+            path=path,
+            headers=headers,
+            size=size,
+        )
+
+    def start_append(self, key: str, path: str, size: int | None) -> transport.Upload:
+        return transport.start_upload(
+            self.pool,
+            "POST",
+            OBJECTS + encode_key(key, path) + "?op=append",
+            path=path,
+            headers={},
+            size=size,
+        )
+
+    def append(self, key: str, path: str, source: IO[bytes], size: int) -> None:
+        upload = self.start_append(key, path, size)
+        try:
+            _copy_into(source, upload, size)
+        except BaseException:
+            upload.abort()
+            raise
+        self.finish(upload, key, path)
+
+    def finish(self, upload: transport.Upload, key: str, path: str) -> None:
+        """Complete a write and remember the revision it created."""
+        reply = upload.finish()
+        if reply.status != 200:
+            raise reply.error()
+        reply.read_all()
+        revisions.remember(self.mount.name, key, reply.header("ETag"))
+
+    def move(self, op: str, key: str, target_key: str, path: str) -> None:
+        """``op`` is copy or rename; the target's new revision is remembered."""
+        query = encode_query({"op": op, "to": target_key}, path)
+        reply = self._request("POST", OBJECTS + encode_key(key, path) + "?" + query, path)
+        if reply.status != 200:
+            raise reply.error()
+        reply.read_all()
+        revisions.remember(self.mount.name, target_key, reply.header("ETag"))
+        if op == "rename":
+            revisions.remember(self.mount.name, key, None)
+
+    def delete(self, key: str, path: str) -> bool:
+        """Delete ``key`` (conditionally on its remembered revision); False if it was absent."""
+        condition = self.write_condition(key, path)
+        condition.pop("If-None-Match", None)
+        reply = self._request("DELETE", OBJECTS + encode_key(key, path), path, condition)
+        if reply.status == 404:
+            reply.read_all()
+            return False
+        if reply.status not in (200, 204):
+            raise reply.error()
+        reply.read_all()
+        revisions.remember(self.mount.name, key, None)
+        return True
+
+    # -- listing -----------------------------------------------------------
+
+    def list(self, prefix: str, path: str, *, recursive: bool = False) -> Iterator[Entry]:
+        """Every object (and, unless recursive, sub-prefix) under ``prefix``, page by page."""
+        token: str | None = None
+        while True:
+            params = {"prefix": prefix, "delimiter": "" if recursive else "/", "limit": "1000"}
+            if token:
+                params["page_token"] = token
+            query = encode_query(params, path)
+            reply = self._request("GET", f"{LIST}?{query}", path)
+            if reply.status != 200:
+                raise reply.error()
+            page = _parse_json(reply.read_all(), self.mount, path)
+            yield from _page_entries(page, prefix)
+            next_token = page.get("next_page_token")
+            if not isinstance(next_token, str) or not next_token:
+                return
+            token = next_token
+
+    # -- attributes ----------------------------------------------------------
+
+    def xattrs(self, key: str, path: str) -> dict[str, str]:
+        reply = self._request("GET", XATTRS + encode_key(key, path), path)
+        if reply.status != 200:
+            raise reply.error()
+        attributes = _parse_json(reply.read_all(), self.mount, path).get("attributes")
+        if not isinstance(attributes, dict):
+            return {}
+        return {str(k): str(v) for k, v in attributes.items()}
+
+    def xattr(self, key: str, name: str, path: str) -> str:
+        reply = self._request("GET", self._xattr_target(key, name, path), path)
+        if reply.status != 200:
+            raise reply.error()
+        return reply.read_all().decode("utf-8")
+
+    def set_xattr(self, key: str, name: str, value: str, path: str) -> None:
+        reply = self._request(
+            "PUT",
+            self._xattr_target(key, name, path),
+            path,
+            {"Content-Type": "text/plain; charset=utf-8"},
+            value.encode("utf-8"),
+        )
+        if reply.status not in (200, 204):
+            raise reply.error()
+        reply.read_all()
+
+    def remove_xattr(self, key: str, name: str, path: str) -> None:
+        reply = self._request("DELETE", self._xattr_target(key, name, path), path)
+        if reply.status not in (200, 204):
+            raise reply.error()
+        reply.read_all()
+
+    def _xattr_target(self, key: str, name: str, path: str) -> str:
+        return f"{XATTRS}{encode_key(key, path)}?{encode_query({'name': name}, path)}"
+
+
+def _copy_into(source: IO[bytes], upload: transport.Upload, size: int) -> None:
+    left = size
+    while left > 0:
+        chunk = source.read(min(UPLOAD_CHUNK, left))
+        if not chunk:
+            raise OSError(errno.EIO, f"the write buffer ended {left} bytes early")
+        upload.send(chunk)
+        left -= len(chunk)
+
+
+def _parse_json(body: bytes, mount: Mount, path: str) -> dict[str, object]:
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise OSError(
+            errno.EPROTO, f"the connector of mount {mount.name!r} sent a malformed answer", path
+        )
+    return parsed
+
+
+def _parse_info(body: bytes, mount: Mount, path: str) -> Info:
+    data = _parse_json(body, mount, path)
+
+    def names(field: str) -> frozenset[str]:
+        value = data.get(field)
+        return (
+            frozenset(v for v in value if isinstance(v, str))
+            if isinstance(value, list)
+            else frozenset()
+        )
+
+    limit = data.get("max_object_size")
+    return Info(
+        connector=str(data.get("connector", "unknown")),
+        capabilities=names("capabilities"),
+        writable_xattrs=names("writable_xattrs"),
+        max_object_size=limit if isinstance(limit, int) else None,
+    )
+
+
+def _page_entries(page: Mapping[str, object], prefix: str) -> Iterator[Entry]:
+    found: list[Entry] = []
+    raw_entries = page.get("entries")
+    for item in raw_entries if isinstance(raw_entries, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key")
+        if not isinstance(key, str) or not key.startswith(prefix) or key == prefix:
+            continue
+        size = item.get("size")
+        found.append(
+            Entry(
+                name=key[len(prefix) :],
+                key=key,
+                is_dir=False,
+                size=size if isinstance(size, int) else 0,
+                mtime=_float_or_none(item.get("last_modified")),
+            )
+        )
+    raw_prefixes = page.get("prefixes")
+    for sub in raw_prefixes if isinstance(raw_prefixes, list) else []:
+        if isinstance(sub, str) and sub.startswith(prefix) and len(sub) > len(prefix) + 1:
+            key = sub.rstrip("/")
+            found.append(Entry(name=key[len(prefix) :], key=key, is_dir=True, size=0, mtime=None))
+    found.sort(key=lambda entry: entry.name)
+    return iter(found)

@@ -1,0 +1,552 @@
+"""File objects for state paths, stacked exactly like the real ``open`` stacks them.
+
+Owns: the raw I/O objects (streamed and ranged reads; spooled writes that
+commit on close; chunked passthrough uploads), the abort-on-exception
+buffered and text wrappers, and ``open_file`` which validates the mode and
+arguments like ``io.open`` and picks the raw object for a mode and mount.
+
+A write is committed on ``close()``. If a ``with`` block raises, the file
+object's ``__exit__`` aborts instead: nothing is committed and the previous
+version stays. ``fileno()`` raises io.UnsupportedOperation, which makes
+libraries that try OS-level fast paths (sendfile, numpy's tofile) fall back
+to Python-level reads and writes.
+
+Must not: talk HTTP directly (connector.py does) or hold a whole object in
+memory: reads stream, writes spill to disk above SPILL_THRESHOLD,
+passthrough uploads keep only the buffer of the layer above.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import io
+import tempfile
+import warnings
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any
+
+from . import connector, transport
+from .mounts import Target
+
+SPILL_THRESHOLD = 4 * 1024 * 1024
+BUFFER_SIZE = 64 * 1024
+# A forward seek of at most this many bytes reads through the open stream
+# instead of starting a new ranged request.
+SKIP_LIMIT = 64 * 1024
+_NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    kind: str  # one of r, w, x, a
+    plus: bool
+    binary: bool
+
+    @property
+    def raw_mode(self) -> str:
+        """The mode string the real FileIO reports for this mode."""
+        if self.kind == "w" and self.plus:
+            return "rb+"
+        return self.kind + "b" + ("+" if self.plus else "")
+
+
+def parse_mode(
+    mode: object, buffering: int, encoding: object, errors: object, newline: object
+) -> ModeSpec:
+    """Validate ``open`` arguments with the real ``open``'s rules and messages."""
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
+    if not isinstance(buffering, int):
+        raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted as an integer")
+    chars = set(mode)
+    if chars - set("axrwb+t") or len(mode) > len(chars):
+        raise ValueError(f"invalid mode: {mode!r}")
+    kinds = [c for c in "rwxa" if c in chars]
+    if "t" in chars and "b" in chars:
+        raise ValueError("can't have text and binary mode at once")
+    if len(kinds) != 1:
+        raise ValueError("must have exactly one of create/read/write/append mode")
+    binary = "b" in chars
+    if binary:
+        for value, what in (
+            (encoding, "an encoding"),
+            (errors, "an errors"),
+            (newline, "a newline"),
+        ):
+            if value is not None:
+                raise ValueError(f"binary mode doesn't take {what} argument")
+        if buffering == 1:
+            warnings.warn(
+                "line buffering (buffering=1) isn't supported in binary mode, "
+                "the default buffer size will be used",
+                RuntimeWarning,
+                3,
+            )
+    else:
+        if buffering == 0:
+            raise ValueError("can't have unbuffered text I/O")
+        if encoding is not None and not isinstance(encoding, str):
+            raise TypeError(
+                f"open() argument 'encoding' must be str or None, not {type(encoding).__name__}"
+            )
+        if errors is not None and not isinstance(errors, str):
+            raise TypeError(
+                f"open() argument 'errors' must be str or None, not {type(errors).__name__}"
+            )
+        if newline not in _NEWLINES:
+            raise ValueError(f"illegal newline value: {newline!r}")
+        if isinstance(encoding, str) and encoding != "locale":
+            # An unknown encoding fails before anything is sent ("locale" is
+            # TextIOWrapper's own name for the locale's encoding).
+            codecs.lookup(encoding)
+    return ModeSpec(kinds[0], "+" in chars, binary)
+
+
+# -- raw objects --------------------------------------------------------------
+
+
+class StateRaw(io.RawIOBase):
+    """Common ground of the raw objects: name, mode, abort, and no file descriptor."""
+
+    def __init__(self, target: Target, name: str | bytes, mode: str) -> None:
+        super().__init__()
+        self.target = target
+        self.name = name
+        self.mode = mode
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Make ``close()`` commit nothing."""
+        self._aborted = True
+
+    def _give_up(self) -> None:
+        # A constructor failed: release what was acquired, commit nothing, and
+        # leave nothing for the finalizer's close() to do.
+        self._aborted = True
+        self.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} mode={self.mode!r}>"
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+
+class ReadRaw(StateRaw):
+    """A streamed read of one object; seeking away reopens the stream with a byte range."""
+
+    def __init__(self, target: Target, name: str | bytes) -> None:
+        super().__init__(target, name, "rb")
+        self._reply: transport.Reply | None = None
+        self._pos = 0
+        try:
+            reply = self._reply = target.client.get(target.key, target.path)
+            self._etag = reply.header("ETag")
+            size = reply.header("X-Asya-Size") or reply.header("Content-Length")
+            if size is None or not size.isdigit():
+                raise OSError(
+                    errno.EPROTO, "the connector did not report the object size", target.path
+                )
+            self._size = int(size)
+        except BaseException:
+            self._give_up()
+            raise
+
+    def readable(self) -> bool:
+        self._check_open()
+        return True
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        if want <= 0:
+            return 0
+        count = self._stream().readinto(view[:want])
+        if count == 0:
+            self._drop_stream()
+            raise OSError(
+                errno.EIO, f"the object ended at byte {self._pos} of {self._size}", self.target.path
+            )
+        self._pos += count
+        return count
+
+    def readall(self) -> bytes:
+        self._check_open()
+        data = bytearray()
+        while self._pos < self._size:
+            chunk = self.read(min(self._size - self._pos, 1024 * 1024))
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == io.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if position < 0:
+            raise OSError(errno.EINVAL, "Invalid argument", self.target.path)
+        if position != self._pos and self._reply is not None:
+            gap = position - self._pos
+            if 0 < gap <= SKIP_LIMIT and position <= self._size:
+                self._skip(gap)
+            else:
+                self._drop_stream()
+        self._pos = position
+        return position
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop_stream()
+        super().close()
+
+    def _skip(self, count: int) -> None:
+        scratch = memoryview(bytearray(count))
+        while count:
+            got = self._stream().readinto(scratch[:count])
+            if got == 0:
+                # The stream ended early; the next read asks for a range instead.
+                self._drop_stream()
+                return
+            count -= got
+            self._pos += got
+
+    def _stream(self) -> transport.Reply:
+        if self._reply is None:
+            reply = self.target.client.get(self.target.key, self.target.path, start=self._pos)
+            if reply.header("ETag") != self._etag:
+                reply.discard()
+                raise OSError(
+                    errno.ESTALE,
+                    "the object changed while it was open for reading; reopen it",
+                    self.target.path,
+                )
+            self._reply = reply
+        return self._reply
+
+    def _drop_stream(self) -> None:
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            reply.discard()
+
+
+class SpoolRaw(StateRaw):
+    """Writes collected in a spooled temporary file and committed in one request on close.
+
+    Serves buffered writes and every ``+`` mode: ``r+``/``a+`` load the
+    current object first (so reads and seeks work), ``a`` without ``+``
+    keeps only the new bytes and appends them natively when the connector can,
+    otherwise it reads, concatenates and writes back conditionally.
+    """
+
+    def __init__(self, target: Target, name: str | bytes, spec: ModeSpec) -> None:
+        super().__init__(target, name, spec.raw_mode)
+        self._spec = spec
+        self._create_only: dict[str, str] | None = None
+        self._native_append = False
+        self._dirty = False
+        self._created = False
+        # Owned by this object and closed in close(), so no context manager.
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPILL_THRESHOLD)  # noqa: SIM115
+        try:
+            self._prepare()
+        except BaseException:
+            self._give_up()
+            raise
+
+    def _prepare(self) -> None:
+        client, key, path = self.target.client, self.target.key, self.target.path
+        if self._spec.kind == "x":
+            self._create_only = client.create_only_condition(path)
+            if client.head(key, path) is not None:
+                raise FileExistsError(errno.EEXIST, "File exists", path)
+        elif self._spec.kind == "a" and not self._spec.plus:
+            self._native_append = client.supports(connector.APPEND, path)
+        elif self._spec.plus and self._spec.kind in "ra":
+            found = _load(self.target, self._spool, missing_ok=self._spec.kind == "a")
+            if not found and self._spec.kind == "r":
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+            self._created = not found
+            if self._spec.kind == "r":
+                self._spool.seek(0)
+
+    def readable(self) -> bool:
+        self._check_open()
+        return self._spec.plus
+
+    def writable(self) -> bool:
+        self._check_open()
+        return True
+
+    def seekable(self) -> bool:
+        self._check_open()
+        # Plain append keeps only the new bytes, so positions would be meaningless.
+        return self._spec.plus or self._spec.kind != "a"
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        if not self._spec.plus:
+            raise io.UnsupportedOperation("read")
+        view = memoryview(buffer).cast("B")
+        data = self._spool.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def write(self, buffer: Any) -> int:
+        self._check_open()
+        if self._spec.kind == "a":
+            self._spool.seek(0, io.SEEK_END)
+        count = self._spool.write(buffer)
+        self._dirty = True
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if not self.seekable():
+            raise io.UnsupportedOperation("seek")
+        if whence == io.SEEK_SET and offset < 0:
+            raise OSError(errno.EINVAL, "Invalid argument", self.target.path)
+        return self._spool.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.seek(0, io.SEEK_CUR)
+
+    def truncate(self, size: int | None = None) -> int:
+        self._check_open()
+        if not self.seekable():
+            raise io.UnsupportedOperation("truncate")
+        position = self._spool.tell() if size is None else size
+        self._spool.truncate(position)
+        self._dirty = True
+        return position
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._aborted and self._must_commit():
+                self._commit()
+        finally:
+            self._spool.close()
+            super().close()
+
+    def _must_commit(self) -> bool:
+        # "w" and "x" create or truncate even when nothing is written, "a"
+        # and "a+" create a missing file; otherwise only a change is stored.
+        return self._dirty or self._created or self._spec.kind in "wx" or not self._spec.plus
+
+    def _commit(self) -> None:
+        client, key, path = self.target.client, self.target.key, self.target.path
+        size = self._spool.seek(0, io.SEEK_END)
+        self._spool.seek(0)
+        if self._spec.kind == "a" and not self._spec.plus:
+            if self._native_append:
+                client.append(key, path, self._spool, size)
+            else:
+                self._append_by_rewrite(size)
+            return
+        condition = self._create_only or client.write_condition(key, path)
+        client.put(key, path, self._spool, size, condition)
+
+    def _append_by_rewrite(self, size: int) -> None:
+        client, key, path = self.target.client, self.target.key, self.target.path
+        whole: IO[bytes]
+        with tempfile.SpooledTemporaryFile(max_size=SPILL_THRESHOLD) as whole:
+            found = _load(self.target, whole, missing_ok=True)
+            if found and size == 0:
+                return
+            while chunk := self._spool.read(connector.UPLOAD_CHUNK):
+                whole.write(chunk)
+            total = whole.tell()
+            whole.seek(0)
+            client.put(key, path, whole, total, client.write_condition(key, path))
+
+
+class StreamRaw(StateRaw):
+    """A passthrough write: each write is sent at once as one chunk of a chunked request."""
+
+    def __init__(self, target: Target, name: str | bytes, spec: ModeSpec) -> None:
+        super().__init__(target, name, spec.raw_mode)
+        self._upload: transport.Upload | None = None
+        self._failed = False
+        try:
+            self._upload = self._start(spec)
+        except BaseException:
+            self._give_up()
+            raise
+
+    def _start(self, spec: ModeSpec) -> transport.Upload:
+        client, key, path = self.target.client, self.target.key, self.target.path
+        if spec.kind == "a":
+            return client.start_append(key, path, None)
+        if spec.kind == "x":
+            condition = client.create_only_condition(path)
+            if client.head(key, path) is not None:
+                raise FileExistsError(errno.EEXIST, "File exists", path)
+        else:
+            condition = client.write_condition(key, path)
+        return client.start_put(key, path, condition, None)
+
+    def writable(self) -> bool:
+        self._check_open()
+        return True
+
+    def write(self, buffer: Any) -> int:
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        if self._upload is None or self._aborted or self._failed:
+            return len(view)
+        try:
+            self._upload.send(view)
+        except BaseException:
+            self._failed = True
+            raise
+        return len(view)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        upload, self._upload = self._upload, None
+        try:
+            if upload is None:
+                pass
+            elif self._aborted or self._failed:
+                upload.abort()
+            else:
+                self.target.client.finish(upload, self.target.key, self.target.path)
+        finally:
+            super().close()
+
+
+def _load(target: Target, sink: IO[bytes], *, missing_ok: bool) -> bool:
+    """Copy the current object into ``sink``; False if it does not exist and that is fine."""
+    try:
+        reply = target.client.get(target.key, target.path)
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise
+    buffer = memoryview(bytearray(connector.UPLOAD_CHUNK))
+    while count := reply.readinto(buffer):
+        sink.write(buffer[:count])
+    return True
+
+
+# -- buffered and text layers ---------------------------------------------------
+
+
+def _abort(layer: object) -> None:
+    raw = getattr(layer, "raw", layer)
+    if isinstance(raw, StateRaw):
+        raw.abort()
+
+
+class StateBufferedWriter(io.BufferedWriter):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            _abort(self)
+        self.close()
+
+
+class StateBufferedRandom(io.BufferedRandom):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            _abort(self)
+        self.close()
+
+
+class StateTextIOWrapper(io.TextIOWrapper):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            _abort(self.buffer)
+        self.close()
+
+
+def _make_raw(target: Target, name: str | bytes, spec: ModeSpec) -> StateRaw:
+    if spec.kind == "r" and not spec.plus:
+        return ReadRaw(target, name)
+    if target.mount.passthrough and not spec.plus:
+        if spec.kind in "wx":
+            return StreamRaw(target, name, spec)
+        if spec.kind == "a" and target.client.supports(connector.APPEND, target.path):
+            return StreamRaw(target, name, spec)
+    return SpoolRaw(target, name, spec)
+
+
+def open_file(
+    target: Target,
+    name: str | bytes,
+    mode: str = "r",
+    buffering: int = -1,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> IO[Any]:
+    """``open()`` for a path on a state mount."""
+    spec = parse_mode(mode, buffering, encoding, errors, newline)
+    if not target.key:
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
+    raw = _make_raw(target, name, spec)
+    try:
+        if buffering == 0:
+            return raw  # type: ignore[return-value]
+        size = buffering if buffering > 1 else BUFFER_SIZE
+        buffer: io.BufferedIOBase
+        if spec.plus:
+            buffer = StateBufferedRandom(raw, size)
+        elif spec.kind == "r":
+            buffer = io.BufferedReader(raw, size)
+        else:
+            buffer = StateBufferedWriter(raw, size)
+        if spec.binary:
+            return buffer
+        text = StateTextIOWrapper(buffer, encoding, errors, newline, line_buffering=buffering == 1)
+        text.mode = mode  # type: ignore[misc]
+        return text
+    except BaseException:
+        raw.abort()
+        raw.close()
+        raise

@@ -1,0 +1,98 @@
+"""Rendering the chart with the real Helm engine, and reading what it renders.
+
+Owns: where the chart, its scenarios and its sources of truth live; one
+``render`` that returns parsed manifests tagged with their template; the
+Kubernetes versions manifests are validated for.
+
+Must not: hold assertions; the test modules decide what is right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+from kubernetes_validate import utils as kube_validate
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "helm" / "asya-state-proxy"
+CI_VALUES = sorted((ROOT / "helm" / "ci").glob("*-values.yaml"))
+RUNTIME_DIR = ROOT / "runtime"
+PACKAGE_DIR = ROOT / "package"
+EXAMPLES_DIR = ROOT / "examples"
+APP_VERSION = str(yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"])
+SYNC_HINT = "run ./helm/sync.sh to copy it into the chart"
+
+RELEASE = "asp"
+NAMESPACE = "crossplane-system"
+
+# The chart's kubeVersion floor (native sidecars) and the newest schemas
+# kubernetes-validate ships.
+KUBE_VERSIONS = ("1.29", kube_validate.latest_version())
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One rendered object and the template it came from."""
+
+    template: str
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str | None:
+        namespace = self.body["metadata"].get("namespace")
+        return None if namespace is None else str(namespace)
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    values = yaml.safe_load(path.read_text())
+    assert isinstance(values, dict), f"{path} must hold a mapping"
+    return values
+
+
+def render(
+    chart: helm.Chart, values: dict[str, Any] | None = None, *, namespace: str = NAMESPACE
+) -> list[Manifest]:
+    """Render like ``helm template``; NOTES.txt and empty documents are dropped."""
+    rendered = chart.render(values, name=RELEASE, namespace=namespace, is_install=True)
+    manifests = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for body in yaml.safe_load_all(text):
+            if body is not None:
+                manifests.append(Manifest(template, body))
+    return manifests
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [manifest for manifest in manifests if manifest.kind == kind]
+
+
+def only(manifests: list[Manifest], kind: str) -> Manifest:
+    found = of_kind(manifests, kind)
+    assert len(found) == 1, f"expected one {kind}, rendered {[m.name for m in found]}"
+    return found[0]
+
+
+def notes(chart: helm.Chart, values: dict[str, Any] | None = None) -> str:
+    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for template, text in rendered.items() if template.endswith("NOTES.txt"))
+
+
+def runtime_files() -> dict[str, bytes]:
+    """The runtime hook library as the ConfigMap must hold it: file name -> bytes."""
+    sources = [*sorted((RUNTIME_DIR / "asya_state_runtime").glob("*.py"))]
+    sources.append(RUNTIME_DIR / "sitecustomize.py")
+    return {path.name: path.read_bytes() for path in sources}
