@@ -1,0 +1,7 @@
+"""``python -m asya_state_function``: the function image's entrypoint."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""Typed models of the function's two inputs: ``AsyncActor.spec`` and the function ``Input``.
+
+Owns: the shape of ``spec.stateProxy[]`` (names and types exactly as users
+write them in YAML, camelCase on the wire) and of the ``Input`` object a
+Composition passes to the function, with every default of that input.
+
+Must not: check cross-field rules (uniqueness, nesting, known connector
+names: see ``validation``) or build Kubernetes objects (see ``builders``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .catalog import DEFAULT_REGISTRY, default_tag
+
+WriteMode = Literal["buffered", "passthrough"]
+
+# Kubernetes resource.Quantity: a signed decimal with an optional exponent or suffix.
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+
+
+def _quantity(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be a quantity like 100m, 64Mi or 1, got {value!r}")
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"must be a quantity like 100m, 64Mi or 1, got {value!r}")
+    return value
+
+
+Quantity = Annotated[int | str, BeforeValidator(_quantity)]
+
+DEFAULT_SOCKET_DIR = "/var/run/asya/state"
+DEFAULT_LIBRARY_DIR = "/opt/asya/state-runtime"
+DEFAULT_LIBRARY_CONFIGMAP = "asya-state-runtime"
+DEFAULT_RUNTIME_CONTAINER = "asya-runtime"
+DEFAULT_DEPLOYMENT_RESOURCE = "deployment"
+DEFAULT_CONNECTOR_RESOURCES: dict[str, dict[str, Quantity]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, no coercion between types, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as Kubernetes expects it: camelCase keys, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class KeySelector(_Wire):
+    name: str
+    key: str
+    optional: bool | None = None
+
+
+class FieldSelector(_Wire):
+    field_path: str
+    api_version: str | None = None
+
+
+class EnvVarSource(_Wire):
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+    field_ref: FieldSelector | None = None
+
+
+class EnvVar(_Wire):
+    name: str
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+
+class SourceRef(_Wire):
+    name: str
+    optional: bool | None = None
+
+
+class EnvFromSource(_Wire):
+    prefix: str | None = None
+    secret_ref: SourceRef | None = None
+    config_map_ref: SourceRef | None = None
+
+
+class Resources(_Wire):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class ConnectorVolume(_Wire):
+    """A PersistentVolumeClaim mounted into the sidecar (the fs connectors' directory)."""
+
+    claim_name: str
+    mount_path: str
+    sub_path: str | None = None
+    read_only: bool | None = None
+
+
+class Connector(_Wire):
+    image: str | None = None
+    type: str | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
+    resources: Resources | None = None
+    volume: ConnectorVolume | None = None
+
+
+class Mount(_Wire):
+    path: str
+
+
+class StateProxyEntry(_Wire):
+    name: str
+    mount: Mount
+    write_mode: WriteMode | None = None
+    connector: Connector
+
+
+class ActorSpec(_Wire):
+    """The fields of ``AsyncActor.spec`` the function reads; other fields pass through."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image: str | None = None
+    handler: str | None = None
+    replicas: int | None = None
+    actor: str | None = None
+    state_proxy: list[StateProxyEntry] = Field(default_factory=list)
+
+
+class RuntimeLibrary(_Wire):
+    config_map_name: str = DEFAULT_LIBRARY_CONFIGMAP
+    mount_path: str = DEFAULT_LIBRARY_DIR
+
+
+class Catalog(_Wire):
+    registry: str = DEFAULT_REGISTRY
+    tag: str = Field(default_factory=default_tag)
+    images: dict[str, str] = Field(default_factory=dict)
+
+
+class Defaults(_Wire):
+    write_mode: WriteMode = "buffered"
+    connector_resources: Resources = Resources.model_validate(DEFAULT_CONNECTOR_RESOURCES)
+
+
+class FunctionInput(_Wire):
+    """``stateproxy.fn.asya.sh/v1beta1`` ``Input``: every field optional."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    metadata: dict[str, Any] | None = None
+    deployment_resource_name: str = DEFAULT_DEPLOYMENT_RESOURCE
+    runtime_container_name: str = DEFAULT_RUNTIME_CONTAINER
+    socket_dir: str = DEFAULT_SOCKET_DIR
+    runtime_library: RuntimeLibrary = RuntimeLibrary()
+    catalog: Catalog = Field(default_factory=Catalog)
+    defaults: Defaults = Defaults()
