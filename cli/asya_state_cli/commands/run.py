@@ -33,11 +33,6 @@ def register(subparsers: Any) -> None:
         metavar="HANDLER",
         help="dotted handler, e.g. agent.process or agent.Inference.process",
     )
-    add_run_options(parser)
-    parser.set_defaults(handler=run)
-
-
-def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mount",
         action="append",
@@ -45,11 +40,23 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="PATH (local directory backend) or PATH=CONNECTOR[,write=passthrough][,name=N]; repeatable",
     )
-    parser.add_argument(
-        "--replicas", type=int, default=1, help="independent pods sharing the backend (default 1)"
+    add_run_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, *, pod_defaults_from: str | None = None
+) -> None:
+    """Options shared by ``run`` and ``up``; ``up`` takes replicas and handler path from the actor."""
+    replicas_help = f"independent pods sharing the backend (default: {pod_defaults_from or '1'})"
+    path_help = "directory to import the handler from (default: " + (
+        "the actor file's directory)" if pod_defaults_from else ".)"
     )
     parser.add_argument(
-        "--handler-path", default=".", help="directory to import the handler from (default .)"
+        "--replicas", type=int, default=None if pod_defaults_from else 1, help=replicas_help
+    )
+    parser.add_argument(
+        "--handler-path", default=None if pod_defaults_from else ".", help=path_help
     )
     parser.add_argument(
         "--state-dir",
