@@ -100,7 +100,7 @@ class Pool:
     def release(self, conn: UnixConnection) -> None:
         with self._lock:
             self._check_pid()
-            if conn.sock is not None and len(self._idle) < MAX_IDLE:
+            if conn.sock is not None and self.mount.keepalive and len(self._idle) < MAX_IDLE:
                 self._idle.append(conn)
                 return
         conn.close()

@@ -1,0 +1,224 @@
+"""Each benchmarked backend: its loopback servers, connector settings and direct client.
+
+Owns: for fs, memory, redis, nats, s3 and gcs, which connectors serve the
+workloads (buffered, passthrough, compare-and-swap for the contention
+run), the connector environment, the settings of the backend's own client
+for the direct baseline, the largest object the backend holds, and
+starting/stopping whatever server the backend needs on 127.0.0.1.
+
+Must not: run workloads, or reach any server that it did not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asya_state_connectors.errors import ConfigError
+from asya_state_connectors.registry import connector_class
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A backend with its servers running."""
+
+    name: str
+    connector: str
+    passthrough_connector: str
+    # None when replicas cannot share the store (each memory connector has its own).
+    cas_connector: str | None
+    connector_env: dict[str, str]
+    direct: dict[str, str]
+    direct_label: str
+    # Objects larger than this cannot be stored; None means no limit.
+    max_object: int | None = None
+    no_large: str | None = None  # why the large workload does not apply at all
+    notes: list[str] = field(default_factory=list)
+
+
+RigFactory = Callable[[Path], contextlib.AbstractContextManager[Rig]]
+
+
+@contextlib.contextmanager
+def _fs(workdir: Path) -> Iterator[Rig]:
+    yield Rig(
+        name="fs",
+        connector="fs-buffered-cas",
+        passthrough_connector="fs-buffered-cas",
+        cas_connector="fs-buffered-cas",
+        connector_env={"STATE_DIR": str(workdir / "fs-state")},
+        direct={"kind": "files", "root": str(workdir / "fs-direct")},
+        direct_label="os",
+    )
+
+
+@contextlib.contextmanager
+def _memory(workdir: Path) -> Iterator[Rig]:
+    yield Rig(
+        name="memory",
+        connector="memory",
+        passthrough_connector="memory",
+        cas_connector=None,
+        connector_env={},
+        # No client of its own: the floor is plain file I/O on a local directory.
+        direct={"kind": "files", "root": str(workdir / "memory-direct")},
+        direct_label="os",
+        no_large="the memory connector keeps every object in its own RAM",
+    )
+
+
+@contextlib.contextmanager
+def _redis(workdir: Path) -> Iterator[Rig]:
+    from ..servers.redis import RedisServer
+
+    limit = 512 * MiB  # the Redis string limit
+    with RedisServer() as server:
+        yield Rig(
+            name="redis",
+            connector="redis-buffered-cas",
+            passthrough_connector="redis-buffered-cas",
+            cas_connector="redis-buffered-cas",
+            connector_env={"REDIS_URL": server.url, "REDIS_MAX_VALUE_BYTES": str(limit)},
+            direct={"kind": "redis", "url": server.url, "prefix": "direct/"},
+            direct_label="redis-py",
+            max_object=limit,
+        )
+
+
+@contextlib.contextmanager
+def _nats(workdir: Path) -> Iterator[Rig]:
+    from ..servers.nats import NatsServer
+
+    with NatsServer() as server:
+        yield Rig(
+            name="nats",
+            connector="nats-kv-buffered-cas",
+            passthrough_connector="nats-kv-buffered-cas",
+            cas_connector="nats-kv-buffered-cas",
+            connector_env={"NATS_URL": server.url, "NATS_KV_BUCKET": "asya-bench"},
+            direct={"kind": "nats", "url": server.url, "bucket": "asya-bench-direct"},
+            direct_label="nats-py",
+            no_large=f"NATS KV values are bounded by max_payload ({server.max_payload // MiB} MiB)",
+        )
+
+
+def _server(module: str, cls: str) -> Any:
+    """A loopback server class that another part of the CLI provides."""
+    return getattr(importlib.import_module(f"asya_state_cli.servers.{module}"), cls)
+
+
+@contextlib.contextmanager
+def _s3(workdir: Path) -> Iterator[Rig]:
+    import boto3
+
+    server_class = _server("moto", "MotoServer")
+    with server_class() as server:
+        endpoint, region, access_key, secret_key = server.url, "us-east-1", "bench", "bench"
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+        )
+        for bucket in ("asya-bench", "asya-bench-direct"):
+            client.create_bucket(Bucket=bucket)
+        yield Rig(
+            name="s3",
+            connector="s3-buffered-cas",
+            passthrough_connector="s3-passthrough",
+            cas_connector="s3-buffered-cas",
+            connector_env={
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_REGION": region,
+                "AWS_ACCESS_KEY_ID": access_key,
+                "AWS_SECRET_ACCESS_KEY": secret_key,
+                "STATE_BUCKET": "asya-bench",
+            },
+            direct={
+                "kind": "s3",
+                "endpoint": endpoint,
+                "region": region,
+                "bucket": "asya-bench-direct",
+                "access_key": access_key,
+                "secret_key": secret_key,
+            },
+            direct_label="boto3",
+        )
+
+
+@contextlib.contextmanager
+def _gcs(workdir: Path) -> Iterator[Rig]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    server_class = _server("fake_gcs", "FakeGcsServer")
+    with server_class() as server:
+        endpoint, project = server.url, "asya-bench"
+        client = storage.Client(
+            project=project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+        for bucket in ("asya-bench", "asya-bench-direct"):
+            client.create_bucket(bucket)
+        yield Rig(
+            name="gcs",
+            connector="gcs-buffered-cas",
+            passthrough_connector="gcs-buffered-lww",
+            cas_connector="gcs-buffered-cas",
+            connector_env={
+                "STORAGE_EMULATOR_HOST": endpoint,
+                "GCS_PROJECT": project,
+                "STATE_BUCKET": "asya-bench",
+            },
+            direct={
+                "kind": "gcs",
+                "endpoint": endpoint,
+                "project": project,
+                "bucket": "asya-bench-direct",
+            },
+            direct_label="google-cloud-storage",
+        )
+
+
+RIGS: dict[str, RigFactory] = {
+    "fs": _fs,
+    "memory": _memory,
+    "redis": _redis,
+    "nats": _nats,
+    "s3": _s3,
+    "gcs": _gcs,
+}
+# What each rig needs beyond its connectors: (server module, class).
+_SERVERS = {"s3": ("moto", "MotoServer"), "gcs": ("fake_gcs", "FakeGcsServer")}
+_CONNECTORS = {
+    "fs": ("fs-buffered-cas",),
+    "memory": ("memory",),
+    "redis": ("redis-buffered-cas",),
+    "nats": ("nats-kv-buffered-cas",),
+    "s3": ("s3-buffered-cas", "s3-passthrough"),
+    "gcs": ("gcs-buffered-cas", "gcs-buffered-lww"),
+}
+
+
+def unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot be benchmarked in this installation, or None."""
+    for connector in _CONNECTORS[name]:
+        try:
+            connector_class(connector)
+        except ConfigError as exc:
+            return str(exc)
+    if name in _SERVERS:
+        module, cls = _SERVERS[name]
+        try:
+            _server(module, cls)
+        except (ImportError, AttributeError):
+            return f"no loopback server launcher asya_state_cli.servers.{module}.{cls}"
+    return None

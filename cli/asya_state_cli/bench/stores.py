@@ -1,0 +1,523 @@
+"""The ways a workload reaches its data, inside the benchmark's handler process.
+
+Owns: ``FileStore`` (plain Python file I/O under a root directory: on a
+state mount that is the full path through the runtime and a connector, on a
+local directory it is the direct baseline for ``fs``) and one store per
+backend client used directly (redis-py, nats-py, boto3,
+google-cloud-storage), each timing its own operations the way that client
+is meant to be driven (nats-py inside its event loop). Logical keys use
+``/``; a store maps them onto its backend's key syntax.
+
+Must not: import a backend client before that store is asked for (the
+handler process stands in for an actor image), or start servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+# Large objects move in blocks of this size on every path.
+LARGE_BLOCK = 1024 * 1024
+
+
+class BenchError(RuntimeError):
+    """A workload produced a wrong answer; timings of a wrong answer are worthless."""
+
+
+def _blocks(size: int, block: bytes) -> Iterator[bytes]:
+    left = size
+    while left > 0:
+        piece = block if left >= len(block) else block[:left]
+        left -= len(piece)
+        yield piece
+
+
+class Store(ABC):
+    """One way to reach the data; every operation raises on a wrong answer."""
+
+    label = "store"
+
+    @abstractmethod
+    def write(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> int:
+        """The object's size."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def listdir(self, directory: str) -> list[str]:
+        """Names directly under ``directory`` (no trailing slash)."""
+
+    @abstractmethod
+    def write_large(self, key: str, size: int, block: bytes) -> None: ...
+
+    @abstractmethod
+    def read_large(self, key: str) -> int:
+        """Read the whole object in LARGE_BLOCK pieces; returns the byte count."""
+
+    def prepare_dir(self, directory: str) -> None:  # noqa: B027 (only local directories need it)
+        """Make ``directory`` usable for writes."""
+
+    def operation(self, op: str, size: int) -> Callable[[str], object]:
+        """A one-argument callable for ``op``; reads check the size they got."""
+        payload = os.urandom(size)
+
+        def write(key: str) -> None:
+            self.write(key, payload)
+
+        def read(key: str) -> None:
+            got = len(self.read(key))
+            if got != size:
+                raise BenchError(f"read {key!r}: {got} bytes, expected {size}")
+
+        def stat(key: str) -> None:
+            got = self.stat(key)
+            if got != size:
+                raise BenchError(f"stat {key!r}: size {got}, expected {size}")
+
+        def exists(key: str) -> None:
+            if not self.exists(key):
+                raise BenchError(f"exists {key!r}: False for a stored key")
+
+        def listdir(directory: str) -> None:
+            if not self.listdir(directory):
+                raise BenchError(f"listdir {directory!r}: empty")
+
+        operations: dict[str, Callable[[str], None]] = {
+            "write": write,
+            "read": read,
+            "stat": stat,
+            "exists": exists,
+            "listdir": listdir,
+        }
+        try:
+            return operations[op]
+        except KeyError:
+            raise BenchError(f"unknown operation {op!r}") from None
+
+    def timed(self, op: str, keys: list[str], size: int) -> list[int]:
+        """Nanoseconds of each operation, one key after another."""
+        call = self.operation(op, size)
+        samples: list[int] = []
+        clock = time.perf_counter_ns
+        for key in keys:
+            start = clock()
+            call(key)
+            samples.append(clock() - start)
+        return samples
+
+    def concurrent(self, op: str, keys: list[str], size: int, threads: int) -> float:
+        """Seconds for ``threads`` threads to run ``op`` once per key between them."""
+        call = self.operation(op, size)
+        share = [keys[i::threads] for i in range(threads)]
+        barrier = threading.Barrier(threads + 1)
+        failures: list[BaseException] = []
+
+        def work(mine: list[str]) -> None:
+            barrier.wait()
+            try:
+                for key in mine:
+                    call(key)
+            except BaseException as exc:
+                failures.append(exc)
+
+        workers = [threading.Thread(target=work, args=(part,)) for part in share]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - start
+        if failures:
+            raise failures[0]
+        return elapsed
+
+
+class FileStore(Store):
+    """Plain file I/O under ``root``: a state mount (the proxy path) or a local directory."""
+
+    label = "file API"
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def prepare_dir(self, directory: str) -> None:
+        # On a state mount this is accepted and stores nothing, as for any handler.
+        os.makedirs(self._path(directory), exist_ok=True)
+
+    def write(self, key: str, data: bytes) -> None:
+        with open(self._path(key), "wb") as file:
+            file.write(data)
+
+    def read(self, key: str) -> bytes:
+        with open(self._path(key), "rb") as file:
+            return file.read()
+
+    def stat(self, key: str) -> int:
+        return os.stat(self._path(key)).st_size
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self._path(key))
+
+    def listdir(self, directory: str) -> list[str]:
+        return os.listdir(self._path(directory))
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        with open(self._path(key), "wb") as file:
+            for piece in _blocks(size, block):
+                file.write(piece)
+
+    def read_large(self, key: str) -> int:
+        view = memoryview(bytearray(LARGE_BLOCK))
+        total = 0
+        with open(self._path(key), "rb") as file:
+            while count := file.readinto(view):
+                total += count
+        return total
+
+
+class RedisStore(Store):
+    """redis-py, one connection pool; ``prefix`` keeps its keys apart from the connector's."""
+
+    label = "redis-py"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self._client: Any = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    def write(self, key: str, data: bytes) -> None:
+        self._client.set(self._key(key), data)
+
+    def read(self, key: str) -> bytes:
+        value = self._client.get(self._key(key))
+        if value is None:
+            raise BenchError(f"redis key {key!r} is missing")
+        return bytes(value)
+
+    def stat(self, key: str) -> int:
+        return int(self._client.strlen(self._key(key)))
+
+    def exists(self, key: str) -> bool:
+        return bool(self._client.exists(self._key(key)))
+
+    def listdir(self, directory: str) -> list[str]:
+        start = self._key(directory + "/")
+        return [
+            name.decode()[len(start) :]
+            for name in self._client.scan_iter(match=start + "*", count=1000)
+        ]
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        # redis-py sends one value from memory: that is how the client works.
+        self._client.set(self._key(key), b"".join(_blocks(size, block)))
+
+    def read_large(self, key: str) -> int:
+        return len(self.read(key))
+
+
+class NatsStore(Store):
+    """nats-py's JetStream key-value API, timed inside its own event loop."""
+
+    label = "nats-py"
+
+    def __init__(self, url: str, bucket: str) -> None:
+        import nats
+
+        self._loop = asyncio.new_event_loop()
+        self._nc: Any = self._run(nats.connect(url))
+        self._kv: Any = self._run(self._nc.jetstream().create_key_value(bucket=bucket))
+
+    def _run(self, coroutine: Awaitable[Any]) -> Any:
+        return self._loop.run_until_complete(coroutine)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        # NATS wildcards match whole tokens, so directories become '.' tokens.
+        return key.replace("/", ".")
+
+    async def _write(self, key: str, data: bytes) -> None:
+        await self._kv.put(self._key(key), data)
+
+    async def _read(self, key: str) -> bytes:
+        entry = await self._kv.get(self._key(key))
+        return bytes(entry.value or b"")
+
+    async def _exists(self, key: str) -> bool:
+        from nats.js.errors import KeyNotFoundError
+
+        try:
+            await self._kv.get(self._key(key))
+        except KeyNotFoundError:
+            return False
+        return True
+
+    async def _listdir(self, directory: str) -> list[str]:
+        start = self._key(directory) + "."
+        watcher = await self._kv.watch(start + ">", meta_only=True, ignore_deletes=True)
+        names: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                names.append(entry.key[len(start) :])
+        finally:
+            await watcher.stop()
+        return names
+
+    def write(self, key: str, data: bytes) -> None:
+        self._run(self._write(key, data))
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self._run(self._read(key))
+        return data
+
+    def stat(self, key: str) -> int:
+        return len(self.read(key))
+
+    def exists(self, key: str) -> bool:
+        found: bool = self._run(self._exists(key))
+        return found
+
+    def listdir(self, directory: str) -> list[str]:
+        names: list[str] = self._run(self._listdir(directory))
+        return names
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        raise BenchError("NATS KV values are limited by max_payload; no large workload")
+
+    def read_large(self, key: str) -> int:
+        raise BenchError("NATS KV values are limited by max_payload; no large workload")
+
+    def _async_operation(self, op: str, size: int) -> Callable[[str], Awaitable[None]]:
+        payload = os.urandom(size)
+
+        async def write(key: str) -> None:
+            await self._write(key, payload)
+
+        async def read(key: str) -> None:
+            if len(await self._read(key)) != size:
+                raise BenchError(f"read {key!r}: wrong size")
+
+        async def exists(key: str) -> None:
+            if not await self._exists(key):
+                raise BenchError(f"exists {key!r}: False for a stored key")
+
+        async def listdir(directory: str) -> None:
+            if not await self._listdir(directory):
+                raise BenchError(f"listdir {directory!r}: empty")
+
+        operations: dict[str, Callable[[str], Awaitable[None]]] = {
+            "write": write,
+            "read": read,
+            "stat": read,  # a KV entry's size comes with its value
+            "exists": exists,
+            "listdir": listdir,
+        }
+        return operations[op]
+
+    def timed(self, op: str, keys: list[str], size: int) -> list[int]:
+        call = self._async_operation(op, size)
+
+        async def run() -> list[int]:
+            samples: list[int] = []
+            clock = time.perf_counter_ns
+            for key in keys:
+                start = clock()
+                await call(key)
+                samples.append(clock() - start)
+            return samples
+
+        samples: list[int] = self._run(run())
+        return samples
+
+    def concurrent(self, op: str, keys: list[str], size: int, threads: int) -> float:
+        """``threads`` concurrent tasks: the client's own form of concurrency."""
+        call = self._async_operation(op, size)
+
+        async def work(mine: list[str]) -> None:
+            for key in mine:
+                await call(key)
+
+        async def run() -> float:
+            start = time.perf_counter()
+            await asyncio.gather(*(work(keys[i::threads]) for i in range(threads)))
+            return time.perf_counter() - start
+
+        elapsed: float = self._run(run())
+        return elapsed
+
+
+class _BlockReader:
+    """A file-like source of ``size`` bytes made of repeated blocks, for upload APIs."""
+
+    def __init__(self, size: int, block: bytes) -> None:
+        self._pieces = _blocks(size, block)
+        self._pending = b""
+
+    def read(self, count: int = -1) -> bytes:
+        parts = [self._pending]
+        have = len(self._pending)
+        while count < 0 or have < count:
+            piece = next(self._pieces, b"")
+            if not piece:
+                break
+            parts.append(piece)
+            have += len(piece)
+        data = b"".join(parts)
+        if count < 0:
+            self._pending = b""
+            return data
+        self._pending = data[count:]
+        return data[:count]
+
+
+class S3Store(Store):
+    """boto3's S3 client against one bucket."""
+
+    label = "boto3"
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        import boto3
+
+        self._client: Any = boto3.client(
+            "s3",
+            endpoint_url=config["endpoint"],
+            region_name=config["region"],
+            aws_access_key_id=config["access_key"],
+            aws_secret_access_key=config["secret_key"],
+        )
+        self._bucket = config["bucket"]
+
+    def write(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
+
+    def read(self, key: str) -> bytes:
+        body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"]
+        data: bytes = body.read()
+        return data
+
+    def stat(self, key: str) -> int:
+        return int(self._client.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def listdir(self, directory: str) -> list[str]:
+        prefix = directory + "/"
+        names: list[str] = []
+        for page in self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=prefix, Delimiter="/"
+        ):
+            names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+        return names
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        self._client.upload_fileobj(_BlockReader(size, block), self._bucket, key)
+
+    def read_large(self, key: str) -> int:
+        body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"]
+        return sum(len(chunk) for chunk in body.iter_chunks(LARGE_BLOCK))
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return len(data)
+
+
+class GcsStore(Store):
+    """google-cloud-storage against one bucket at an explicit endpoint."""
+
+    label = "google-cloud-storage"
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(
+            project=config["project"],
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": config["endpoint"]},
+        )
+        self._bucket: Any = client.bucket(config["bucket"])
+
+    def write(self, key: str, data: bytes) -> None:
+        self._bucket.blob(key).upload_from_string(data)
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self._bucket.blob(key).download_as_bytes()
+        return data
+
+    def stat(self, key: str) -> int:
+        blob = self._bucket.get_blob(key)
+        if blob is None:
+            raise BenchError(f"gcs object {key!r} is missing")
+        return int(blob.size)
+
+    def exists(self, key: str) -> bool:
+        return bool(self._bucket.blob(key).exists())
+
+    def listdir(self, directory: str) -> list[str]:
+        prefix = directory + "/"
+        return [
+            blob.name[len(prefix) :]
+            for blob in self._bucket.client.list_blobs(self._bucket, prefix=prefix, delimiter="/")
+        ]
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        self._bucket.blob(key, chunk_size=8 * LARGE_BLOCK).upload_from_file(
+            _BlockReader(size, block), size=size
+        )
+
+    def read_large(self, key: str) -> int:
+        sink = _CountingSink()
+        self._bucket.blob(key, chunk_size=8 * LARGE_BLOCK).download_to_file(sink)
+        return sink.count
+
+
+def make_store(config: Mapping[str, str]) -> Store:
+    """The store a handler message describes (``kind`` plus that kind's settings)."""
+    kind = config.get("kind")
+    if kind == "files":
+        return FileStore(config["root"])
+    if kind == "redis":
+        return RedisStore(config["url"], config["prefix"])
+    if kind == "nats":
+        return NatsStore(config["url"], config["bucket"])
+    if kind == "s3":
+        return S3Store(config)
+    if kind == "gcs":
+        return GcsStore(config)
+    raise BenchError(f"unknown store kind {kind!r}")

@@ -1,0 +1,236 @@
+"""The workloads of one backend, proxy and direct interleaved in the same run.
+
+Owns: the sizes and counts (``Plan``), the order of the workloads, and the
+interleaving: every workload alternates rounds through the full path (file
+API -> runtime -> connector -> backend) and through the backend's own
+client, swapping which goes first each round, so drift on a shared
+machine lands on both sides. Peak RSS of the handler and the connector is
+sampled around every large proxy transfer.
+
+Must not: start servers or format results.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .pod import BUFFERED, NO_KEEPALIVE, PASSTHROUGH, BenchPod, mount_store
+from .results import (
+    ConcurrencyRow,
+    KeepAliveRow,
+    LatencyRow,
+    MiB,
+    Results,
+    Skipped,
+    ThroughputRow,
+)
+from .rigs import Rig
+from .rss import PeakRss
+from .stats import Latency
+
+SMALL = 1024
+SMALL_OPS = ("write", "read", "stat", "exists")
+
+
+@dataclass(frozen=True)
+class Plan:
+    small_ops: int = 2000
+    list_keys: int = 500
+    list_repeats: int = 40
+    concurrency_ops: int = 2000
+    threads: tuple[int, ...] = (1, 8, 32)
+    large_bytes: int = 1024 * MiB
+    rounds: int = 10
+    replicas: int = 8
+    contention_messages: int = 200
+
+    @classmethod
+    def make(cls, *, quick: bool, scale: float = 1.0) -> Plan:
+        """The full plan, or ``--quick`` (256 MiB large objects); ``scale`` shrinks every count."""
+        plan = cls(large_bytes=256 * MiB) if quick else cls()
+        if scale == 1.0:
+            return plan
+
+        def scaled(value: int, floor: int) -> int:
+            return max(floor, round(value * scale))
+
+        return replace(
+            plan,
+            small_ops=scaled(plan.small_ops, plan.rounds * 2),
+            list_keys=scaled(plan.list_keys, 5),
+            list_repeats=scaled(plan.list_repeats, plan.rounds),
+            concurrency_ops=scaled(plan.concurrency_ops, max(plan.threads) * 2),
+            large_bytes=scaled(plan.large_bytes, MiB),
+            contention_messages=scaled(plan.contention_messages, plan.replicas),
+        )
+
+
+Say = Callable[[str], None]
+
+
+def _say_to_stderr(message: str) -> None:
+    print(f"asya-state bench: {message}", file=sys.stderr, flush=True)
+
+
+class BackendSuite:
+    """Runs every workload of one backend through one BenchPod."""
+
+    def __init__(self, rig: Rig, pod: BenchPod, plan: Plan, say: Say = _say_to_stderr) -> None:
+        self.rig = rig
+        self.pod = pod
+        self.plan = plan
+        self.say = say
+        self.proxy = mount_store(BUFFERED)
+        self.direct = rig.direct
+
+    def run(self, results: Results) -> None:
+        for store in (self.proxy, self.direct, mount_store(PASSTHROUGH), mount_store(NO_KEEPALIVE)):
+            self._call(store, "prepare", dirs=["small", "list", "large"])
+        results.latency += self.small()
+        results.latency.append(self.listdir())
+        results.concurrency += self.concurrency()
+        results.keepalive += self.keepalive()
+        large, skipped = self.large()
+        results.throughput += large
+        results.skipped += skipped
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _call(self, store: dict[str, str], task: str, **fields: Any) -> dict[str, Any]:
+        return self.pod.call({"task": task, "store": store, **fields})
+
+    def _interleaved(
+        self, stores: tuple[dict[str, str], dict[str, str]], op: str, keys: list[str]
+    ) -> tuple[list[int], list[int]]:
+        """Nanosecond samples of ``op`` over ``keys`` for both stores, alternating rounds."""
+        samples: tuple[list[int], list[int]] = ([], [])
+        rounds = self.plan.rounds
+        for number in range(rounds):
+            part = keys[number::rounds]
+            order = (0, 1) if number % 2 == 0 else (1, 0)
+            for side in order:
+                reply = self._call(stores[side], "timed", op=op, keys=part, size=SMALL)
+                samples[side].extend(reply["ns"])
+        return samples
+
+    def _small_keys(self) -> list[str]:
+        return [f"small/k{i:05d}" for i in range(self.plan.small_ops)]
+
+    # -- workloads --------------------------------------------------------
+
+    def small(self) -> list[LatencyRow]:
+        rows = []
+        keys = self._small_keys()
+        for op in SMALL_OPS:  # write first: the other operations use what it stored
+            self.say(f"{self.rig.name}: small {op} x{len(keys)}")
+            proxy, direct = self._interleaved((self.proxy, self.direct), op, keys)
+            rows.append(self._latency(f"{op} 1 KiB", proxy, direct))
+        return rows
+
+    def listdir(self) -> LatencyRow:
+        count = self.plan.list_keys
+        self.say(f"{self.rig.name}: listdir of {count} keys x{self.plan.list_repeats}")
+        names = [f"list/k{i:05d}" for i in range(count)]
+        for store in (self.proxy, self.direct):
+            self._call(store, "timed", op="write", keys=names, size=SMALL)
+        proxy, direct = self._interleaved(
+            (self.proxy, self.direct), "listdir", ["list"] * self.plan.list_repeats
+        )
+        return self._latency(f"listdir {count} keys", proxy, direct)
+
+    def _latency(self, workload: str, proxy: list[int], direct: list[int]) -> LatencyRow:
+        return LatencyRow(
+            self.rig.name, workload, Latency.of(proxy), Latency.of(direct), self.rig.direct_label
+        )
+
+    def concurrency(self) -> list[ConcurrencyRow]:
+        keys = self._small_keys()
+        ops = self.plan.concurrency_ops
+        work = [keys[i % len(keys)] for i in range(ops)]
+        rows = []
+        for threads in self.plan.threads:
+            self.say(f"{self.rig.name}: {threads} threads of small reads x{ops}")
+            seconds = {}
+            for side in ("proxy", "direct") if threads % 2 else ("direct", "proxy"):
+                store = self.proxy if side == "proxy" else self.direct
+                reply = self._call(
+                    store, "concurrent", op="read", keys=work, size=SMALL, threads=threads
+                )
+                seconds[side] = reply["seconds"]
+            rows.append(
+                ConcurrencyRow(
+                    self.rig.name,
+                    threads,
+                    ops,
+                    seconds["proxy"],
+                    seconds["direct"],
+                    self.rig.direct_label,
+                )
+            )
+        return rows
+
+    def keepalive(self) -> list[KeepAliveRow]:
+        keys = self._small_keys()
+        fresh_store = mount_store(NO_KEEPALIVE)
+        rows = []
+        for op in ("write", "read"):
+            self.say(f"{self.rig.name}: small {op} pooled vs one connection per request")
+            pooled, fresh = self._interleaved((self.proxy, fresh_store), op, keys)
+            rows.append(
+                KeepAliveRow(self.rig.name, f"{op} 1 KiB", Latency.of(pooled), Latency.of(fresh))
+            )
+        return rows
+
+    def large(self) -> tuple[list[ThroughputRow], list[Skipped]]:
+        size = self.plan.large_bytes
+        label = _size_label(size)
+        if self.rig.no_large is not None:
+            return [], [Skipped(self.rig.name, f"large {label}", self.rig.no_large)]
+        if self.rig.max_object is not None and size > self.rig.max_object:
+            reason = f"objects are limited to {_size_label(self.rig.max_object)} on this backend"
+            return [], [Skipped(self.rig.name, f"large {label}", reason)]
+        passthrough = mount_store(PASSTHROUGH)
+        key = "large/object.bin"
+        rows = []
+        for kind in ("write", "read"):
+            task = f"large_{kind}"
+            self.say(f"{self.rig.name}: large {kind} {label}, buffered / direct / passthrough")
+            buffered = self._measured(BUFFERED, task, key, size)
+            direct = self._call(self.direct, task, key=key, size=size)["seconds"]
+            streamed = self._measured(PASSTHROUGH, task, key, size, store=passthrough)
+            for mode, (seconds, handler_growth, connector_growth) in (
+                ("buffered", buffered),
+                ("passthrough", streamed),
+            ):
+                rows.append(
+                    ThroughputRow(
+                        self.rig.name,
+                        f"{mode} {kind}",
+                        size,
+                        seconds,
+                        direct,
+                        self.rig.direct_label,
+                        handler_growth,
+                        connector_growth,
+                    )
+                )
+        return rows, []
+
+    def _measured(
+        self, mount: str, task: str, key: str, size: int, store: dict[str, str] | None = None
+    ) -> tuple[float, int, int]:
+        pids = {"handler": self.pod.handler_pid, "connector": self.pod.connector_pid(mount)}
+        with PeakRss(pids) as rss:
+            reply = self._call(store or self.proxy, task, key=key, size=size)
+        return reply["seconds"], rss.growth("handler"), rss.growth("connector")
+
+
+def _size_label(size: int) -> str:
+    if size >= 1024 * MiB and size % (1024 * MiB) == 0:
+        return f"{size // (1024 * MiB)} GiB"
+    if size >= MiB:
+        return f"{size / MiB:g} MiB"
+    return f"{size / 1024:g} KiB"

@@ -1,0 +1,88 @@
+"""``asya-state bench``: the benchmark suite, full path against each backend's own client.
+
+Owns: the command line (backends, ``--quick``, ``--json``, and a hidden
+``--scale`` that shrinks every count for smoke tests), printing progress to
+stderr and the tables to stdout, and the exit status (1 when a backend
+could not be measured; missed targets are reported, not failures).
+
+Must not: contain workloads or orchestration (see asya_state_cli.bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("fs", "memory", "redis", "nats", "s3", "gcs")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the file API through connectors against each backend's own client",
+        description=(
+            "Start the servers each backend needs on 127.0.0.1, run every workload through "
+            "the full path (file API in a handler process -> runtime -> connector -> backend) "
+            "and with the backend's own Python client, interleaved, and print p50/p99 latency, "
+            "throughput, peak RSS, concurrency, keep-alive and contention tables."
+        ),
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        metavar="NAME",
+        help=f"backend to measure ({', '.join(BACKENDS)}); repeatable; default: every available one",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="large objects of 256 MiB instead of 1 GiB"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--scale", type=_scale, default=1.0, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run)
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"--scale must be in (0, 1], got {text!r}")
+    return value
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["asya-state", "bench"]
+    for backend in args.backend or []:
+        parts += ["--backend", backend]
+    if args.quick:
+        parts.append("--quick")
+    if args.json is not None:
+        parts += ["--json", str(args.json)]
+    if args.scale != 1.0:
+        parts += ["--scale", f"{args.scale:g}"]
+    return " ".join(parts)
+
+
+def _say(message: str) -> None:
+    print(f"asya-state bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.report import render, write_json
+    from ..bench.session import run_bench
+    from ..bench.suite import Plan
+
+    backends = list(dict.fromkeys(args.backend or BACKENDS))
+    plan = Plan.make(quick=args.quick, scale=args.scale)
+    results, failed = run_bench(backends, plan, command=_command(args), quick=args.quick, say=_say)
+    sys.stdout.write(render(results))
+    sys.stdout.flush()
+    if args.json is not None:
+        write_json(results, args.json)
+    if failed:
+        _say(f"could not measure: {', '.join(failed)}")
+    return 1 if failed else 0
