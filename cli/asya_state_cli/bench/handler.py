@@ -53,6 +53,9 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             payload["op"], payload["keys"], payload["size"], payload["threads"]
         )
         return {"seconds": seconds}
+    if task == "remove":
+        store.remove(payload["key"])
+        return {}
     if task == "large_write":
         start = time.perf_counter()
         store.write_large(payload["key"], payload["size"], _large_block())

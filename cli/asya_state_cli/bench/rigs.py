@@ -115,39 +115,23 @@ def _server(module: str, cls: str) -> Any:
 
 @contextlib.contextmanager
 def _s3(workdir: Path) -> Iterator[Rig]:
-    import boto3
-
-    server_class = _server("moto", "MotoServer")
-    with server_class() as server:
-        endpoint, region, access_key, secret_key = server.url, "us-east-1", "bench", "bench"
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-        )
+    with _server("moto", "MotoServer")() as server:
         for bucket in ("asya-bench", "asya-bench-direct"):
-            client.create_bucket(Bucket=bucket)
+            server.create_bucket(bucket)
+        env: dict[str, str] = server.connector_env("asya-bench")
         yield Rig(
             name="s3",
             connector="s3-buffered-cas",
             passthrough_connector="s3-passthrough",
             cas_connector="s3-buffered-cas",
-            connector_env={
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_REGION": region,
-                "AWS_ACCESS_KEY_ID": access_key,
-                "AWS_SECRET_ACCESS_KEY": secret_key,
-                "STATE_BUCKET": "asya-bench",
-            },
+            connector_env=env,
             direct={
                 "kind": "s3",
-                "endpoint": endpoint,
-                "region": region,
+                "endpoint": env["AWS_ENDPOINT_URL"],
+                "region": env["AWS_REGION"],
                 "bucket": "asya-bench-direct",
-                "access_key": access_key,
-                "secret_key": secret_key,
+                "access_key": env["AWS_ACCESS_KEY_ID"],
+                "secret_key": env["AWS_SECRET_ACCESS_KEY"],
             },
             direct_label="boto3",
         )
@@ -155,33 +139,20 @@ def _s3(workdir: Path) -> Iterator[Rig]:
 
 @contextlib.contextmanager
 def _gcs(workdir: Path) -> Iterator[Rig]:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    server_class = _server("fake_gcs", "FakeGcsServer")
-    with server_class() as server:
-        endpoint, project = server.url, "asya-bench"
-        client = storage.Client(
-            project=project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
+    with _server("fake_gcs", "FakeGcsServer")() as server:
         for bucket in ("asya-bench", "asya-bench-direct"):
-            client.create_bucket(bucket)
+            server.create_bucket(bucket)
+        env: dict[str, str] = server.connector_env("asya-bench")
         yield Rig(
             name="gcs",
             connector="gcs-buffered-cas",
             passthrough_connector="gcs-buffered-lww",
             cas_connector="gcs-buffered-cas",
-            connector_env={
-                "STORAGE_EMULATOR_HOST": endpoint,
-                "GCS_PROJECT": project,
-                "STATE_BUCKET": "asya-bench",
-            },
+            connector_env=env,
             direct={
                 "kind": "gcs",
-                "endpoint": endpoint,
-                "project": project,
+                "endpoint": env["STORAGE_EMULATOR_HOST"],
+                "project": env["GCS_PROJECT"],
                 "bucket": "asya-bench-direct",
             },
             direct_label="google-cloud-storage",

@@ -67,6 +67,9 @@ class Store(ABC):
     def read_large(self, key: str) -> int:
         """Read the whole object in LARGE_BLOCK pieces; returns the byte count."""
 
+    @abstractmethod
+    def remove(self, key: str) -> None: ...
+
     def prepare_dir(self, directory: str) -> None:  # noqa: B027 (only local directories need it)
         """Make ``directory`` usable for writes."""
 
@@ -191,6 +194,9 @@ class FileStore(Store):
                 total += count
         return total
 
+    def remove(self, key: str) -> None:
+        os.remove(self._path(key))
+
 
 class RedisStore(Store):
     """redis-py, one connection pool; ``prefix`` keeps its keys apart from the connector's."""
@@ -234,6 +240,9 @@ class RedisStore(Store):
 
     def read_large(self, key: str) -> int:
         return len(self.read(key))
+
+    def remove(self, key: str) -> None:
+        self._client.delete(self._key(key))
 
 
 class NatsStore(Store):
@@ -309,6 +318,9 @@ class NatsStore(Store):
     def read_large(self, key: str) -> int:
         raise BenchError("NATS KV values are limited by max_payload; no large workload")
 
+    def remove(self, key: str) -> None:
+        self._run(self._kv.delete(self._key(key)))
+
     def _async_operation(self, op: str, size: int) -> Callable[[str], Awaitable[None]]:
         payload = os.urandom(size)
 
@@ -374,6 +386,10 @@ class _BlockReader:
     def __init__(self, size: int, block: bytes) -> None:
         self._pieces = _blocks(size, block)
         self._pending = b""
+        self._position = 0
+
+    def tell(self) -> int:
+        return self._position
 
     def read(self, count: int = -1) -> bytes:
         parts = [self._pending]
@@ -385,11 +401,12 @@ class _BlockReader:
             parts.append(piece)
             have += len(piece)
         data = b"".join(parts)
-        if count < 0:
+        if 0 <= count < len(data):
+            data, self._pending = data[:count], data[count:]
+        else:
             self._pending = b""
-            return data
-        self._pending = data[count:]
-        return data[:count]
+        self._position += len(data)
+        return data
 
 
 class S3Store(Store):
@@ -446,6 +463,9 @@ class S3Store(Store):
     def read_large(self, key: str) -> int:
         body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"]
         return sum(len(chunk) for chunk in body.iter_chunks(LARGE_BLOCK))
+
+    def remove(self, key: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=key)
 
 
 class _CountingSink:
@@ -505,6 +525,9 @@ class GcsStore(Store):
         sink = _CountingSink()
         self._bucket.blob(key, chunk_size=8 * LARGE_BLOCK).download_to_file(sink)
         return sink.count
+
+    def remove(self, key: str) -> None:
+        self._bucket.blob(key).delete()
 
 
 def make_store(config: Mapping[str, str]) -> Store:

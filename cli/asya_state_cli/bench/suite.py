@@ -185,6 +185,13 @@ class BackendSuite:
         return rows
 
     def large(self) -> tuple[list[ThroughputRow], list[Skipped]]:
+        """Write, read and remove one large object per path, so dirty pages never pile up.
+
+        The buffered and passthrough paths are timed on either side of the
+        direct client, and each object is removed before the next path
+        writes, so kernel writeback of earlier transfers does not land on a
+        later one.
+        """
         size = self.plan.large_bytes
         label = _size_label(size)
         if self.rig.no_large is not None:
@@ -192,40 +199,41 @@ class BackendSuite:
         if self.rig.max_object is not None and size > self.rig.max_object:
             reason = f"objects are limited to {_size_label(self.rig.max_object)} on this backend"
             return [], [Skipped(self.rig.name, f"large {label}", reason)]
-        passthrough = mount_store(PASSTHROUGH)
         key = "large/object.bin"
-        rows = []
-        for kind in ("write", "read"):
-            task = f"large_{kind}"
-            self.say(f"{self.rig.name}: large {kind} {label}, buffered / direct / passthrough")
-            buffered = self._measured(BUFFERED, task, key, size)
-            direct = self._call(self.direct, task, key=key, size=size)["seconds"]
-            streamed = self._measured(PASSTHROUGH, task, key, size, store=passthrough)
-            for mode, (seconds, handler_growth, connector_growth) in (
-                ("buffered", buffered),
-                ("passthrough", streamed),
-            ):
-                rows.append(
-                    ThroughputRow(
-                        self.rig.name,
-                        f"{mode} {kind}",
-                        size,
-                        seconds,
-                        direct,
-                        self.rig.direct_label,
-                        handler_growth,
-                        connector_growth,
-                    )
-                )
-        return rows, []
+        self.say(f"{self.rig.name}: large {label} write and read, buffered / direct / passthrough")
+        buffered = self._proxy_large(BUFFERED, key, size)
+        direct = [self._call(self.direct, f"large_{kind}", key=key, size=size)["seconds"]
+                  for kind in ("write", "read")]  # fmt: skip
+        self._call(self.direct, "remove", key=key)
+        passthrough = self._proxy_large(PASSTHROUGH, key, size)
+        return [
+            ThroughputRow(
+                self.rig.name,
+                f"{mode} {kind}",
+                size,
+                seconds,
+                direct_seconds,
+                self.rig.direct_label,
+                handler_growth,
+                connector_growth,
+            )
+            for mode, measured in (("buffered", buffered), ("passthrough", passthrough))
+            for kind, direct_seconds, (seconds, handler_growth, connector_growth) in zip(
+                ("write", "read"), direct, measured
+            )
+        ], []
 
-    def _measured(
-        self, mount: str, task: str, key: str, size: int, store: dict[str, str] | None = None
-    ) -> tuple[float, int, int]:
+    def _proxy_large(self, mount: str, key: str, size: int) -> list[tuple[float, int, int]]:
+        """(seconds, handler RSS growth, connector RSS growth) of a write, then a read."""
+        store = mount_store(mount)
         pids = {"handler": self.pod.handler_pid, "connector": self.pod.connector_pid(mount)}
-        with PeakRss(pids) as rss:
-            reply = self._call(store or self.proxy, task, key=key, size=size)
-        return reply["seconds"], rss.growth("handler"), rss.growth("connector")
+        measured = []
+        for kind in ("write", "read"):
+            with PeakRss(pids) as rss:
+                reply = self._call(store, f"large_{kind}", key=key, size=size)
+            measured.append((reply["seconds"], rss.growth("handler"), rss.growth("connector")))
+        self._call(store, "remove", key=key)
+        return measured
 
 
 def _size_label(size: int) -> str:
