@@ -21,7 +21,8 @@ from .catalog import DEFAULT_REGISTRY, default_tag
 WriteMode = Literal["buffered", "passthrough"]
 
 # Kubernetes resource.Quantity: a signed decimal with an optional exponent or suffix.
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+_QUANTITY = re.compile(rf"^{_NUMBER}([KMGTPE]i|[numkMGTPE]|[eE]{_NUMBER})?$")
 
 
 def _quantity(value: object) -> object:
@@ -39,7 +40,7 @@ DEFAULT_LIBRARY_DIR = "/opt/asya/state-runtime"
 DEFAULT_LIBRARY_CONFIGMAP = "asya-state-runtime"
 DEFAULT_RUNTIME_CONTAINER = "asya-runtime"
 DEFAULT_DEPLOYMENT_RESOURCE = "deployment"
-DEFAULT_CONNECTOR_RESOURCES: dict[str, dict[str, Quantity]] = {
+DEFAULT_CONNECTOR_RESOURCES: dict[str, dict[str, int | str]] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
 }
