@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from importlib import metadata
 
 IMAGE_PREFIX = "asya-state-proxy-"
@@ -46,6 +47,7 @@ CONNECTORS: dict[str, ConnectorTraits] = {
 }
 
 
+@cache
 def default_tag() -> str:
     """The release the function belongs to: connector images are built with the same tag."""
     try:

@@ -180,6 +180,8 @@ def _deployment_source_errors(
         f"no earlier pipeline step composed the Deployment "
         f"{settings.deployment_resource_name!r}, so the function composes it from the spec"
     )
+    if not xr_name:
+        errors.append(FieldError("metadata.name", f"required: {why}"))
     if not spec.image or not _IMAGE.match(spec.image):
         errors.append(FieldError("spec.image", f"required: {why}"))
     if spec.handler is None:

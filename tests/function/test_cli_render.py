@@ -147,3 +147,20 @@ def test_unusable_files_exit_2(
     status, _, err = _render(capsys, *args)
     assert status == 2
     assert err.strip() == message
+
+
+def test_reports_state_proxy_ready_for_an_observed_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    observed = {**deployment({"name": "asya-runtime", "image": "a:1"}), "status": {"replicas": 2}}
+    status, _, err = _render(
+        capsys,
+        str(EXAMPLES / "redis" / "actor.yaml"),
+        "--observed-deployment",
+        _write(tmp_path / "observed.yaml", observed),
+    )
+    assert status == 0
+    assert err.splitlines() == [
+        "condition: StateProxyReady=False (RollingOut): Deployment 'deployment' has no sidecar "
+        "asya-state-state yet"
+    ]

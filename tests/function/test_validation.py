@@ -359,6 +359,12 @@ INVALID = [
         [f"spec.handler: required: {WHY}"],
     ),
     Invalid(
+        "name-required-alone",
+        "the composed Deployment is named after the AsyncActor",
+        {"spec": actor()["spec"]},
+        [f"metadata.name: required: {WHY}"],
+    ),
+    Invalid(
         "handler-malformed",
         "the handler is dotted module.function or module.Class.method",
         actor(handler="agent"),

@@ -93,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for error in rendered.errors:
         print(f"error: {error}", file=sys.stderr)
+    if observed is not None:
+        for condition in rendered.conditions:
+            print(
+                f"condition: {condition['type']}={condition['status']} "
+                f"({condition['reason']}): {condition['message']}",
+                file=sys.stderr,
+            )
     if rendered.errors:
         return 1
     sys.stdout.write(dump(rendered.resources))
@@ -142,7 +149,9 @@ def render(
         rendered.conditions.append(
             {
                 "type": condition.type,
-                "status": fnv1.Status.Name(condition.status).removeprefix("STATUS_CONDITION_"),
+                "status": fnv1.Status.Name(condition.status)
+                .removeprefix("STATUS_CONDITION_")
+                .title(),
                 "reason": condition.reason,
                 "message": condition.message,
             }
