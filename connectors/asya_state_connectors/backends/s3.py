@@ -1,0 +1,461 @@
+"""The S3 connectors: ``s3-passthrough``, ``s3-buffered-lww`` and ``s3-buffered-cas``.
+
+Owns: the mapping of the connector interface onto one S3 bucket under
+``STATE_PREFIX`` (configuration and the error table are in ``s3_client``,
+multipart transfers in ``s3_multipart``).
+
+- Revisions are S3 ETags (quotes stripped). For single-request uploads S3
+  derives the ETag from the content, so rewriting identical bytes keeps the
+  revision; a conditional write is then still correct, because the object
+  holds exactly what the writer read.
+- Buffered writes spool the body (memory up to a few MiB, a temporary file
+  above) and store it with one PutObject carrying Content-Length and the
+  condition: ``If-Match: <etag read>`` or ``If-None-Match: *``. Above 5 GiB,
+  which one PutObject cannot carry, the spool is uploaded in parts and the
+  condition goes on CompleteMultipartUpload.
+- Passthrough writes stream: the first part's worth of the body is
+  buffered; a body that ends within it is one PutObject, a longer one
+  becomes a multipart upload fed as parts fill and aborted on any failure.
+- Reads stream GetObject, ranges map to S3 ranges. Deletes check existence
+  (and the revision) first, then delete with ``If-Match`` when conditional.
+  Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
+  rename deletes the source only at the revision it copied.
+- Listing is ListObjectsV2; its continuation token is the page token.
+
+Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
+
+import botocore.exceptions as bx
+
+from ..errors import Conflict, NotFound, PermissionDenied
+from ..interface import (
+    UNCONDITIONAL,
+    Capability,
+    Connector,
+    ListPage,
+    ObjectMeta,
+    RangeSpec,
+    ReadStream,
+    WriteCondition,
+)
+from ..settings import Settings
+from ._threads import BlockingPool, blocking_chunks, spool
+from .s3_client import (
+    MAX_OBJECT_SIZE,
+    S3,
+    SINGLE_REQUEST_LIMIT,
+    S3Config,
+    error_code,
+    quote_etag,
+    s3_errors,
+    strip_etag,
+)
+from .s3_multipart import (
+    MultipartUpload,
+    copy_in_parts,
+    file_parts,
+    part_size_for,
+    regroup,
+    upload_parts,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+
+def _range_header(spec: RangeSpec) -> str:
+    if spec.first is None:
+        return f"bytes=-{spec.last or 0}"
+    return f"bytes={spec.first}-" + ("" if spec.last is None else str(spec.last))
+
+
+def _content_range(header: str | None, length: int) -> tuple[int, int]:
+    """``(start, total size)`` from ``bytes a-b/total``; a whole-object answer has none."""
+    if not header:
+        return 0, length
+    span, _, total = header.removeprefix("bytes ").partition("/")
+    return int(span.partition("-")[0]), int(total)
+
+
+def _condition_args(condition: WriteCondition) -> dict[str, str]:
+    if condition.if_none_match:
+        return {"IfNoneMatch": "*"}
+    if condition.if_match is not None:
+        return {"IfMatch": quote_etag(condition.if_match)}
+    return {}
+
+
+@contextlib.contextmanager
+def _conditional(key: str, condition: WriteCondition) -> Iterator[None]:
+    """A failed condition is a Conflict; If-Match on a key deleted since it was read answers 404."""
+    try:
+        yield
+    except (Conflict, NotFound) as exc:
+        if condition.unconditional:
+            raise
+        if condition.if_none_match:
+            raise Conflict(f"{key!r} already exists", key=key) from exc
+        raise Conflict(f"{key!r} changed since it was read", key=key) from exc
+
+
+class _S3Connector(Connector):
+    """What every S3 connector shares; subclasses choose how a write reaches S3."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.CREATE_ONLY, Capability.RANGE_READ, Capability.LAST_MODIFIED}
+    )
+    writable_xattrs = frozenset({"content_type"})
+    max_object_size = MAX_OBJECT_SIZE
+
+    def __init__(self, config: S3Config) -> None:
+        self.config = config
+        self._prefix = config.prefix
+        self._s3: S3 | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(S3Config.from_settings(settings))
+
+    @property
+    def s3(self) -> S3:
+        assert self._s3 is not None, f"{self.name}: open() was not awaited"
+        return self._s3
+
+    def _full(self, key: str) -> str:
+        return self._prefix + key
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        pool = BlockingPool(self.config.max_connections, "s3")
+        client = await pool.run(self.config.make_client)
+        self._s3 = S3(client, pool, self.config.bucket)
+
+    async def close(self) -> None:
+        s3, self._s3 = self._s3, None
+        if s3 is not None:
+            await s3.pool.run(s3.client.close)
+            s3.pool.shutdown()
+
+    async def check_health(self) -> None:
+        await self.s3.call(None, self.s3.client.head_bucket, Bucket=self.s3.bucket)
+
+    # -- stat and read --------------------------------------------------------
+
+    async def _head(self, key: str) -> HeadObjectOutputTypeDef:
+        return await self.s3.call(
+            key, self.s3.client.head_object, Bucket=self.s3.bucket, Key=self._full(key)
+        )
+
+    async def stat(self, key: str) -> ObjectMeta:
+        head = await self._head(key)
+        return ObjectMeta(
+            key=key,
+            size=head["ContentLength"],
+            etag=strip_etag(head["ETag"]),
+            content_type=head.get("ContentType"),
+            last_modified=head["LastModified"].timestamp(),
+        )
+
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        args: dict[str, Any] = {"Bucket": self.s3.bucket, "Key": self._full(key)}
+        if byte_range is not None:
+            args["Range"] = _range_header(byte_range)
+        with s3_errors(key):
+            try:
+                answer = await self.s3.pool.run(self.s3.client.get_object, **args)
+            except bx.ClientError as exc:
+                if error_code(exc) != "InvalidRange" or byte_range is None:
+                    raise
+                return await self._empty_or_refused(key, byte_range)
+        body = answer["Body"]
+        length = answer["ContentLength"]
+        start, size = _content_range(answer.get("ContentRange"), length)
+        meta = ObjectMeta(
+            key=key,
+            size=size,
+            etag=strip_etag(answer["ETag"]),
+            content_type=answer.get("ContentType"),
+            last_modified=answer["LastModified"].timestamp(),
+        )
+        chunks = blocking_chunks(
+            self.s3.pool,
+            body.read,
+            length,
+            close=body.close,
+            errors=functools.partial(s3_errors, key),
+            what=f"the S3 object {key!r}",
+        )
+        return ReadStream(meta, start, length, chunks)
+
+    async def _empty_or_refused(self, key: str, byte_range: RangeSpec) -> ReadStream:
+        """S3 refused the range: refuse it the same way, or answer a range that is empty by rule."""
+        meta = await self.stat(key)
+        start, length = byte_range.resolve(meta.size, key)
+        return ReadStream(meta, start, length, _no_chunks())
+
+    # -- write ------------------------------------------------------------------
+
+    async def _put(
+        self,
+        key: str,
+        body: bytes | IO[bytes],
+        size: int,
+        condition: WriteCondition,
+        content_type: str | None,
+    ) -> ObjectMeta:
+        extra: dict[str, Any] = _condition_args(condition)
+        if content_type:
+            extra["ContentType"] = content_type
+        with _conditional(key, condition):
+            answer = await self.s3.call(
+                key,
+                self.s3.client.put_object,
+                Bucket=self.s3.bucket,
+                Key=self._full(key),
+                Body=body,
+                ContentLength=size,
+                **extra,
+            )
+        return ObjectMeta(
+            key=key, size=size, etag=strip_etag(answer["ETag"]), content_type=content_type
+        )
+
+    async def _upload_in_parts(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        condition: WriteCondition,
+        content_type: str | None,
+    ) -> ObjectMeta:
+        upload = MultipartUpload(self.s3, self._full(key), key)
+        with _conditional(key, condition):
+            etag, size = await upload_parts(
+                upload, parts, content_type=content_type, conditions=_condition_args(condition)
+            )
+        return ObjectMeta(key=key, size=size, etag=etag, content_type=content_type)
+
+    # -- delete -------------------------------------------------------------------
+
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        # S3 deletes a missing key silently: look first, so a missing key is NotFound.
+        current = await self.stat(key)
+        extra: dict[str, Any] = {}
+        if condition.if_match is not None:
+            if current.etag != condition.if_match:
+                raise Conflict(f"{key!r} changed since it was read", key=key)
+            # Enforced by S3 itself, closing the gap between the look and the delete.
+            extra["IfMatch"] = quote_etag(condition.if_match)
+        await self.s3.call(
+            key,
+            self.s3.client.delete_object,
+            Bucket=self.s3.bucket,
+            Key=self._full(key),
+            **extra,
+        )
+
+    # -- list -------------------------------------------------------------------
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        args: dict[str, Any] = {
+            "Bucket": self.s3.bucket,
+            "Prefix": self._full(prefix),
+            "MaxKeys": limit,
+        }
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if page_token:
+            args["ContinuationToken"] = page_token
+        answer = await self.s3.call(prefix or None, self.s3.client.list_objects_v2, **args)
+        strip = len(self._prefix)
+        entries = [
+            ObjectMeta(
+                key=item["Key"][strip:],
+                size=item["Size"],
+                etag=strip_etag(item["ETag"]),
+                last_modified=item["LastModified"].timestamp(),
+            )
+            for item in answer.get("Contents", [])
+            # "folder/" placeholder objects made by consoles are not files.
+            if not item["Key"].endswith("/")
+        ]
+        prefixes = [p["Prefix"][strip:] for p in answer.get("CommonPrefixes", [])]
+        token = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+        return ListPage(entries, prefixes, token)
+
+    # -- copy and rename ------------------------------------------------------------
+
+    async def _copy_over(
+        self, source: str, target: str, *, content_type: str | None = None, replace: bool = False
+    ) -> ObjectMeta:
+        """Server-side copy of ``source`` as it is now; ``replace`` sets a new content type."""
+        head = await self._head(source)
+        etag = strip_etag(head["ETag"])
+        size = head["ContentLength"]
+        kept_type = content_type if replace else head.get("ContentType")
+        if size > SINGLE_REQUEST_LIMIT:
+            upload = MultipartUpload(self.s3, self._full(target), target)
+            new_etag = await copy_in_parts(
+                upload,
+                self._full(source),
+                size,
+                etag,
+                content_type=kept_type,
+                metadata=head.get("Metadata", {}),
+            )
+        else:
+            extra: dict[str, Any] = {}
+            if replace:
+                extra = {"MetadataDirective": "REPLACE", "Metadata": head.get("Metadata", {})}
+                if content_type:
+                    extra["ContentType"] = content_type
+            answer = await self.s3.call(
+                target,
+                self.s3.client.copy_object,
+                Bucket=self.s3.bucket,
+                Key=self._full(target),
+                CopySource={"Bucket": self.s3.bucket, "Key": self._full(source)},
+                CopySourceIfMatch=quote_etag(etag),
+                **extra,
+            )
+            new_etag = strip_etag(answer["CopyObjectResult"]["ETag"])
+        return ObjectMeta(key=target, size=size, etag=new_etag, content_type=kept_type)
+
+    async def copy(self, source: str, target: str) -> ObjectMeta:
+        if source == target:
+            return await self.stat(source)
+        return await self._copy_over(source, target)
+
+    async def rename(self, source: str, target: str) -> ObjectMeta:
+        if source == target:
+            return await self.stat(source)
+        head = await self.stat(source)
+        meta = await self._copy_over(source, target)
+        # Rewritten or removed since the copy: that later change stands
+        # (ordered after this rename), so the source is left to it.
+        with contextlib.suppress(Conflict, NotFound):
+            await self.delete(source, condition=WriteCondition(if_match=head.etag))
+        return meta
+
+    # -- attributes -----------------------------------------------------------------
+
+    async def _presign(self, key: str) -> str:
+        """Signed locally, but resolving credentials may ask an instance metadata service."""
+        try:
+            return await self.s3.pool.run(
+                self.s3.client.generate_presigned_url,
+                "get_object",
+                Params={"Bucket": self.s3.bucket, "Key": self._full(key)},
+                ExpiresIn=self.config.presign_expires,
+            )
+        except bx.BotoCoreError as exc:
+            raise PermissionDenied(f"cannot presign a URL for {key!r}: {exc}", key=key) from exc
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        head = await self._head(key)
+        attrs = {
+            "etag": strip_etag(head["ETag"]),
+            "url": f"s3://{self.s3.bucket}/{self._full(key)}",
+            "storage_class": head.get("StorageClass") or "STANDARD",
+        }
+        if head.get("ContentType"):
+            attrs["content_type"] = head["ContentType"]
+        version = head.get("VersionId")
+        if version and version != "null":
+            attrs["version"] = version
+        # Without credentials to sign with, the attribute is simply absent.
+        with contextlib.suppress(PermissionDenied):
+            attrs["presigned_url"] = await self._presign(key)
+        return attrs
+
+    async def get_xattr(self, key: str, name: str) -> str:
+        if name == "presigned_url":
+            await self._head(key)  # a URL for a missing key would only 404 later
+            return await self._presign(key)
+        return await super().get_xattr(key, name)
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        await self._copy_over(key, key, content_type=value or None, replace=True)
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        await self._copy_over(key, key, content_type=None, replace=True)
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+class _S3Buffered(_S3Connector):
+    """Writes arrive whole: spool, then one PutObject (parts above 5 GiB)."""
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        spooled, total = await spool(body, self.s3.pool)
+        try:
+            if total <= SINGLE_REQUEST_LIMIT:
+                return await self._put(key, spooled, total, condition, content_type)
+            part_size = part_size_for(total, self.config.part_size)
+            parts = file_parts(self.s3.pool, spooled, part_size)
+            return await self._upload_in_parts(key, parts, condition, content_type)
+        finally:
+            spooled.close()
+
+
+class S3BufferedLww(_S3Buffered):
+    name = "s3-buffered-lww"
+
+
+class S3BufferedCas(_S3Buffered):
+    name = "s3-buffered-cas"
+    capabilities = _S3Connector.capabilities | {Capability.CAS}
+
+
+class S3Passthrough(_S3Connector):
+    """Writes stream: one PutObject for a body shorter than a part, else a multipart upload."""
+
+    name = "s3-passthrough"
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        part_size = part_size_for(size, self.config.part_size)
+        parts = regroup(body, part_size)
+        first = await anext(parts, b"")
+        if len(first) < part_size:
+            await parts.aclose()
+            return await self._put(key, first, len(first), condition, content_type)
+        return await self._upload_in_parts(key, _prepend(first, parts), condition, content_type)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for part in rest:
+        yield part
