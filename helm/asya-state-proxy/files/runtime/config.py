@@ -1,8 +1,11 @@
 """The mount table's configuration: parsing ``ASYA_STATE_PROXY_MOUNTS``.
 
-Owns: the ``Mount`` value (name, path, socket, write mode, timeouts) and the
-grammar ``name:path[:opt=v,...]`` with entries joined by ``;``; the socket
-directory (``ASYA_STATE_PROXY_SOCKET_DIR``). Every error names the entry.
+Owns: the ``Mount`` value (name, path, socket, write mode, timeouts,
+connection reuse) and the grammar ``name:path[:opt=v,...]`` with entries
+joined by ``;``; the socket directory (``ASYA_STATE_PROXY_SOCKET_DIR``).
+Every error names the entry. Options: ``write=buffered|passthrough``,
+``timeout=<s>``, ``connect_timeout=<s>``, ``keepalive=true|false`` (false
+opens one connection per request: a diagnostic and benchmark baseline).
 
 Must not: touch the network, patch anything, or accept a config that could
 silently send state paths to the local disk (a bad entry is an error, never
@@ -48,6 +51,7 @@ class Mount:
     write_mode: str = BUFFERED
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    keepalive: bool = True
 
     @property
     def passthrough(self) -> bool:
@@ -121,10 +125,13 @@ def _parse_entry(entry: str, index: int, socket_dir: str) -> Mount:
         index,
         entry,
     )
-    return Mount(name, path, socket, write_mode, timeout, connect_timeout)
+    keepalive = options.pop("keepalive", "true")
+    if keepalive not in ("true", "false"):
+        raise _entry_error(index, entry, f"keepalive={keepalive!r} must be true or false")
+    return Mount(name, path, socket, write_mode, timeout, connect_timeout, keepalive == "true")
 
 
-_OPTIONS = ("write", "timeout", "connect_timeout")
+_OPTIONS = ("write", "timeout", "connect_timeout", "keepalive")
 
 
 def _parse_options(text: str, index: int, entry: str) -> dict[str, str]:
