@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asya_state_cli.runner.from_render import connector_for_image
-from asya_state_connectors.registry import CONNECTORS
+from asya_state_function.catalog import connector_for_image
 
 from .helpers import EXAMPLES
 
@@ -47,7 +46,7 @@ def asya_up(
     ],
 )
 def test_connector_is_read_from_the_image_name(image: str, expected: str | None) -> None:
-    assert connector_for_image(image, CONNECTORS) == expected
+    assert connector_for_image(image) == expected
 
 
 def test_fs_actor_runs_with_its_pvc_path_remapped(tmp_path: Path) -> None:

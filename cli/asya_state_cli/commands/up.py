@@ -48,8 +48,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from asya_state_connectors.registry import CONNECTORS
-
     from ..runner.from_render import UpError, local_pod
     from .render import RenderError, _load, _one, render
 
@@ -76,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         pod = local_pod(
             rendered.resources,
-            known_connectors=CONNECTORS,
             supplied_env=supplied,
             state_dir=Path(args.state_dir).absolute(),
             skip_env_from=args.skip_env_from,

@@ -13,15 +13,14 @@ Must not: start processes or run the function.
 from __future__ import annotations
 
 import posixpath
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .mounts import Mount
+from asya_state_function.catalog import connector_for_image
 
-_IMAGE_CONNECTOR = re.compile(r"(?:^|/)asya-state-proxy-([a-z0-9-]+?)(?::[^/]*)?(?:@.*)?$")
+from .mounts import Mount
 
 
 class UpError(ValueError):
@@ -35,17 +34,9 @@ class LocalPod:
     mounts: list[Mount]
 
 
-def connector_for_image(image: str, known: Iterable[str]) -> str | None:
-    match = _IMAGE_CONNECTOR.search(image)
-    if match is None or match.group(1) not in set(known):
-        return None
-    return match.group(1)
-
-
 def local_pod(
     resources: list[dict[str, Any]],
     *,
-    known_connectors: Iterable[str],
     supplied_env: Mapping[str, str],
     state_dir: Path,
     skip_env_from: bool = False,
@@ -82,7 +73,7 @@ def local_pod(
                 f"mount {name!r} ({path}) has no connector sidecar with socket {name}.sock"
             )
         where = f"initContainers[{sidecar['name']}]"
-        connector = connector_for_image(sidecar.get("image", ""), known_connectors)
+        connector = connector_for_image(sidecar.get("image", ""))
         if connector is None:
             raise UpError(
                 f"{where}.image {sidecar.get('image')!r}: cannot tell which connector it runs; "
