@@ -12,11 +12,9 @@ Must not: run workloads, or reach any server that it did not start.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from asya_state_connectors.errors import ConfigError
 from asya_state_connectors.registry import connector_class
@@ -108,14 +106,11 @@ def _nats(workdir: Path) -> Iterator[Rig]:
         )
 
 
-def _server(module: str, cls: str) -> Any:
-    """A loopback server class that another part of the CLI provides."""
-    return getattr(importlib.import_module(f"asya_state_cli.servers.{module}"), cls)
-
-
 @contextlib.contextmanager
 def _s3(workdir: Path) -> Iterator[Rig]:
-    with _server("moto", "MotoServer")() as server:
+    from ..servers.moto import MotoServer
+
+    with MotoServer() as server:
         for bucket in ("asya-bench", "asya-bench-direct"):
             server.create_bucket(bucket)
         env: dict[str, str] = server.connector_env("asya-bench")
@@ -139,7 +134,9 @@ def _s3(workdir: Path) -> Iterator[Rig]:
 
 @contextlib.contextmanager
 def _gcs(workdir: Path) -> Iterator[Rig]:
-    with _server("fake_gcs", "FakeGcsServer")() as server:
+    from ..servers.fake_gcs import FakeGcsServer
+
+    with FakeGcsServer() as server:
         for bucket in ("asya-bench", "asya-bench-direct"):
             server.create_bucket(bucket)
         env: dict[str, str] = server.connector_env("asya-bench")
@@ -167,8 +164,6 @@ RIGS: dict[str, RigFactory] = {
     "s3": _s3,
     "gcs": _gcs,
 }
-# What each rig needs beyond its connectors: (server module, class).
-_SERVERS = {"s3": ("moto", "MotoServer"), "gcs": ("fake_gcs", "FakeGcsServer")}
 _CONNECTORS = {
     "fs": ("fs-buffered-cas",),
     "memory": ("memory",),
@@ -186,10 +181,4 @@ def unavailable(name: str) -> str | None:
             connector_class(connector)
         except ConfigError as exc:
             return str(exc)
-    if name in _SERVERS:
-        module, cls = _SERVERS[name]
-        try:
-            _server(module, cls)
-        except (ImportError, AttributeError):
-            return f"no loopback server launcher asya_state_cli.servers.{module}.{cls}"
     return None
