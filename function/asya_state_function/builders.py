@@ -111,6 +111,17 @@ def sidecar(entry: StateProxyEntry, settings: FunctionInput) -> Obj:
         "restartPolicy": "Always",
         "env": env,
     }
+    if connector.metrics_port is not None:
+        # The connector's only TCP listener, opened because the spec asks for it.
+        env.append({"name": "METRICS_PORT", "value": str(connector.metrics_port)})
+        # Port names are unique in a pod and ports are too (validation), so name it by number.
+        container["ports"] = [
+            {
+                "name": f"m-{connector.metrics_port}",
+                "containerPort": connector.metrics_port,
+                "protocol": "TCP",
+            }
+        ]
     if connector.env_from:
         container["envFrom"] = [source.wire() for source in connector.env_from]
     container |= {

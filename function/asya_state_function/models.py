@@ -117,6 +117,7 @@ class Connector(_Wire):
     env_from: list[EnvFromSource] = Field(default_factory=list)
     resources: Resources | None = None
     volume: ConnectorVolume | None = None
+    metrics_port: int | None = None
 
 
 class Mount(_Wire):

@@ -28,6 +28,9 @@ INPUT_KIND = "Input"
 # A mount name becomes part of a container name (asya-state-<name>) and of
 # volume names (asya-state-<name>-tmp), which are DNS-1123 labels of <= 63.
 MAX_NAME = 48
+# Connectors run as a non-root user: no privileged ports.
+MIN_METRICS_PORT = 1024
+METRICS_PORT_ENV = "METRICS_PORT"
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 RESERVED_ENV = "CONNECTOR_SOCKET"
@@ -162,14 +165,34 @@ def validate_actor(
         errors.append(FieldError("spec.replicas", f"must be 0 or more, got {spec.replicas}"))
     seen_names: dict[str, int] = {}
     seen_paths: dict[str, int] = {}
+    seen_ports: dict[int, int] = {}
     for index, entry in enumerate(spec.state_proxy):
         at = f"spec.stateProxy[{index}]"
         errors.extend(_name_errors(at, entry, seen_names, settings))
         errors.extend(_path_errors(at, entry, seen_paths, spec.state_proxy, settings))
         errors.extend(_connector_errors(f"{at}.connector", entry, settings))
+        errors.extend(_metrics_port_errors(f"{at}.connector", index, entry, seen_ports))
         seen_names.setdefault(entry.name, index)
         seen_paths.setdefault(entry.mount.path, index)
     return errors
+
+
+def _metrics_port_errors(
+    at: str, index: int, entry: StateProxyEntry, seen: dict[int, int]
+) -> list[FieldError]:
+    """A metrics port is the sidecar's only TCP listener: a valid, unprivileged port, one per sidecar."""
+    port = entry.connector.metrics_port
+    if port is None:
+        return []
+    path = f"{at}.metricsPort"
+    if not MIN_METRICS_PORT <= port <= 65535:
+        return [FieldError(path, f"must be a port from {MIN_METRICS_PORT} to 65535, got {port}")]
+    if port in seen:
+        return [FieldError(path, f"port {port} is already used by spec.stateProxy[{seen[port]}]")]
+    seen[port] = index
+    if any(var.name == METRICS_PORT_ENV for var in entry.connector.env):
+        return [FieldError(f"{at}.env", f"set metricsPort instead of {METRICS_PORT_ENV} in env")]
+    return []
 
 
 def _deployment_source_errors(

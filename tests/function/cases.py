@@ -239,6 +239,13 @@ def _fs_volume(out: Outcome) -> None:
     )
 
 
+def _metrics_port(out: Outcome) -> None:
+    side = out.sidecar("cache")
+    assert side["ports"] == [{"name": "m-9100", "containerPort": 9100, "protocol": "TCP"}]
+    assert {"name": "METRICS_PORT", "value": "9100"} in side["env"]
+    assert "ports" not in out.sidecar("files"), "no port unless asked: no TCP listener"
+
+
 def _no_mounts(out: Outcome) -> None:
     assert "initContainers" not in out.pod
     assert out.container()["env"] == [{"name": "ASYA_HANDLER", "value": "agent.process"}]
@@ -407,6 +414,17 @@ CASES: list[Case] = [
             )
         ),
         check=_fs_volume,
+    ),
+    Case(
+        id="metrics-port",
+        reason="a metrics port is declared on the sidecar and handed to the connector; others open none",
+        req=request(
+            actor(
+                mount("cache", "/state/cache", type="redis-buffered-cas", metricsPort=9100),
+                mount("files", "/state/files", type="redis-buffered-cas"),
+            )
+        ),
+        check=_metrics_port,
     ),
     Case(
         id="no-mounts-composes-plain-deployment",

@@ -206,6 +206,8 @@ REFUSED_BY_BOTH = {
         }
     ),
     "quantity": _entry(connector={"type": "memory", "resources": {"limits": {"memory": "1GB"}}}),
+    "metrics-port-privileged": _entry(connector={"type": "memory", "metricsPort": 80}),
+    "metrics-port-too-big": _entry(connector={"type": "memory", "metricsPort": 70000}),
     "negative-replicas": actor(replicas=-1)["spec"],
     "bad-handler": actor(handler="agent")["spec"],
 }

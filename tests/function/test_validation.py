@@ -47,6 +47,28 @@ KNOWN = (
 LABEL = "must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)"
 
 INVALID = [
+    # -- metrics port
+    Invalid(
+        "metrics-port-privileged",
+        "connectors run as non-root and cannot bind a privileged port",
+        connector(metricsPort=443),
+        [f"{C0}.metricsPort: must be a port from 1024 to 65535, got 443"],
+    ),
+    Invalid(
+        "metrics-port-twice",
+        "two sidecars of one pod cannot listen on the same port",
+        actor(
+            {**mount("a", "/state/a"), "connector": {"type": "memory", "metricsPort": 9100}},
+            {**mount("b", "/state/b"), "connector": {"type": "memory", "metricsPort": 9100}},
+        ),
+        [f"{P1}.connector.metricsPort: port 9100 is already used by spec.stateProxy[0]"],
+    ),
+    Invalid(
+        "metrics-port-in-env",
+        "the port is declared once, by metricsPort, so the sidecar spec lists it",
+        connector(metricsPort=9100, env=[{"name": "METRICS_PORT", "value": "9200"}]),
+        [f"{C0}.env: set metricsPort instead of METRICS_PORT in env"],
+    ),
     # -- shapes and types
     Invalid(
         "stateproxy-not-a-list",

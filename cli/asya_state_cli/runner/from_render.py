@@ -126,8 +126,10 @@ def _sidecar_env(
     env: dict[str, str] = {}
     for item in sidecar.get("env", []):
         name = item["name"]
-        if name == "CONNECTOR_SOCKET":
-            continue  # the local pod puts the socket in its private directory
+        if name in ("CONNECTOR_SOCKET", "METRICS_PORT"):
+            # The local pod puts the socket in its private directory, and opens
+            # no TCP port: metrics stay reachable on the socket at /metrics.
+            continue
         if name in supplied:
             env[name] = supplied[name]
         elif "value" in item:
