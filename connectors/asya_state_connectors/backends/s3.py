@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions as bx
@@ -46,6 +46,7 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
+from ._object_store import conditional, content_range, no_chunks
 from ._threads import BlockingPool, blocking_chunks, spool
 from .s3_client import (
     MAX_OBJECT_SIZE,
@@ -76,33 +77,12 @@ def _range_header(spec: RangeSpec) -> str:
     return f"bytes={spec.first}-" + ("" if spec.last is None else str(spec.last))
 
 
-def _content_range(header: str | None, length: int) -> tuple[int, int]:
-    """``(start, total size)`` from ``bytes a-b/total``; a whole-object answer has none."""
-    if not header:
-        return 0, length
-    span, _, total = header.removeprefix("bytes ").partition("/")
-    return int(span.partition("-")[0]), int(total)
-
-
 def _condition_args(condition: WriteCondition) -> dict[str, str]:
     if condition.if_none_match:
         return {"IfNoneMatch": "*"}
     if condition.if_match is not None:
         return {"IfMatch": quote_etag(condition.if_match)}
     return {}
-
-
-@contextlib.contextmanager
-def _conditional(key: str, condition: WriteCondition) -> Iterator[None]:
-    """A failed condition is a Conflict; If-Match on a key deleted since it was read answers 404."""
-    try:
-        yield
-    except (Conflict, NotFound) as exc:
-        if condition.unconditional:
-            raise
-        if condition.if_none_match:
-            raise Conflict(f"{key!r} already exists", key=key) from exc
-        raise Conflict(f"{key!r} changed since it was read", key=key) from exc
 
 
 class _S3Connector(Connector):
@@ -177,7 +157,7 @@ class _S3Connector(Connector):
                 return await self._empty_or_refused(key, byte_range)
         body = answer["Body"]
         length = answer["ContentLength"]
-        start, size = _content_range(answer.get("ContentRange"), length)
+        start, size = content_range(answer.get("ContentRange"), length)
         meta = ObjectMeta(
             key=key,
             size=size,
@@ -199,7 +179,7 @@ class _S3Connector(Connector):
         """S3 refused the range: refuse it the same way, or answer a range that is empty by rule."""
         meta = await self.stat(key)
         start, length = byte_range.resolve(meta.size, key)
-        return ReadStream(meta, start, length, _no_chunks())
+        return ReadStream(meta, start, length, no_chunks())
 
     # -- write ------------------------------------------------------------------
 
@@ -214,7 +194,7 @@ class _S3Connector(Connector):
         extra: dict[str, Any] = _condition_args(condition)
         if content_type:
             extra["ContentType"] = content_type
-        with _conditional(key, condition):
+        with conditional(key, condition):
             answer = await self.s3.call(
                 key,
                 self.s3.client.put_object,
@@ -236,7 +216,7 @@ class _S3Connector(Connector):
         content_type: str | None,
     ) -> ObjectMeta:
         upload = MultipartUpload(self.s3, self._full(key), key)
-        with _conditional(key, condition):
+        with conditional(key, condition):
             etag, size = await upload_parts(
                 upload, parts, content_type=content_type, conditions=_condition_args(condition)
             )
@@ -393,11 +373,6 @@ class _S3Connector(Connector):
 
     async def remove_xattr(self, key: str, name: str) -> None:
         await self._copy_over(key, key, content_type=None, replace=True)
-
-
-async def _no_chunks() -> AsyncIterator[bytes]:
-    return
-    yield  # pragma: no cover - makes this an async generator
 
 
 class _S3Buffered(_S3Connector):

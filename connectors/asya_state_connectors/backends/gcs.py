@@ -1,0 +1,414 @@
+"""The GCS connectors: ``gcs-buffered-lww`` and ``gcs-buffered-cas``.
+
+Owns: the mapping of the connector interface onto one Cloud Storage bucket
+under ``STATE_PREFIX`` (configuration and the error table are in
+``gcs_client``).
+
+- Revisions are object generations (as strings). A conditional write sends
+  ``if_generation_match`` with the generation the writer read, or 0 for
+  create-only, and the new revision is the generation the upload itself
+  returned, never a later reload that could see another writer's object.
+- Writes spool the body (memory up to a few MiB, a temporary file above) and
+  upload it with its length: one multipart request up to 8 MiB, a resumable
+  upload in ``GCS_CHUNK_SIZE`` chunks above. The precondition travels with
+  either; nothing is visible until the upload is finalized.
+- Reads are one streamed media request, ranged when asked; its headers carry
+  the generation, type and size, so a read is one round trip.
+- Deletes by a revision check it first and then delete with
+  ``if_generation_match`` (GCS enforces it; the check gives emulators that
+  ignore it the same answer). Copy and rename are server-side rewrites;
+  rename deletes the source only at the generation it copied.
+- Listing is the objects list with prefix, delimiter and page tokens.
+
+Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Self
+from urllib.parse import quote
+
+import google.auth.credentials
+import google.auth.transport.requests
+from google.api_core import exceptions as gx
+
+from ..errors import Conflict, ConnectorError, NotFound, Unsupported
+from ..interface import (
+    UNCONDITIONAL,
+    Capability,
+    Connector,
+    ListPage,
+    ObjectMeta,
+    RangeSpec,
+    ReadStream,
+    WriteCondition,
+)
+from ..settings import Settings
+from ._object_store import conditional, content_range, no_chunks
+from ._threads import BlockingPool, blocking_chunks, spool
+from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
+
+MAX_OBJECT_SIZE = 5 * 1024**4
+
+
+def _meta(key: str, blob: Any) -> ObjectMeta:
+    updated = blob.updated
+    return ObjectMeta(
+        key=key,
+        size=int(blob.size or 0),
+        etag=str(blob.generation),
+        content_type=blob.content_type,
+        last_modified=updated.timestamp() if updated is not None else None,
+    )
+
+
+def _generation(etag: str, key: str) -> int:
+    """The generation a revision names; anything else matches no object."""
+    if not etag.isdigit():
+        raise Conflict(f"{key!r} has no revision {etag!r}", key=key)
+    return int(etag)
+
+
+def _precondition(condition: WriteCondition, key: str) -> dict[str, int]:
+    if condition.if_none_match:
+        return {"if_generation_match": 0}
+    if condition.if_match is not None:
+        return {"if_generation_match": _generation(condition.if_match, key)}
+    return {}
+
+
+def sign_url(blob: Any, credentials: Any, expires: int, *, remote: bool) -> str:
+    """A V4 signed GET URL for ``blob``.
+
+    Credentials with a private key sign locally. Token-only credentials of a
+    service account (GKE workload identity, Compute Engine) sign through the
+    IAM signBlob API, a network call, only when ``remote`` allows it.
+    """
+    options: dict[str, Any] = {
+        "version": "v4",
+        "expiration": timedelta(seconds=expires),
+        "method": "GET",
+    }
+    if isinstance(credentials, google.auth.credentials.Signing):
+        return str(blob.generate_signed_url(credentials=credentials, **options))
+    if remote and getattr(credentials, "service_account_email", None):
+        credentials.refresh(google.auth.transport.requests.Request())
+        return str(
+            blob.generate_signed_url(
+                service_account_email=credentials.service_account_email,
+                access_token=credentials.token,
+                **options,
+            )
+        )
+    raise Unsupported(
+        f"cannot sign URLs with {type(credentials).__name__}: use a service account key, or a"
+        " workload service account allowed to sign for itself (roles/iam.serviceAccountTokenCreator)"
+    )
+
+
+def resume_point(token: str) -> str:
+    """Where a listing continues after ``token``: past it, and past everything under a prefix."""
+    if token.endswith("/"):
+        return token[:-1] + chr(ord("/") + 1)
+    return token
+
+
+class _GcsConnector(Connector):
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.CREATE_ONLY, Capability.RANGE_READ, Capability.LAST_MODIFIED}
+    )
+    writable_xattrs = frozenset({"content_type"})
+    max_object_size = MAX_OBJECT_SIZE
+
+    def __init__(self, config: GcsConfig) -> None:
+        self.config = config
+        self._prefix = config.prefix
+        self._gcs: Gcs | None = None
+        self._broken: ConnectorError | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(GcsConfig.from_settings(settings))
+
+    @property
+    def gcs(self) -> Gcs:
+        if self._gcs is None:
+            assert self._broken is not None, f"{self.name}: open() was not awaited"
+            raise self._broken
+        return self._gcs
+
+    def _blob(self, key: str, **options: Any) -> Any:
+        return self.gcs.bucket.blob(self._prefix + key, **options)
+
+    @property
+    def _io(self) -> dict[str, Any]:
+        return {"timeout": self.gcs.timeout, "retry": self.gcs.retry}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        pool = BlockingPool(self.config.max_connections, "gcs")
+        try:
+            client = await pool.run(self.config.make_client)
+        except Exception as exc:
+            # No credentials yet (say, workload identity still binding): serve,
+            # and let readiness and every request report why.
+            pool.shutdown()
+            self._broken = map_gcs_error(exc, None)
+            return
+        self._gcs = Gcs(client, pool, self.config)
+
+    async def close(self) -> None:
+        gcs, self._gcs = self._gcs, None
+        if gcs is not None:
+            await gcs.pool.run(gcs.client.close)
+            gcs.pool.shutdown()
+
+    async def check_health(self) -> None:
+        await self.gcs.call(None, self.gcs.bucket.reload, **self._io)
+
+    # -- stat and read --------------------------------------------------------
+
+    async def _loaded(self, key: str) -> Any:
+        blob = self._blob(key)
+        await self.gcs.call(key, blob.reload, **self._io)
+        return blob
+
+    async def stat(self, key: str) -> ObjectMeta:
+        return _meta(key, await self._loaded(key))
+
+    def _download_url(self, key: str) -> str:
+        base = self.gcs.client.api_endpoint
+        bucket = quote(self.config.bucket, safe="")
+        return f"{base}/download/storage/v1/b/{bucket}/o/{quote(self._prefix + key, safe='')}?alt=media"
+
+    def _open_download(self, url: str, headers: dict[str, str]) -> Any:
+        response = self.gcs.client._http.get(
+            url, headers=headers, stream=True, timeout=self.gcs.timeout
+        )
+        if response.status_code in (200, 206, 416):
+            return response
+        try:
+            raise gx.from_http_response(response)  # type: ignore[no-untyped-call]
+        finally:
+            response.close()
+
+    async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
+        headers = {"Accept-Encoding": "identity"}
+        if byte_range is not None:
+            first = "" if byte_range.first is None else str(byte_range.first)
+            last = "" if byte_range.last is None else str(byte_range.last)
+            headers["Range"] = f"bytes={first}-{last}"
+        opener = self.gcs.retry(self._open_download)
+        response = await self.gcs.call(key, opener, self._download_url(key), headers)
+        if response.status_code == 416:
+            response.close()
+            assert byte_range is not None
+            meta = await self.stat(key)
+            start, length = byte_range.resolve(meta.size, key)
+            return ReadStream(meta, start, length, no_chunks())
+        answer = response.headers
+        stored = answer.get("x-goog-stored-content-length") or answer.get("Content-Length", "0")
+        start, size = content_range(answer.get("Content-Range"), int(stored))
+        length = int(answer.get("Content-Length", size - start))
+        modified = answer.get("Last-Modified")
+        meta = ObjectMeta(
+            key=key,
+            size=size,
+            etag=answer.get("x-goog-generation", ""),
+            content_type=answer.get("Content-Type"),
+            last_modified=parsedate_to_datetime(modified).timestamp() if modified else None,
+        )
+        chunks = blocking_chunks(
+            self.gcs.pool,
+            response.raw.read,
+            length,
+            close=response.close,
+            errors=functools.partial(gcs_errors, key),
+            what=f"the GCS object {key!r}",
+        )
+        return ReadStream(meta, start, length, chunks)
+
+    # -- write ----------------------------------------------------------------
+
+    async def write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        condition: WriteCondition = UNCONDITIONAL,
+        content_type: str | None = None,
+    ) -> ObjectMeta:
+        precondition = _precondition(condition, key)
+        spooled, total = await spool(body, self.gcs.pool)
+        try:
+            blob = self._blob(key, chunk_size=self.config.chunk_size)
+            with conditional(key, condition):
+                await self.gcs.call(
+                    key,
+                    blob.upload_from_file,
+                    spooled,
+                    size=total,
+                    content_type=content_type,
+                    **precondition,
+                    **self._io,
+                )
+        finally:
+            spooled.close()
+        # The upload's own answer: the generation this write created.
+        return _meta(key, blob)
+
+    # -- delete -------------------------------------------------------------------
+
+    async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        precondition: dict[str, int] = {}
+        if condition.if_match is not None:
+            current = await self.stat(key)
+            if current.etag != condition.if_match:
+                raise Conflict(f"{key!r} changed since it was read", key=key)
+            precondition = _precondition(condition, key)
+        await self.gcs.call(key, self._blob(key).delete, **precondition, **self._io)
+
+    # -- list -------------------------------------------------------------------
+
+    def _page(
+        self, prefix: str, delimiter: str | None, start: str | None, size: int
+    ) -> tuple[list[Any], list[str], bool]:
+        iterator = self.gcs.client.list_blobs(
+            self.gcs.bucket,
+            prefix=self._prefix + prefix,
+            delimiter=delimiter or None,
+            start_offset=start,
+            page_size=size,
+            **self._io,
+        )
+        page = next(iterator.pages)
+        return list(page), list(page.prefixes), iterator.next_page_token is not None
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = "/",
+        page_token: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        # Pages resume from the last name returned (startOffset) rather than
+        # from GCS page tokens: the result is the same on GCS, and emulators
+        # that repeat every remaining prefix on each page cannot duplicate one.
+        start = self._prefix + resume_point(page_token) if page_token else None
+        blobs, prefixes, more = await self.gcs.call(
+            prefix or None, self._page, prefix, delimiter, start, limit + 1
+        )
+        strip = len(self._prefix)
+        named: list[tuple[str, Any]] = [
+            (blob.name[strip:], blob)
+            for blob in blobs
+            # "folder/" placeholder objects made by consoles are not files.
+            if not blob.name.endswith("/")
+        ]
+        named += [(p[strip:], None) for p in prefixes]
+        named = sorted(
+            (item for item in named if page_token is None or item[0] > page_token),
+            key=lambda item: item[0],
+        )
+        page, more = named[:limit], more or len(named) > limit
+        return ListPage(
+            [_meta(name, blob) for name, blob in page if blob is not None],
+            [name for name, blob in page if blob is None],
+            page[-1][0] if more and page else None,
+        )
+
+    # -- copy and rename ------------------------------------------------------------
+
+    async def _rewrite(self, source: str, target: str) -> tuple[ObjectMeta, str]:
+        """Server-side copy; returns the target's meta and the source generation copied."""
+        origin = await self._loaded(source)
+        generation = str(origin.generation)
+        destination = self._blob(target)
+        token: str | None = None
+        while True:
+            token, _, _ = await self.gcs.call(
+                target,
+                destination.rewrite,
+                origin,
+                token=token,
+                if_source_generation_match=origin.generation,
+                **self._io,
+            )
+            if token is None:
+                return _meta(target, destination), generation
+
+    async def copy(self, source: str, target: str) -> ObjectMeta:
+        if source == target:
+            return await self.stat(source)
+        meta, _ = await self._rewrite(source, target)
+        return meta
+
+    async def rename(self, source: str, target: str) -> ObjectMeta:
+        if source == target:
+            return await self.stat(source)
+        meta, copied = await self._rewrite(source, target)
+        # Rewritten or removed since the copy: that later change stands
+        # (ordered after this rename), so the source is left to it.
+        with contextlib.suppress(Conflict, NotFound):
+            await self.delete(source, condition=WriteCondition(if_match=copied))
+        return meta
+
+    # -- attributes -----------------------------------------------------------------
+
+    async def _signed_url(self, blob: Any, *, remote: bool) -> str:
+        return await self.gcs.pool.run(
+            sign_url,
+            blob,
+            self.gcs.client._credentials,
+            self.config.signed_url_expires,
+            remote=remote,
+        )
+
+    async def get_xattrs(self, key: str) -> dict[str, str]:
+        blob = await self._loaded(key)
+        attrs = {
+            "etag": str(blob.generation),
+            "generation": str(blob.generation),
+            "metageneration": str(blob.metageneration),
+            "url": f"gs://{self.config.bucket}/{blob.name}",
+            "storage_class": blob.storage_class or "STANDARD",
+        }
+        if blob.content_type:
+            attrs["content_type"] = blob.content_type
+        # Listing attributes never waits on a remote signer; asking for the
+        # attribute by name may.
+        with contextlib.suppress(Unsupported):
+            attrs["signed_url"] = await self._signed_url(blob, remote=False)
+        return attrs
+
+    async def get_xattr(self, key: str, name: str) -> str:
+        if name == "signed_url":
+            blob = await self._loaded(key)
+            with gcs_errors(key):
+                return await self._signed_url(blob, remote=True)
+        return await super().get_xattr(key, name)
+
+    async def set_xattr(self, key: str, name: str, value: str) -> None:
+        blob = self._blob(key)
+        blob.content_type = value or None
+        await self.gcs.call(key, blob.patch, **self._io)
+
+    async def remove_xattr(self, key: str, name: str) -> None:
+        await self.set_xattr(key, name, "")
+
+
+class GcsBufferedLww(_GcsConnector):
+    name = "gcs-buffered-lww"
+
+
+class GcsBufferedCas(_GcsConnector):
+    name = "gcs-buffered-cas"
+    capabilities = _GcsConnector.capabilities | {Capability.CAS}
