@@ -3,8 +3,9 @@
 #
 # Helm reads only files inside the chart directory, so the chart keeps a copy
 # of the runtime hook library (runtime/) and of the AsyncActor XRD
-# (package/). tests/helm/ fails with a pointer to this script whenever a copy
-# drifts from its source; run it after changing either source.
+# (package/configuration/definition.yaml). tests/helm/ fails with a pointer
+# to this script whenever a copy drifts from its source; run it after
+# changing either source.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 chart=$root/helm/asya-state-proxy
@@ -19,3 +20,6 @@ rm -rf "$chart/files/runtime"
 mkdir -p "$chart/files/runtime"
 cp "$root"/runtime/asya_state_runtime/*.py "$root/runtime/sitecustomize.py" "$chart/files/runtime/"
 echo "synced runtime library -> ${chart#"$root"/}/files/runtime/"
+
+cp "$root/package/configuration/definition.yaml" "$chart/files/asyncactor-definition.yaml"
+echo "synced AsyncActor XRD -> ${chart#"$root"/}/files/asyncactor-definition.yaml"

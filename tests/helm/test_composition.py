@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
+import yaml
+
+from asya_state_function.models import FunctionInput
+from asya_state_function.validation import parse, validate_input
+
 from .conftest import Scenario
-from .helpers import APP_VERSION, only
+from .helpers import APP_VERSION, PACKAGE_INPUT_CRD, only
 
 STEP = "state-proxy"
+INPUT_SCHEMA = yaml.safe_load(PACKAGE_INPUT_CRD.read_text())["spec"]["versions"][0]["schema"][
+    "openAPIV3Schema"
+]
 
 
 def _state_proxy_step(scenario: Scenario) -> dict[str, Any]:
     pipeline = only(scenario.manifests, "Composition").body["spec"]["pipeline"]
     (step,) = [s for s in pipeline if s["step"] == STEP]
-    return step
+    found: dict[str, Any] = step
+    return found
 
 
 def test_pipeline_runs_own_steps_around_the_function(scenario: Scenario) -> None:
@@ -59,3 +69,11 @@ def test_function_input_carries_catalog_and_runtime_library(scenario: Scenario) 
     assert step_input["runtimeContainerName"] == composition["runtimeContainerName"]
     assert step_input["socketDir"] == composition["socketDir"]
     assert step_input["defaults"] == composition["defaults"]
+
+
+def test_function_and_its_input_crd_accept_the_input(scenario: Scenario) -> None:
+    step_input = _state_proxy_step(scenario)["input"]
+    jsonschema.validate(step_input, INPUT_SCHEMA)
+    settings, errors = parse(FunctionInput, step_input, "input")
+    assert settings is not None, [str(e) for e in errors]
+    assert [str(e) for e in validate_input(settings)] == []

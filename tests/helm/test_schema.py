@@ -128,5 +128,4 @@ def test_catalog_keys_are_exactly_the_connector_images() -> None:
     """Every connector with an image can be overridden, and nothing else can."""
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     catalog = schema["properties"]["connectors"]["properties"]["images"]["properties"]
-    # memory is the in-process test connector; it has no image.
-    assert set(catalog) == set(CONNECTORS) - {"memory"}
+    assert set(catalog) == set(CONNECTORS)
