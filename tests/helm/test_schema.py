@@ -9,10 +9,12 @@ same entry point ``helm template`` uses.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import pytest
 
 from asya_state_connectors.registry import CONNECTORS
@@ -124,8 +126,36 @@ def test_defaults_pass_the_schema(chart: helm.Chart) -> None:
     chart.validate_schema(chart.values)
 
 
+SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
+
+# Objects whose keys are Kubernetes' own; kubernetes-validate checks them once
+# rendered (tests/helm/test_manifests.py).
+OPEN_OBJECTS = {"#/properties/function/properties/runtimeConfig/properties/env/items"}
+
+
+def _objects_with_properties(node: Any, path: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if "properties" in node:
+            yield path, node
+        for key, child in node.items():
+            yield from _objects_with_properties(child, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _objects_with_properties(child, f"{path}/{index}")
+
+
+def test_schema_is_draft_07_and_closes_every_object_it_describes() -> None:
+    assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    open_objects = {
+        path
+        for path, node in _objects_with_properties(SCHEMA)
+        if node.get("additionalProperties") is not False
+    }
+    assert open_objects == OPEN_OBJECTS
+
+
 def test_catalog_keys_are_exactly_the_connector_images() -> None:
     """Every connector with an image can be overridden, and nothing else can."""
-    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    catalog = schema["properties"]["connectors"]["properties"]["images"]["properties"]
+    catalog = SCHEMA["properties"]["connectors"]["properties"]["images"]["properties"]
     assert set(catalog) == set(CONNECTORS)
