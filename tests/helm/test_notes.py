@@ -44,3 +44,31 @@ def test_notes_actor_is_accepted_in_a_namespace_with_the_library(
     chart_file.write_text(yaml.safe_dump_all([m.body for m in render(chart, values)]))
     status = main(["render", str(actor_file), "--composition", str(chart_file)])
     assert status == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("values", "unqualified"),
+    [
+        ({}, ["function package asya/", "connector registry asya"]),
+        ({"connectors": {"registry": "mirror.example.com/asya"}}, ["function package asya/"]),
+        ({"images": {"registry": "localhost:5000/asya"}}, []),
+        (
+            {
+                "images": {"registry": "registry.example.com/asya"},
+                "function": {"package": "asya/function:1.0.0"},
+            },
+            ["function package asya/function:1.0.0"],
+        ),
+    ],
+    ids=["placeholder", "connectors-mirrored", "local-registry", "package-override"],
+)
+def test_notes_warn_about_references_without_a_registry_host(
+    chart: helm.Chart, values: dict[str, object], unqualified: list[str]
+) -> None:
+    text = notes(chart, values)
+    warning = next((line for line in text.splitlines() if line.startswith("WARNING")), "")
+    if not unqualified:
+        assert not warning, warning
+    for reference in unqualified:
+        assert reference in warning
+    assert ("connector registry" in warning) == any("connector" in u for u in unqualified)
