@@ -27,7 +27,7 @@ PACKAGE_COMPOSITION = PACKAGE_DIR / "configuration" / "composition.yaml"
 PACKAGE_INPUT_CRD = PACKAGE_DIR / "input" / "stateproxy.fn.asya.sh_inputs.yaml"
 EXAMPLES_DIR = ROOT / "examples"
 APP_VERSION = str(yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"])
-SYNC_HINT = "run ./helm/sync.sh to copy it into the chart"
+SYNC_HINT = "the chart reads it through the symlinks in helm/asya-state-proxy/files/"
 
 RELEASE = "asp"
 NAMESPACE = "crossplane-system"

@@ -42,7 +42,7 @@ def test_configmap_holds_exactly_the_runtime_files(scenario: Scenario) -> None:
             f"ConfigMap keys {sorted(data)} differ from runtime/ files {sorted(expected)}; {SYNC_HINT}"
         )
         drifted = [name for name, body in expected.items() if data[name].encode() != body]
-        assert not drifted, f"the chart's copy of {drifted} differs from runtime/; {SYNC_HINT}"
+        assert not drifted, f"the ConfigMap's {drifted} differs from runtime/; {SYNC_HINT}"
 
 
 def test_configmap_fits_the_api_server_limit(rendered: dict[str, Scenario]) -> None:
