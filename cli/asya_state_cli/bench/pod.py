@@ -29,15 +29,28 @@ PASSTHROUGH = "pass"
 NO_KEEPALIVE = "nokeep"
 
 
+# A large upload is answered only once the backend has it all; a slow
+# emulator can take minutes for 1 GiB, longer than the runtime's default.
+TIMEOUT_SECONDS = 900
+
+
 @dataclass(frozen=True)
 class BenchMount(Mount):
-    """A runner mount that can also turn the runtime's connection reuse off."""
+    """A runner mount with the benchmark's timeout that can also turn connection reuse off."""
 
     keepalive: bool = True
 
     def runtime_entry(self) -> str:
-        entry = super().runtime_entry()
+        entry = f"{super().runtime_entry()},timeout={TIMEOUT_SECONDS}"
         return entry if self.keepalive else entry + ",keepalive=false"
+
+
+class TaskFailed(BenchError):
+    """A task raised in the handler process; ``traceback`` is the handler's."""
+
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 def bench_mounts(rig: Rig) -> list[Mount]:
@@ -93,8 +106,8 @@ class BenchPod:
     def call(self, payload: dict[str, Any]) -> dict[str, Any]:
         reply = self._pod.handle(next(self._ids), payload)
         if "outputs" not in reply:
-            raise BenchError(
-                f"{payload['task']} failed: {reply.get('error')}\n{reply.get('traceback', '')}"
+            raise TaskFailed(
+                f"{payload['task']} failed: {reply.get('error')}", reply.get("traceback", "")
             )
         (output,) = reply["outputs"]
         result: dict[str, Any] = output

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from asya_state_connectors.errors import ConfigError
@@ -37,7 +37,6 @@ class Rig:
     # Objects larger than this cannot be stored; None means no limit.
     max_object: int | None = None
     no_large: str | None = None  # why the large workload does not apply at all
-    notes: list[str] = field(default_factory=list)
 
 
 RigFactory = Callable[[Path], contextlib.AbstractContextManager[Rig]]

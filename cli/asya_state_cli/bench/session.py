@@ -20,7 +20,7 @@ from ..runner.pod import PodError
 from ..servers.base import ServerStartError
 from .contention import example_dir, run_contention
 from .machine import describe
-from .pod import BenchPod
+from .pod import BenchPod, TaskFailed
 from .report import evaluate
 from .results import Results, Skipped
 from .rigs import RIGS, Rig, unavailable
@@ -49,6 +49,8 @@ def run_bench(
                     _run_backend(rig, plan, Path(tmp) / name, results, say)
             except BACKEND_FAILURES as exc:
                 say(f"{name}: failed: {exc}")
+                if isinstance(exc, TaskFailed):
+                    say(f"{name}: the handler's traceback:\n{exc.traceback}")
                 results.skipped.append(Skipped(name, "remaining workloads", f"failed: {exc}"))
                 failed.append(name)
     results.targets = evaluate(results)

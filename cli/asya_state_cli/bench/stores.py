@@ -15,6 +15,7 @@ handler process stands in for an actor image), or start servers.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 import time
@@ -40,8 +41,6 @@ def _blocks(size: int, block: bytes) -> Iterator[bytes]:
 
 class Store(ABC):
     """One way to reach the data; every operation raises on a wrong answer."""
-
-    label = "store"
 
     @abstractmethod
     def write(self, key: str, data: bytes) -> None: ...
@@ -152,8 +151,6 @@ class Store(ABC):
 class FileStore(Store):
     """Plain file I/O under ``root``: a state mount (the proxy path) or a local directory."""
 
-    label = "file API"
-
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/")
 
@@ -201,8 +198,6 @@ class FileStore(Store):
 class RedisStore(Store):
     """redis-py, one connection pool; ``prefix`` keeps its keys apart from the connector's."""
 
-    label = "redis-py"
-
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
@@ -248,14 +243,18 @@ class RedisStore(Store):
 class NatsStore(Store):
     """nats-py's JetStream key-value API, timed inside its own event loop."""
 
-    label = "nats-py"
-
     def __init__(self, url: str, bucket: str) -> None:
         import nats
 
         self._loop = asyncio.new_event_loop()
         self._nc: Any = self._run(nats.connect(url))
         self._kv: Any = self._run(self._nc.jetstream().create_key_value(bucket=bucket))
+        # The client's background tasks must end before the interpreter does.
+        atexit.register(self._close)
+
+    def _close(self) -> None:
+        self._run(self._nc.close())
+        self._loop.close()
 
     def _run(self, coroutine: Awaitable[Any]) -> Any:
         return self._loop.run_until_complete(coroutine)
@@ -412,8 +411,6 @@ class _BlockReader:
 class S3Store(Store):
     """boto3's S3 client against one bucket."""
 
-    label = "boto3"
-
     def __init__(self, config: Mapping[str, str]) -> None:
         import boto3
 
@@ -479,8 +476,6 @@ class _CountingSink:
 
 class GcsStore(Store):
     """google-cloud-storage against one bucket at an explicit endpoint."""
-
-    label = "google-cloud-storage"
 
     def __init__(self, config: Mapping[str, str]) -> None:
         from google.auth.credentials import AnonymousCredentials

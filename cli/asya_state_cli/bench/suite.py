@@ -12,7 +12,6 @@ Must not: start servers or format results.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -68,17 +67,14 @@ class Plan:
         )
 
 
+# Reports progress (the command prints it to stderr).
 Say = Callable[[str], None]
-
-
-def _say_to_stderr(message: str) -> None:
-    print(f"asya-state bench: {message}", file=sys.stderr, flush=True)
 
 
 class BackendSuite:
     """Runs every workload of one backend through one BenchPod."""
 
-    def __init__(self, rig: Rig, pod: BenchPod, plan: Plan, say: Say = _say_to_stderr) -> None:
+    def __init__(self, rig: Rig, pod: BenchPod, plan: Plan, say: Say) -> None:
         self.rig = rig
         self.pod = pod
         self.plan = plan
