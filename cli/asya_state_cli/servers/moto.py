@@ -1,9 +1,9 @@
 """A throwaway S3 endpoint (``moto_server``) on loopback, for tests and the benchmark.
 
-Owns: the moto_server command line (127.0.0.1 only, a free port), readiness
-that waits for an HTTP answer rather than an open port, creating buckets,
-and the connector environment that points an S3 connector at it (dummy
-credentials, a fixed region).
+Owns: the moto_server command line (127.0.0.1 only, a free port, optionally
+enforcing credentials and IAM), readiness that waits for an HTTP answer
+rather than an open port, creating buckets, and the connector environment
+that points an S3 connector at it (dummy credentials, a fixed region).
 
 Must not: listen beyond 127.0.0.1 or read the user's AWS configuration (the
 environment it hands out carries its own dummy credentials).
@@ -28,6 +28,17 @@ class MotoServer(LoopbackServer):
     """``moto_server`` from the virtualenv (the ``moto[server]`` package) or PATH."""
 
     name = "moto"
+
+    def __init__(self, port: int | None = None, *, enforce_auth: bool = False) -> None:
+        """``enforce_auth``: check credentials and IAM policies (unknown keys are refused)."""
+        super().__init__(port)
+        self.enforce_auth = enforce_auth
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.enforce_auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+        return env
 
     def command(self) -> Sequence[str]:
         return [find_executable("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]

@@ -37,7 +37,7 @@ import google.auth.credentials
 import google.auth.transport.requests
 from google.api_core import exceptions as gx
 
-from ..errors import Conflict, ConnectorError, NotFound, Unsupported
+from ..errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
 from ..interface import (
     UNCONDITIONAL,
     Capability,
@@ -170,7 +170,12 @@ class _GcsConnector(Connector):
             gcs.pool.shutdown()
 
     async def check_health(self) -> None:
-        await self.gcs.call(None, self.gcs.bucket.reload, **self._io)
+        try:
+            await self.gcs.call(None, self.gcs.bucket.reload, **self._io)
+        except NotFound as exc:
+            raise BackendUnavailable(
+                f"the bucket {self.config.bucket!r} does not exist: {exc.message}"
+            ) from exc
 
     # -- stat and read --------------------------------------------------------
 

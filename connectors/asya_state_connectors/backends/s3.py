@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions as bx
 
-from ..errors import Conflict, NotFound, PermissionDenied
+from ..errors import BackendUnavailable, Conflict, NotFound, PermissionDenied
 from ..interface import (
     UNCONDITIONAL,
     Capability,
@@ -60,6 +60,7 @@ from .s3_client import (
 )
 from .s3_multipart import (
     MultipartUpload,
+    Part,
     copy_in_parts,
     file_parts,
     part_size_for,
@@ -125,7 +126,10 @@ class _S3Connector(Connector):
             s3.pool.shutdown()
 
     async def check_health(self) -> None:
-        await self.s3.call(None, self.s3.client.head_bucket, Bucket=self.s3.bucket)
+        try:
+            await self.s3.call(None, self.s3.client.head_bucket, Bucket=self.s3.bucket)
+        except NotFound as exc:
+            raise BackendUnavailable(f"the bucket {self.s3.bucket!r} does not exist") from exc
 
     # -- stat and read --------------------------------------------------------
 
@@ -186,7 +190,7 @@ class _S3Connector(Connector):
     async def _put(
         self,
         key: str,
-        body: bytes | IO[bytes],
+        body: Part | IO[bytes],
         size: int,
         condition: WriteCondition,
         content_type: str | None,
@@ -200,7 +204,7 @@ class _S3Connector(Connector):
                 self.s3.client.put_object,
                 Bucket=self.s3.bucket,
                 Key=self._full(key),
-                Body=body,
+                Body=body,  # type: ignore[arg-type]  # botocore takes bytearray; its stubs omit it
                 ContentLength=size,
                 **extra,
             )
@@ -211,7 +215,7 @@ class _S3Connector(Connector):
     async def _upload_in_parts(
         self,
         key: str,
-        parts: AsyncIterator[bytes],
+        parts: AsyncIterator[Part],
         condition: WriteCondition,
         content_type: str | None,
     ) -> ObjectMeta:
@@ -430,7 +434,7 @@ class S3Passthrough(_S3Connector):
         return await self._upload_in_parts(key, _prepend(first, parts), condition, content_type)
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepend(first: Part, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
     yield first
     async for part in rest:
         yield part

@@ -219,6 +219,8 @@ class S3Config:
             # capped exponential backoff and jitter.
             retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             s3={"addressing_style": self.addressing_style},
+            # SigV4 everywhere, presigned URLs included (newer regions accept nothing else).
+            signature_version="s3v4",
         )
         try:
             session = boto3.session.Session(

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("asya_state_connectors.s3")
 
 COPY_PART_SIZE = 512 * MiB
+# A part as uploaded: a reused buffer while streaming, plain bytes otherwise.
+Part = bytes | bytearray
 
 
 def part_size_for(size: int | None, configured: int) -> int:
@@ -40,19 +42,39 @@ def part_size_for(size: int | None, configured: int) -> int:
     return math.ceil(size / MAX_PARTS / MiB) * MiB
 
 
-async def regroup(body: AsyncIterator[bytes], part_size: int) -> AsyncGenerator[bytes]:
-    """``body`` as parts of at least ``part_size`` bytes; only the last may be shorter."""
-    buffer = bytearray()
+async def regroup(body: AsyncIterator[bytes], part_size: int) -> AsyncGenerator[Part]:
+    """``body`` cut into parts of exactly ``part_size`` bytes; only the last may be shorter.
+
+    Full parts are two buffers used in turn, so a part's memory is reused two
+    parts later: the consumer must be done with a part before asking for the
+    one after the next (``upload_parts`` keeps one upload in flight). Reusing
+    the buffers keeps the process from growing with every part, and equal
+    parts keep stores that demand them working.
+    """
+    spare: bytearray | None = None
+    current = bytearray()  # grows until the first part is full, then has a fixed size
+    filled = 0
     async for chunk in body:
-        buffer += chunk
-        if len(buffer) >= part_size:
-            part, buffer = bytes(buffer), bytearray()
-            yield part
-    if buffer:
-        yield bytes(buffer)
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), part_size - filled)
+            if len(current) < part_size:
+                current += view[:take]
+            else:
+                current[filled : filled + take] = view[:take]
+            filled += take
+            view = view[take:]
+            if filled == part_size:
+                yield current
+                current, spare = spare or bytearray(part_size), current
+                filled = 0
+    if len(current) < part_size:
+        yield current  # the whole body, or a first part that never filled
+    elif filled:
+        yield bytes(memoryview(current)[:filled])
 
 
-async def file_parts(pool: BlockingPool, file: IO[bytes], part_size: int) -> AsyncIterator[bytes]:
+async def file_parts(pool: BlockingPool, file: IO[bytes], part_size: int) -> AsyncIterator[Part]:
     while part := await pool.run(file.read, part_size):
         yield part
 
@@ -84,7 +106,7 @@ class MultipartUpload:
         )
         self.upload_id = created["UploadId"]
 
-    async def upload(self, number: int, data: bytes) -> None:
+    async def upload(self, number: int, data: Part) -> None:
         answer = await self.s3.call(
             self.key,
             self.s3.client.upload_part,
@@ -92,7 +114,7 @@ class MultipartUpload:
             Key=self.full_key,
             UploadId=self._id,
             PartNumber=number,
-            Body=data,
+            Body=data,  # type: ignore[arg-type]  # botocore takes bytearray; its stubs omit it
         )
         self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
 
@@ -149,7 +171,7 @@ class MultipartUpload:
 
 async def upload_parts(
     upload: MultipartUpload,
-    parts: AsyncIterator[bytes],
+    parts: AsyncIterator[Part],
     *,
     content_type: str | None,
     conditions: dict[str, str],
