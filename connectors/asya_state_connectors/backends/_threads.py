@@ -45,27 +45,53 @@ class BlockingPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def blocking_chunks(
-    pool: BlockingPool,
-    read: Callable[[int], bytes],
-    length: int,
-    *,
-    close: Callable[[], None],
-    errors: Callable[[], AbstractContextManager[None]],
-    what: str,
-) -> AsyncIterator[bytes]:
-    """Yield exactly ``length`` bytes from ``read``, then (or when abandoned) ``close``."""
-    remaining = length
-    try:
-        while remaining > 0:
-            with errors():
-                chunk = await pool.run(read, min(CHUNK, remaining))
+class BlockingChunks:
+    """Exactly ``length`` bytes from a blocking ``read``, as an async iterator of chunks.
+
+    ``close`` runs once: at the end, on an error, or on ``aclose`` — also for a
+    stream never iterated (a 304 answer, a failed response), which an async
+    generator would not clean up.
+    """
+
+    def __init__(
+        self,
+        pool: BlockingPool,
+        read: Callable[[int], bytes],
+        length: int,
+        *,
+        close: Callable[[], None],
+        errors: Callable[[], AbstractContextManager[None]],
+        what: str,
+    ) -> None:
+        self._pool = pool
+        self._read = read
+        self._remaining = length
+        self._close: Callable[[], None] | None = close
+        self._errors = errors
+        self._what = what
+
+    def __aiter__(self) -> BlockingChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._remaining <= 0:
+            await self.aclose()
+            raise StopAsyncIteration
+        try:
+            with self._errors():
+                chunk = await self._pool.run(self._read, min(CHUNK, self._remaining))
             if not chunk:
-                raise BackendError(f"{what} ended {remaining} bytes early")
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        await pool.run(close)
+                raise BackendError(f"{self._what} ended {self._remaining} bytes early")
+        except BaseException:
+            await self.aclose()
+            raise
+        self._remaining -= len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        close, self._close = self._close, None
+        if close is not None:
+            await self._pool.run(close)
 
 
 async def spool(

@@ -50,7 +50,7 @@ from ..interface import (
 )
 from ..settings import Settings
 from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingPool, blocking_chunks, spool
+from ._threads import BlockingChunks, BlockingPool, spool
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
 
 MAX_OBJECT_SIZE = 5 * 1024**4
@@ -229,7 +229,7 @@ class _GcsConnector(Connector):
             content_type=answer.get("Content-Type"),
             last_modified=parsedate_to_datetime(modified).timestamp() if modified else None,
         )
-        chunks = blocking_chunks(
+        chunks = BlockingChunks(
             self.gcs.pool,
             response.raw.read,
             length,

@@ -47,7 +47,7 @@ from ..interface import (
 )
 from ..settings import Settings
 from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingPool, blocking_chunks, spool
+from ._threads import BlockingChunks, BlockingPool, spool
 from .s3_client import (
     MAX_OBJECT_SIZE,
     S3,
@@ -169,7 +169,7 @@ class _S3Connector(Connector):
             content_type=answer.get("ContentType"),
             last_modified=answer["LastModified"].timestamp(),
         )
-        chunks = blocking_chunks(
+        chunks = BlockingChunks(
             self.s3.pool,
             body.read,
             length,

@@ -252,7 +252,3 @@ class S3:
     ) -> T:
         with s3_errors(key):
             return await self.pool.run(fn, *args, **kwargs)
-
-    def close(self) -> None:
-        self.client.close()
-        self.pool.shutdown()
