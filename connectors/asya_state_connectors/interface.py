@@ -11,7 +11,11 @@ Rules every backend follows (the conformance suite checks them):
 - A failed or aborted write (the body iterator raises, a condition fails, the
   size limit is hit) leaves the previous version intact and never exposes a
   partial object.
-- ``etag`` is an opaque revision that changes on every successful write.
+- ``etag`` is an opaque revision that changes on every successful write
+  that changes the content. Backends whose revision is derived from the
+  content (S3 ETags are digests) declare ``revision_follows_content``: for
+  them rewriting identical bytes keeps the revision, which is still safe for
+  compare-and-swap because the object then holds exactly what was read.
 - Keys arrive validated (``keys.validate_key``); a backend joins them under
   its own prefix and never lets them escape it.
 """
@@ -136,6 +140,8 @@ class Connector(ABC):
     writable_xattrs: ClassVar[frozenset[str]] = frozenset()
     #: Largest object the backend accepts, or None for no limit.
     max_object_size: int | None = None
+    #: The revision is a digest of the content, not a per-write stamp.
+    revision_follows_content: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

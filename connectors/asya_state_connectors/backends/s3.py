@@ -94,6 +94,8 @@ class _S3Connector(Connector):
     )
     writable_xattrs = frozenset({"content_type"})
     max_object_size = MAX_OBJECT_SIZE
+    # S3 ETags are digests of the bytes (or of the parts' digests).
+    revision_follows_content = True
 
     def __init__(self, config: S3Config) -> None:
         self.config = config
