@@ -151,3 +151,53 @@ def test_malformed_requests_never_crash_or_500(
     assert fs_connector.process.poll() is None, "connector died"
     healthy, detail = check(fs_connector.socket_path, ready=True, timeout=3)
     assert healthy, detail
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "message"),
+    [
+        ("no-such-connector", {}, "unknown connector 'no-such-connector'"),
+        ("fs-buffered-cas", {}, "STATE_DIR is required"),
+        ("redis-buffered-cas", {}, "REDIS_URL"),
+        (
+            "s3-buffered-cas",
+            {"STATE_BUCKET": "b", "AWS_PROFILE": "no-such-profile-xyz"},
+            "no-such-profile-xyz",
+        ),
+        (
+            "fs-buffered-cas",
+            {"STATE_DIR": "/tmp", "METRICS_PORT": "abc"},
+            "METRICS_PORT must be an integer",
+        ),
+    ],
+)
+def test_configuration_errors_exit_2_naming_the_problem(
+    name: str, env: dict[str, str], message: str, socket_dir: Path
+) -> None:
+    import subprocess
+    import sys
+
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STATE_", "REDIS_", "AWS_", "METRICS_"))
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asya_state_cli",
+            "connector",
+            name,
+            "--socket",
+            str(socket_dir / "cfg.sock"),
+        ],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -55,5 +55,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"asya-state connector {args.name}: {exc}", file=sys.stderr)
         return 2
-    serve(server)
+    try:
+        serve(server)
+    except (
+        ConfigError
+    ) as exc:  # raised while the backend client starts (e.g. an unknown AWS_PROFILE)
+        print(f"asya-state connector {args.name}: {exc}", file=sys.stderr)
+        return 2
     return 0
