@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"asya_state_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"asya_state_cli.commands.{name}":
-                continue  # not built yet in this checkout
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"asya_state_cli.commands.{name}").register(subparsers)
     return parser
 
 
