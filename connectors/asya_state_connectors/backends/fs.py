@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import os
 import stat as stat_mod
 import time
@@ -41,9 +40,7 @@ from ..errors import (
     BackendUnavailable,
     ConfigError,
     Conflict,
-    ConnectorError,
     NotFound,
-    PermissionDenied,
     TooLarge,
     Unsupported,
 )
@@ -60,41 +57,26 @@ from ..interface import (
 from ..keys import RESERVED_SEGMENT_PREFIX
 from ..listing import paginate
 from ..settings import Settings
+from .fs_files import (
+    CONTENT_TYPE_XATTR,
+    DirLock,
+    discard,
+    etag_of,
+    finish_temp,
+    fsync_dir,
+    gather_head,
+    has_files,
+    map_os_error,
+    read_content_type,
+    write_content_type,
+)
 
 CHUNK = 256 * 1024
 # Bodies up to this size are gathered in memory and committed in one worker
 # thread call; larger ones stream to the temporary file chunk by chunk.
 SMALL_BODY = 1024 * 1024
-CONTENT_TYPE_XATTR = "user.asya.content_type"
 # A temporary file untouched this long belongs to a writer that died.
 STALE_TEMP_SECONDS = 3600.0
-
-
-def _map_os_error(exc: OSError, key: str) -> ConnectorError:
-    """The fs backend's error table."""
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
-        return NotFound(f"no object at {key!r}", key=key)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PermissionDenied(f"permission denied for {key!r}: {exc.strerror}", key=key)
-    if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
-        return TooLarge(f"no room to store {key!r}: {exc.strerror}", key=key)
-    return BackendError(f"filesystem error on {key!r}: {exc.strerror}", key=key)
-
-
-def etag_of(st: os.stat_result) -> str:
-    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
-
-
-class _DirLock:
-    """An exclusive flock on a directory: serialises check-and-rename across processes."""
-
-    def __init__(self, directory: Path) -> None:
-        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
 
 
 class _FsConnector(Connector):
@@ -128,7 +110,7 @@ class _FsConnector(Connector):
             key=key,
             size=st.st_size,
             etag=etag_of(st),
-            content_type=_read_content_type(path),
+            content_type=read_content_type(path),
             last_modified=st.st_mtime,
         )
 
@@ -139,7 +121,7 @@ class _FsConnector(Connector):
         try:
             st = os.stat(path)
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
         if not stat_mod.S_ISREG(st.st_mode):
             raise NotFound(f"no object at {key!r}", key=key)
         return self._meta(key, st, path)
@@ -153,7 +135,7 @@ class _FsConnector(Connector):
         try:
             handle = open(self._path(key), "rb")  # noqa: SIM115 - closed by the read stream
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
         try:
             st = os.fstat(handle.fileno())
             if not stat_mod.S_ISREG(st.st_mode):
@@ -202,7 +184,7 @@ class _FsConnector(Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
-        head, rest = await _gather_head(body, SMALL_BODY)
+        head, rest = await gather_head(body, SMALL_BODY)
         self._enforce_limit(key, len(head))
         if rest is None:
             return await asyncio.to_thread(
@@ -222,7 +204,7 @@ class _FsConnector(Connector):
             return meta
         finally:
             if not committed:
-                await asyncio.to_thread(_discard, tmp, handle)
+                await asyncio.to_thread(discard, tmp, handle)
 
     def _enforce_limit(self, key: str, size: int) -> None:
         if self.max_object_size is not None and size > self.max_object_size:
@@ -236,7 +218,7 @@ class _FsConnector(Connector):
             handle.write(data)
             return self._commit(key, tmp, handle, condition, content_type)
         except BaseException:
-            _discard(tmp, handle)
+            discard(tmp, handle)
             raise
 
     def _create_temp(self, key: str) -> tuple[Path, IO[bytes]]:
@@ -251,7 +233,7 @@ class _FsConnector(Connector):
             except NotADirectoryError as exc:
                 raise Conflict(f"a parent of {key!r} is a file", key=key) from exc
             except OSError as exc:
-                raise _map_os_error(exc, key) from exc
+                raise map_os_error(exc, key) from exc
         raise BackendError(f"could not create a temporary file for {key!r}", key=key)
 
     def _commit(
@@ -265,17 +247,17 @@ class _FsConnector(Connector):
         """Publish the finished temporary file as ``key`` if ``condition`` holds."""
         target = self._path(key)
         try:
-            st = _finish_temp(handle, content_type, fsync=self.fsync)
-            lock = _DirLock(target.parent)
+            st = finish_temp(handle, content_type, fsync=self.fsync)
+            lock = DirLock(target.parent)
             try:
                 self._check_condition(key, target, condition)
                 os.rename(tmp, target)
             finally:
                 lock.release()
             if self.fsync:
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -304,7 +286,7 @@ class _FsConnector(Connector):
         tmp, handle = await asyncio.to_thread(self._create_temp, key)
         committed = False
         try:
-            lock = await asyncio.to_thread(_DirLock, self._path(key).parent)
+            lock = await asyncio.to_thread(DirLock, self._path(key).parent)
             try:
                 # Copy-on-append under the directory lock: readers see the old
                 # or the new file, and concurrent appends serialise.
@@ -321,24 +303,24 @@ class _FsConnector(Connector):
                 await asyncio.to_thread(lock.release)
         finally:
             if not committed:
-                await asyncio.to_thread(_discard, tmp, handle)
+                await asyncio.to_thread(discard, tmp, handle)
 
     def _copy_current(self, key: str, handle: IO[bytes]) -> str | None:
         try:
             with open(self._path(key), "rb") as current:
-                content_type = _read_content_type(current.fileno())
+                content_type = read_content_type(current.fileno())
                 while chunk := current.read(CHUNK * 4):
                     handle.write(chunk)
                 return content_type
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
 
     def _publish_locked(
         self, key: str, tmp: Path, handle: IO[bytes], content_type: str | None
     ) -> ObjectMeta:
-        st = _finish_temp(handle, content_type, fsync=self.fsync)
+        st = finish_temp(handle, content_type, fsync=self.fsync)
         os.rename(tmp, self._path(key))
         return ObjectMeta(
             key=key,
@@ -360,7 +342,7 @@ class _FsConnector(Connector):
             os.rename(src, dst)
             st = os.stat(dst)
         except OSError as exc:
-            raise _map_os_error(exc, source) from exc
+            raise map_os_error(exc, source) from exc
         self._prune(src.parent)
         return self._meta(target, st, dst)
 
@@ -372,16 +354,16 @@ class _FsConnector(Connector):
     def _delete_sync(self, key: str, condition: WriteCondition) -> None:
         target = self._path(key)
         try:
-            lock = _DirLock(target.parent)
+            lock = DirLock(target.parent)
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
         try:
             if not target.is_file():
                 raise NotFound(f"no object at {key!r}", key=key)
             self._check_condition(key, target, condition)
             os.unlink(target)
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
         finally:
             lock.release()
         self._prune(target.parent)
@@ -438,7 +420,7 @@ class _FsConnector(Connector):
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
-            raise _map_os_error(exc, key_prefix) from exc
+            raise map_os_error(exc, key_prefix) from exc
         # Sort as keys sort: a directory's keys all continue with "/".
         found.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
         for entry in found:
@@ -446,7 +428,7 @@ class _FsConnector(Connector):
             if entry.is_dir(follow_symlinks=False):
                 if recursive:
                     yield from self._walk(Path(entry.path), key + "/", "", recursive=True)
-                elif _has_files(Path(entry.path)):
+                elif has_files(Path(entry.path)):
                     # Rolled up by paginate(); the stat is never used.
                     yield key + "/", entry.stat()
             elif entry.is_file(follow_symlinks=False):
@@ -477,13 +459,13 @@ class _FsConnector(Connector):
                 with contextlib.suppress(OSError):
                     os.removexattr(path, CONTENT_TYPE_XATTR)
             else:
-                _write_content_type(path, value)
+                write_content_type(path, value)
         except OSError as exc:
             if exc.errno == errno.ENOTSUP:
                 raise Unsupported(
                     "this filesystem does not support user extended attributes", key=key
                 ) from exc
-            raise _map_os_error(exc, key) from exc
+            raise map_os_error(exc, key) from exc
 
     async def check_health(self) -> None:
         if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
@@ -522,78 +504,3 @@ class FsBufferedLww(_FsConnector):
 class FsBufferedCas(_FsConnector):
     name = "fs-buffered-cas"
     capabilities = FsBufferedLww.capabilities | {Capability.CAS}
-
-
-async def _gather_head(
-    body: AsyncIterator[bytes], limit: int
-) -> tuple[bytes, AsyncIterator[bytes] | None]:
-    """Read up to ``limit`` bytes; return them and the rest of the body, or None if it ended."""
-    parts: list[bytes] = []
-    total = 0
-    iterator = aiter(body)
-    while total <= limit:
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return b"".join(parts), None
-        parts.append(chunk)
-        total += len(chunk)
-    return b"".join(parts), iterator
-
-
-def _finish_temp(handle: IO[bytes], content_type: str | None, *, fsync: bool) -> os.stat_result:
-    """Flush and close a finished temporary file, tagging its content type first."""
-    handle.flush()
-    if content_type:
-        try:
-            _write_content_type(handle.fileno(), content_type)
-        except OSError as exc:
-            # A filesystem without user xattrs still stores the data.
-            if exc.errno != errno.ENOTSUP:
-                raise
-    if fsync:
-        os.fsync(handle.fileno())
-    st = os.fstat(handle.fileno())
-    handle.close()
-    return st
-
-
-def _discard(tmp: Path, handle: IO[bytes]) -> None:
-    handle.close()
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-
-
-def _read_content_type(target: Path | int) -> str | None:
-    try:
-        return os.getxattr(target, CONTENT_TYPE_XATTR).decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
-def _write_content_type(target: Path | int, value: str) -> None:
-    os.setxattr(target, CONTENT_TYPE_XATTR, value.encode("utf-8"))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _has_files(directory: Path) -> bool:
-    """Whether a directory holds at least one object, at any depth (stops at the first)."""
-    try:
-        with os.scandir(directory) as scan:
-            for entry in scan:
-                if entry.name.startswith(RESERVED_SEGMENT_PREFIX):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    return True
-                if entry.is_dir(follow_symlinks=False) and _has_files(Path(entry.path)):
-                    return True
-    except OSError:
-        return False
-    return False

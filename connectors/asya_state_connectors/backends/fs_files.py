@@ -1,0 +1,127 @@
+"""Filesystem primitives of the local-directory connector.
+
+Owns: the fs error table (errno -> ConnectorError), revisions derived from
+``stat``, the directory ``flock`` that serialises check-and-rename across
+processes, finishing and discarding temporary files, the content type kept
+in a ``user.asya.*`` extended attribute, and small directory helpers.
+
+Must not: know about keys, prefixes or the connector interface's semantics
+(see ``fs.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+from ..errors import BackendError, ConnectorError, NotFound, PermissionDenied, TooLarge
+from ..keys import RESERVED_SEGMENT_PREFIX
+
+CONTENT_TYPE_XATTR = "user.asya.content_type"
+
+
+def map_os_error(exc: OSError, key: str) -> ConnectorError:
+    """The fs backend's error table."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        return NotFound(f"no object at {key!r}", key=key)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"permission denied for {key!r}: {exc.strerror}", key=key)
+    if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        return TooLarge(f"no room to store {key!r}: {exc.strerror}", key=key)
+    return BackendError(f"filesystem error on {key!r}: {exc.strerror}", key=key)
+
+
+def etag_of(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class DirLock:
+    """An exclusive flock on a directory: serialises check-and-rename across processes."""
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+async def gather_head(
+    body: AsyncIterator[bytes], limit: int
+) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Read up to ``limit`` bytes; return them and the rest of the body, or None if it ended."""
+    parts: list[bytes] = []
+    total = 0
+    iterator = aiter(body)
+    while total <= limit:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return b"".join(parts), None
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts), iterator
+
+
+def finish_temp(handle: IO[bytes], content_type: str | None, *, fsync: bool) -> os.stat_result:
+    """Flush and close a finished temporary file, tagging its content type first."""
+    handle.flush()
+    if content_type:
+        try:
+            write_content_type(handle.fileno(), content_type)
+        except OSError as exc:
+            # A filesystem without user xattrs still stores the data.
+            if exc.errno != errno.ENOTSUP:
+                raise
+    if fsync:
+        os.fsync(handle.fileno())
+    st = os.fstat(handle.fileno())
+    handle.close()
+    return st
+
+
+def discard(tmp: Path, handle: IO[bytes]) -> None:
+    handle.close()
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+
+
+def read_content_type(target: Path | int) -> str | None:
+    try:
+        return os.getxattr(target, CONTENT_TYPE_XATTR).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def write_content_type(target: Path | int, value: str) -> None:
+    os.setxattr(target, CONTENT_TYPE_XATTR, value.encode("utf-8"))
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def has_files(directory: Path) -> bool:
+    """Whether a directory holds at least one object, at any depth (stops at the first)."""
+    try:
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.name.startswith(RESERVED_SEGMENT_PREFIX):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    return True
+                if entry.is_dir(follow_symlinks=False) and has_files(Path(entry.path)):
+                    return True
+    except OSError:
+        return False
+    return False
