@@ -110,7 +110,7 @@ def run_mounts(
     """Start ``args.replicas`` pods with ``mounts``, feed stdin through them, stop everything."""
     from ..connector_process import ConnectorStartError
     from ..runner.dispatch import Dispatcher, RetryPolicy, run_pods
-    from ..runner.pod import Pod, PodError
+    from ..runner.pod import Pod, PodError, stop_all
 
     if args.replicas < 1:
         print("asya-state run: --replicas must be at least 1", file=sys.stderr)
@@ -130,6 +130,7 @@ def run_mounts(
         for i in range(args.replicas)
     ]
     dispatcher = Dispatcher(RetryPolicy(args.retry_base, args.retry_cap, args.max_attempts))
+    interrupted = False
     try:
         for pod in pods:
             pod.start()
@@ -138,11 +139,11 @@ def run_mounts(
         print(f"asya-state run: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        interrupted = True
         print("asya-state run: interrupted; stopping pods", file=sys.stderr)
         return 130
     finally:
-        for pod in pods:
-            pod.stop()
+        stop_all(pods, interrupted=interrupted)
         shutil.rmtree(workdir, ignore_errors=True)
     summary = dispatcher.summary
     if summary.conflicts:

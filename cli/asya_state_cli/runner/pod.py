@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,17 +117,35 @@ class Pod:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    def stop(self) -> None:
+    def stop(self, *, interrupted: bool = False) -> None:
+        """Stop the handler, then the connectors (sidecars outlive the handler, as in a pod).
+
+        After the last message the handler exits on end of input; when
+        interrupted its current message is abandoned, so it is terminated.
+        """
         worker, self.worker = self.worker, None
         if worker is not None:
             with contextlib.suppress(OSError):
                 if worker.stdin is not None:
                     worker.stdin.close()
+            if interrupted:
+                worker.terminate()
             try:
-                worker.wait(5)
+                worker.wait(1 if interrupted else 5)
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
         for process in reversed(self.connectors):
             process.stop()
         self.connectors.clear()
+
+
+def stop_all(pods: list[Pod], *, interrupted: bool = False) -> None:
+    """Stop pods in parallel: an interrupted run exits in the time of one pod, not of all."""
+    threads = [
+        threading.Thread(target=pod.stop, kwargs={"interrupted": interrupted}) for pod in pods
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
