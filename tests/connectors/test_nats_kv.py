@@ -43,7 +43,7 @@ from asya_state_connectors.errors import (
     TooLarge,
     Unsupported,
 )
-from asya_state_connectors.interface import Capability, ObjectMeta, WriteCondition
+from asya_state_connectors.interface import Capability, WriteCondition
 from asya_state_connectors.keys import validate_key
 from asya_state_connectors.settings import Settings
 from tests.conformance.helpers import get, pattern_body, put
@@ -142,50 +142,6 @@ def test_common_names_stay_readable() -> None:
 
 
 # -- compare-and-swap between independent clients -------------------------------------
-
-
-async def test_two_clients_holding_one_revision_exactly_one_wins(
-    nats_server: NatsServer, prefix: str
-) -> None:
-    first, second = make(nats_server.url, prefix), make(nats_server.url, prefix)
-    try:
-        await put(first, "state.json", b"0")
-        for round_no in range(30):
-            read_a = (await first.stat("state.json")).etag
-            read_b = (await second.stat("state.json")).etag
-            assert read_a == read_b
-            outcomes = await asyncio.gather(
-                put(first, "state.json", b"a", condition=WriteCondition(if_match=read_a)),
-                put(second, "state.json", b"b", condition=WriteCondition(if_match=read_b)),
-                return_exceptions=True,
-            )
-            won = [o for o in outcomes if isinstance(o, ObjectMeta)]
-            assert len(won) == 1, (round_no, outcomes)
-            assert all(isinstance(o, Conflict) for o in outcomes if o not in won)
-            assert (await first.stat("state.json")).etag == won[0].etag
-    finally:
-        await first.close()
-        await second.close()
-
-
-async def test_concurrent_creators_of_a_missing_key_one_succeeds(
-    nats_server: NatsServer, prefix: str
-) -> None:
-    clients = [make(nats_server.url, prefix) for _ in range(6)]
-    try:
-        outcomes = await asyncio.gather(
-            *(
-                put(c, "lock", b"%d" % i, condition=WriteCondition(if_none_match=True))
-                for i, c in enumerate(clients)
-            ),
-            return_exceptions=True,
-        )
-        winners = [i for i, o in enumerate(outcomes) if isinstance(o, ObjectMeta)]
-        assert len(winners) == 1, outcomes
-        assert await get(clients[0], "lock") == b"%d" % winners[0]
-    finally:
-        for client in clients:
-            await client.close()
 
 
 async def test_cas_increments_from_four_clients_lose_no_update(
