@@ -115,7 +115,10 @@ def test_lww_counter_reports_lost_updates(tmp_path: Path) -> None:
     print(f"LWW with 4 replicas: {count} of {MESSAGES} increments kept, {lost} lost")
 
 
-def test_ctrl_c_stops_every_process_and_removes_sockets(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_every_process_and_removes_sockets(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     (tmp_path / "slow.py").write_text("import time\ndef handle(p):\n    time.sleep(30)\n")
     before = set(Path("/tmp").glob("asya-run-*"))
     runner = subprocess.Popen(
@@ -155,9 +158,9 @@ def test_ctrl_c_stops_every_process_and_removes_sockets(tmp_path: Path) -> None:
     created = set(Path("/tmp").glob("asya-run-*")) - before
     assert created, "the runner keeps its sockets in a private /tmp/asya-run-* directory"
     time.sleep(0.5)
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(signum)
     status = runner.wait(30)
-    assert status == 130
+    assert status == 128 + signum
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert not [p for p in created if p.exists()], "the private socket directory was left behind"

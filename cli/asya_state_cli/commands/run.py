@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -104,6 +105,16 @@ def _with_local_defaults(mount: Any, state_dir: Path) -> Any:
     return mount
 
 
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def run_mounts(
     args: argparse.Namespace, handler: str, mounts: list[Any], connector_env: dict[str, str]
 ) -> int:
@@ -131,6 +142,11 @@ def run_mounts(
     ]
     dispatcher = Dispatcher(RetryPolicy(args.retry_base, args.retry_cap, args.max_attempts))
     interrupted = False
+    # Explicit handlers: a runner started in the background inherits an
+    # ignored SIGINT, and SIGTERM (a CI timeout, a supervisor) deserves the
+    # same clean stop as Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         for pod in pods:
             pod.start()
@@ -138,10 +154,11 @@ def run_mounts(
     except (PodError, ConnectorStartError) as exc:
         print(f"asya-state run: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted = True
-        print("asya-state run: interrupted; stopping pods", file=sys.stderr)
-        return 130
+        signum = exc.signum if isinstance(exc, _Stopped) else int(signal.SIGINT)
+        print(f"asya-state run: {signal.Signals(signum).name}; stopping pods", file=sys.stderr)
+        return 128 + signum
     finally:
         stop_all(pods, interrupted=interrupted)
         shutil.rmtree(workdir, ignore_errors=True)
