@@ -145,8 +145,8 @@ def run_mounts(
     # Explicit handlers: a runner started in the background inherits an
     # ignored SIGINT, and SIGTERM (a CI timeout, a supervisor) deserves the
     # same clean stop as Ctrl-C.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, _interrupt)
     try:
         for pod in pods:
             pod.start()
@@ -156,7 +156,7 @@ def run_mounts(
         return 1
     except KeyboardInterrupt as exc:
         interrupted = True
-        signum = exc.signum if isinstance(exc, _Stopped) else int(signal.SIGINT)
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT.value
         print(f"asya-state run: {signal.Signals(signum).name}; stopping pods", file=sys.stderr)
         return 128 + signum
     finally:
