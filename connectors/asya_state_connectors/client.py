@@ -84,11 +84,6 @@ class HttpConnector(Connector):
                 raise ERRORS_BY_CODE["not_found"](f"{key!r} is a directory", key=key)
             return _meta(key, response.headers)
 
-    async def is_directory(self, key: str) -> bool:
-        """What HEAD says about a key that is not an object (protocol-only)."""
-        async with self.session.head(_object_url(key)) as response:
-            return response.status == 200 and response.headers.get("X-Asya-Kind") == "directory"
-
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         headers = {}
         if byte_range is not None:
