@@ -3,7 +3,8 @@
 Owns: the NATS connector — configuration, the connection (made on first use
 and made again after the client gives up on a lost server), the bucket
 (created when missing unless disabled), reads, conditional writes, listing,
-TTL and the NATS error table. Key encoding lives in ``nats_keys``.
+TTL. Key encoding lives in ``nats_keys``; message headers, entries and the
+NATS error table in ``nats_messages``.
 
 - One object is one message on the bucket's subject ``$KV.<bucket>.<key>``
   (the layout every NATS KV client reads). Its revision, and so its etag, is
@@ -46,7 +47,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -57,14 +58,12 @@ from nats.js import api
 
 from ..errors import (
     BackendError,
-    BackendTimeout,
     BackendUnavailable,
     BadRequest,
     ConfigError,
     Conflict,
     ConnectorError,
     NotFound,
-    PermissionDenied,
     TooLarge,
     Unsupported,
 )
@@ -81,14 +80,19 @@ from ..interface import (
 from ..listing import paginate
 from ..settings import Settings
 from .nats_keys import decode_key, encode_key, prefix_filter
+from .nats_messages import (
+    CONTENT_TYPE,
+    KV_OPERATION,
+    MSG_TTL,
+    Entry,
+    header,
+    is_absent,
+    map_nats_error,
+)
 
 log = logging.getLogger("asya_state_connectors.nats_kv")
 
-CONTENT_TYPE = "Asya-Content-Type"
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
-MSG_TTL = "Nats-TTL"
-KV_OPERATION = "KV-Operation"
-MARKER_REASON = "Nats-Marker-Reason"
 MSG_SIZE = "Nats-Msg-Size"
 # Headers count against max_payload; the content type is capped well below this.
 HEADER_ROOM = 2048
@@ -104,96 +108,6 @@ RECONNECT_WAIT = 0.25
 RECONNECT_ATTEMPTS = 3
 CHUNK = 256 * 1024
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _map_nats_error(
-    exc: BaseException, key: str | None, *, denied: bool, connected: bool
-) -> ConnectorError:
-    """The NATS backend's error table.
-
-    ``denied``: the server reported a refusal meanwhile; ``connected``: the
-    client is still connected (a timeout without a connection is an outage).
-    """
-    if isinstance(exc, ConnectorError):
-        return exc
-    detail = str(exc) or type(exc).__name__
-    where = f" on {key!r}" if key else ""
-    if denied or isinstance(exc, nx.AuthorizationError):
-        return PermissionDenied(f"NATS refused access{where}: {detail}", key=key)
-    if isinstance(exc, jx.APIError) and exc.code == 403:
-        return PermissionDenied(f"JetStream refused access{where}: {detail}", key=key)
-    if isinstance(exc, nx.MaxPayloadError):
-        return TooLarge(f"the value exceeds the NATS max_payload{where}", key=key)
-    if isinstance(exc, TimeoutError) and connected:
-        return BackendTimeout(f"NATS did not answer in time{where}: {detail}", key=key)
-    if isinstance(
-        exc,
-        nx.ConnectionClosedError
-        | nx.ConnectionReconnectingError
-        | nx.ConnectionDrainingError
-        | nx.NoServersError
-        | nx.NoRespondersError
-        | nx.StaleConnectionError
-        | nx.OutboundBufferLimitError
-        | jx.ServiceUnavailableError
-        | jx.NoStreamResponseError
-        | OSError
-        | TimeoutError,
-    ):
-        return BackendUnavailable(f"NATS is unreachable{where}: {detail}", key=key)
-    return BackendError(f"NATS error{where}: {detail}", key=key)
-
-
-def _parse_duration(raw: str) -> float | None:
-    """Seconds in a ``Nats-TTL`` value (``3600``, ``90s``, ``1h30m``); None for ``never``/unknown."""
-    raw = raw.strip()
-    if raw.isdigit():
-        return float(raw)
-    parts = _DURATION.findall(raw)
-    if not parts or "".join(n + u for n, u in parts) != raw:
-        return None
-    return sum(float(n) * _SECONDS[u] for n, u in parts)
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    return headers.get(name) if headers else None
-
-
-def _is_absent(headers: Mapping[str, str] | None) -> bool:
-    """A delete or purge marker, or a marker the server left for an expired entry."""
-    return _header(headers, KV_OPERATION) in ("DEL", "PURGE") or bool(
-        _header(headers, MARKER_REASON)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """The latest message on a key's subject (live or a marker)."""
-
-    seq: int
-    data: bytes
-    headers: Mapping[str, str]
-    stamp: float  # message time, seconds since the epoch
-
-    @property
-    def live(self) -> bool:
-        return not _is_absent(self.headers)
-
-    def meta(self, key: str, size: int | None = None) -> ObjectMeta:
-        return ObjectMeta(
-            key=key,
-            size=len(self.data) if size is None else size,
-            etag=str(self.seq),
-            content_type=_header(self.headers, CONTENT_TYPE) or None,
-            last_modified=self.stamp,
-        )
-
-    def expires_at(self, bucket_max_age: float | None) -> float | None:
-        raw = _header(self.headers, MSG_TTL)
-        ttl = _parse_duration(raw) if raw is not None else bucket_max_age
-        return None if ttl is None else self.stamp + ttl
 
 
 @dataclass(slots=True)
@@ -431,7 +345,7 @@ class NatsKvBufferedCas(Connector):
             raise
         except (TimeoutError, nx.Error, OSError) as exc:
             session = self._session
-            raise _map_nats_error(
+            raise map_nats_error(
                 exc,
                 key,
                 denied=self._violations != seen,
@@ -443,7 +357,7 @@ class NatsKvBufferedCas(Connector):
     def _subject(self, key: str) -> str:
         return self._subject_root + encode_key(self._prefix + key)
 
-    async def _latest(self, session: _Session, key: str) -> _Entry | None:
+    async def _latest(self, session: _Session, key: str) -> Entry | None:
         """The last message on ``key``'s subject, live or a marker; None if there is none."""
         async with self._errors(key):
             try:
@@ -453,9 +367,9 @@ class NatsKvBufferedCas(Connector):
             except jx.NotFoundError:
                 return None
         stamp = msg.time.timestamp() if msg.time is not None else time.time()
-        return _Entry(int(msg.seq), msg.data or b"", msg.headers or {}, stamp)
+        return Entry(int(msg.seq), msg.data or b"", msg.headers or {}, stamp)
 
-    async def _live(self, session: _Session, key: str) -> _Entry:
+    async def _live(self, session: _Session, key: str) -> Entry:
         entry = await self._latest(session, key)
         if entry is None or not entry.live:
             raise NotFound(f"no object at {key!r}", key=key)
@@ -492,11 +406,11 @@ class NatsKvBufferedCas(Connector):
                 raise
         return int(ack.seq)
 
-    def _carried_ttl(self, session: _Session, entry: _Entry | None) -> float | None:
+    def _carried_ttl(self, session: _Session, entry: Entry | None) -> float | None:
         """The TTL an overwrite of ``entry`` keeps: seconds left, -1 for never, None for none set."""
         if entry is None or not entry.live or not session.msg_ttl:
             return None
-        raw = _header(entry.headers, MSG_TTL)
+        raw = header(entry.headers, MSG_TTL)
         if raw is None:
             return None
         expires = entry.expires_at(session.max_age)
@@ -675,7 +589,7 @@ class NatsKvBufferedCas(Connector):
                     msg = await sub.next_msg(timeout=self._timeout)
                     pending = msg.metadata.num_pending
                     headers = msg.headers or {}
-                    if _is_absent(headers):
+                    if is_absent(headers):
                         continue
                     try:
                         name = decode_key(msg.subject[len(self._subject_root) :])
@@ -684,7 +598,7 @@ class NatsKvBufferedCas(Connector):
                     if not name.startswith(full):
                         continue
                     key = name[len(self._prefix) :]
-                    entry = _Entry(
+                    entry = Entry(
                         msg.metadata.sequence.stream,
                         b"",
                         headers,
@@ -702,7 +616,7 @@ class NatsKvBufferedCas(Connector):
         session = await self._connection()
         entry = await self._live(session, key)
         attrs = {"etag": str(entry.seq)}
-        content_type = _header(entry.headers, CONTENT_TYPE)
+        content_type = header(entry.headers, CONTENT_TYPE)
         if content_type:
             attrs["content_type"] = content_type
         expires = entry.expires_at(session.max_age)
@@ -714,7 +628,7 @@ class NatsKvBufferedCas(Connector):
     async def set_xattr(self, key: str, name: str, value: str) -> None:
         session = await self._connection()
         entry = await self._live(session, key)
-        content_type = _header(entry.headers, CONTENT_TYPE)
+        content_type = header(entry.headers, CONTENT_TYPE)
         ttl = self._carried_ttl(session, entry)
         if name == "content_type":
             self._check_content_type(key, value)
