@@ -308,8 +308,11 @@ async def test_expiry_removes_value_and_metadata_together(
     await put(connector, "short-lived", b"x")
     await connector.set_xattr("short-lived", "ttl", "1")
     data = f"{prefix}short-lived".encode()
-    assert 0 < await raw.pttl(data) <= 1000
-    assert await raw.pttl(data + lua.META_SUFFIX) == await raw.pttl(data)
+    # Read both expiries at one instant (MULTI/EXEC), so they compare exactly.
+    async with raw.pipeline(transaction=True) as pipe:
+        value_ttl, meta_ttl = await pipe.pttl(data).pttl(data + lua.META_SUFFIX).execute()
+    assert 0 < value_ttl <= 1000
+    assert meta_ttl == value_ttl
 
     async def gone() -> bool:
         return await raw.exists(data, data + lua.META_SUFFIX) == 0
