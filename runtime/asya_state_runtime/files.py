@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from . import connector, transport
 from .mounts import Target
@@ -464,12 +464,15 @@ def _load(target: Target, sink: IO[bytes], *, missing_ok: bool) -> bool:
 
 
 def _abort(layer: object) -> None:
-    raw = getattr(layer, "raw", layer)
+    """Abort the StateRaw under a buffered or text layer, so close() commits nothing."""
+    raw = getattr(getattr(layer, "buffer", layer), "raw", layer)
     if isinstance(raw, StateRaw):
         raw.abort()
 
 
-class StateBufferedWriter(io.BufferedWriter):
+class _AbortOnError:
+    """A ``with`` block that raises leaves the previous version: the layer aborts, then closes."""
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -478,31 +481,19 @@ class StateBufferedWriter(io.BufferedWriter):
     ) -> None:
         if exc_type is not None:
             _abort(self)
-        self.close()
+        cast(io.IOBase, self).close()
 
 
-class StateBufferedRandom(io.BufferedRandom):
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            _abort(self)
-        self.close()
+class StateBufferedWriter(_AbortOnError, io.BufferedWriter):
+    pass
 
 
-class StateTextIOWrapper(io.TextIOWrapper):
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            _abort(self.buffer)
-        self.close()
+class StateBufferedRandom(_AbortOnError, io.BufferedRandom):
+    pass
+
+
+class StateTextIOWrapper(_AbortOnError, io.TextIOWrapper):
+    pass
 
 
 def _make_raw(target: Target, name: str | bytes, spec: ModeSpec) -> StateRaw:
