@@ -101,3 +101,30 @@ async def test_concurrent_creators_of_a_missing_key_one_succeeds(target: Target)
             outcomes
         )
         assert await get(racers[0], key) == b"%d" % winners[0]
+
+
+async def test_cas_increments_from_four_clients_lose_no_update(target: Target) -> None:
+    if not target.connector.supports(Capability.CAS):
+        pytest.skip(f"{target.name} declares no compare-and-swap")
+    key = target.key("counter")
+
+    async def increment(client: Connector, times: int) -> None:
+        for _ in range(times):
+            while True:
+                stream = await client.read(key)
+                value = int(b"".join([c async for c in stream.chunks]))
+                try:
+                    await put(
+                        client,
+                        key,
+                        b"%d" % (value + 1),
+                        condition=WriteCondition(if_match=stream.meta.etag),
+                    )
+                    break
+                except Conflict:
+                    continue
+
+    async with clients(target, 4) as racers:
+        await put(racers[0], key, b"0")
+        await asyncio.gather(*(increment(c, 25) for c in racers))
+        assert await get(racers[0], key) == b"100"

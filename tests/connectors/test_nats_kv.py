@@ -144,36 +144,6 @@ def test_common_names_stay_readable() -> None:
 # -- compare-and-swap between independent clients -------------------------------------
 
 
-async def test_cas_increments_from_four_clients_lose_no_update(
-    nats_server: NatsServer, prefix: str
-) -> None:
-    clients = [make(nats_server.url, prefix) for _ in range(4)]
-    await put(clients[0], "counter", b"0")
-
-    async def increment(client: NatsKvBufferedCas, times: int) -> None:
-        for _ in range(times):
-            while True:
-                stream = await client.read("counter")
-                value = int(b"".join([c async for c in stream.chunks]))
-                try:
-                    await put(
-                        client,
-                        "counter",
-                        b"%d" % (value + 1),
-                        condition=WriteCondition(if_match=stream.meta.etag),
-                    )
-                    break
-                except Conflict:
-                    continue
-
-    try:
-        await asyncio.gather(*(increment(c, 15) for c in clients))
-        assert await get(clients[0], "counter") == b"60"
-    finally:
-        for client in clients:
-            await client.close()
-
-
 async def test_a_delete_marker_from_another_client_reads_as_absent(
     connector: NatsKvBufferedCas, js: object, prefix: str
 ) -> None:

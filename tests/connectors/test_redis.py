@@ -88,38 +88,6 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str, limit: fl
 # -- compare-and-swap between independent clients -------------------------------
 
 
-async def test_cas_increments_from_four_clients_lose_no_update(
-    redis_server: RedisServer, prefix: str
-) -> None:
-    clients = [make(redis_server.url, prefix) for _ in range(4)]
-    await put(clients[0], "counter", b"0")
-
-    async def increment(client: RedisBufferedCas, times: int) -> int:
-        conflicts = 0
-        for _ in range(times):
-            while True:
-                stream = await client.read("counter")
-                value = int(b"".join([c async for c in stream.chunks]))
-                try:
-                    await put(
-                        client,
-                        "counter",
-                        b"%d" % (value + 1),
-                        condition=WriteCondition(if_match=stream.meta.etag),
-                    )
-                    break
-                except Conflict:
-                    conflicts += 1
-        return conflicts
-
-    try:
-        await asyncio.gather(*(increment(c, 25) for c in clients))
-        assert await get(clients[0], "counter") == b"100"
-    finally:
-        for client in clients:
-            await client.close()
-
-
 async def test_staged_writers_racing_on_one_revision_leave_one_whole_value(
     redis_server: RedisServer, prefix: str
 ) -> None:
