@@ -1,32 +1,37 @@
-"""S3 connector specifics beyond the conformance suite, against a real moto_server.
+"""S3 connector specifics beyond the conformance suite, against moto's S3 server.
 
 Prefix joining, revisions that S3 derives from content, streamed multipart
 uploads (part size, abort on failure or disconnect, create-only on
 completion), server-side multipart copies, attributes (presigned URLs that
 really download, versions, content type), listing around console folder
 placeholders, the error table against real failures (missing bucket, wrong
-credentials, an unreachable, a silent and a throttling endpoint), and a
-1 GiB passthrough upload in bounded connector memory.
+credentials, an unreachable, a silent and a throttling endpoint), a 1 GiB
+passthrough upload in bounded connector memory, and that the test server
+arbitrates racing conditional writes as S3 does (exactly one winner), which
+the compare-and-swap connectors rely on.
 
-moto_server does not enforce everything S3 does: it ignores ``If-Match`` on
+moto does not enforce everything S3 does: it ignores ``If-Match`` on
 CompleteMultipartUpload (the xfail below); real S3 enforces it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import socket
 import threading
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions as bx
 import pytest
 
@@ -343,6 +348,138 @@ async def test_folder_placeholders_are_not_files(
         assert (top.entries, top.prefixes) == ([], ["reports/"])
         inside = await connector.list("reports/")
         assert [m.key for m in inside.entries] == ["reports/q1.csv"]
+
+
+# -- the test server: conditional writes are atomic, as on S3 ------------------------
+
+WRITERS = 16
+ROUNDS = 10
+RACE_BUCKET = "unit-s3-race"
+
+
+class SpillingMoto(MotoServer):
+    """The test server with every object body in a temporary file.
+
+    moto keeps bodies up to about 5 MiB in memory; spilling each one to a file
+    puts file I/O between moto's precondition check and its store, where other
+    request threads get to run. A check that is not atomic then loses within
+    a few rounds (on the plain ``moto_server`` script about half the rounds
+    had several winners), so these tests catch it rather than pass by luck.
+    """
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": "1"}
+
+
+@pytest.fixture(scope="module")
+def spilling_moto() -> Iterator[MotoServer]:
+    with SpillingMoto() as server:
+        server.create_bucket(RACE_BUCKET)
+        yield server
+
+
+def s3_client(server: MotoServer) -> Any:
+    """A client of its own (no retries, so each writer's outcome is its first answer)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def writers(spilling_moto: MotoServer) -> Iterator[list[Any]]:
+    clients = [s3_client(spilling_moto) for _ in range(WRITERS)]
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def race(writers: list[Any], write: Callable[[int, Any], object]) -> list[str]:
+    """Run ``write(i, client)`` on every writer at once; "ok" or each error code."""
+    start = threading.Barrier(len(writers))
+
+    def attempt(index: int, client: Any) -> str:
+        start.wait(timeout=30)
+        try:
+            write(index, client)
+        except bx.ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return "ok"
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        futures = [pool.submit(attempt, i, client) for i, client in enumerate(writers)]
+        return [future.result(timeout=60) for future in futures]
+
+
+def body_of(writer: int) -> bytes:
+    return f"written by writer {writer}\n".encode()
+
+
+def assert_one_winner(outcomes: list[str], client: Any, key: str) -> None:
+    """Exactly one writer succeeded, every other got 412, and the key holds the winner's bytes."""
+    assert sorted(set(outcomes)) == ["PreconditionFailed", "ok"], (key, outcomes)
+    assert outcomes.count("ok") == 1, (key, outcomes)
+    stored = client.get_object(Bucket=RACE_BUCKET, Key=key)["Body"].read()
+    assert stored == body_of(outcomes.index("ok"))
+
+
+def swap(index: int, client: Any, *, key: str, etag: str) -> None:
+    client.put_object(Bucket=RACE_BUCKET, Key=key, Body=body_of(index), IfMatch=etag)
+
+
+def create(index: int, client: Any, *, key: str) -> None:
+    client.put_object(Bucket=RACE_BUCKET, Key=key, Body=body_of(index), IfNoneMatch="*")
+
+
+def complete_create_only(
+    index: int, client: Any, *, key: str, uploads: list[tuple[str, dict[str, Any]]]
+) -> None:
+    upload_id, part = uploads[index]
+    client.complete_multipart_upload(
+        Bucket=RACE_BUCKET,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [part]},
+        IfNoneMatch="*",
+    )
+
+
+def start_one_part_upload(client: Any, key: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    """A multipart upload of ``body`` as its only part, ready to complete."""
+    upload_id = client.create_multipart_upload(Bucket=RACE_BUCKET, Key=key)["UploadId"]
+    answer = client.upload_part(
+        Bucket=RACE_BUCKET, Key=key, UploadId=upload_id, PartNumber=1, Body=body
+    )
+    return upload_id, {"PartNumber": 1, "ETag": answer["ETag"]}
+
+
+def test_racing_puts_on_one_etag_have_exactly_one_winner(writers: list[Any]) -> None:
+    for round_ in range(ROUNDS):
+        key = f"if-match/{round_}-{uuid.uuid4().hex}"
+        etag = writers[0].put_object(Bucket=RACE_BUCKET, Key=key, Body=b"seed")["ETag"]
+        outcomes = race(writers, functools.partial(swap, key=key, etag=etag))
+        assert_one_winner(outcomes, writers[0], key)
+
+
+def test_racing_creates_of_one_key_have_exactly_one_winner(writers: list[Any]) -> None:
+    for round_ in range(ROUNDS):
+        key = f"if-none-match/{round_}-{uuid.uuid4().hex}"
+        outcomes = race(writers, functools.partial(create, key=key))
+        assert_one_winner(outcomes, writers[0], key)
+
+
+def test_racing_create_only_multipart_completions_have_exactly_one_winner(
+    writers: list[Any],
+) -> None:
+    for round_ in range(ROUNDS):
+        key = f"multipart/{round_}-{uuid.uuid4().hex}"
+        uploads = [start_one_part_upload(c, key, body_of(i)) for i, c in enumerate(writers)]
+        outcomes = race(writers, functools.partial(complete_create_only, key=key, uploads=uploads))
+        assert_one_winner(outcomes, writers[0], key)
 
 
 # -- configuration ------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""A throwaway S3 endpoint (``moto_server``) on loopback, for tests and the benchmark.
+"""A throwaway S3 endpoint (moto's S3 server) on loopback, for tests and the benchmark.
 
-Owns: the moto_server command line (127.0.0.1 only, a free port, optionally
-enforcing credentials and IAM), readiness that waits for an HTTP answer
-rather than an open port, creating buckets, and the connector environment
-that points an S3 connector at it (dummy credentials, a fixed region).
+Owns: the command line that runs moto's server with this virtualenv's
+interpreter through ``moto_atomic`` (conditional writes atomic, as on S3;
+127.0.0.1 only, a free port, optionally enforcing credentials and IAM),
+readiness that waits for an HTTP answer rather than an open port, creating
+buckets, and the connector environment that points an S3 connector at it
+(dummy credentials, a fixed region).
 
 Must not: listen beyond 127.0.0.1 or read the user's AWS configuration (the
 environment it hands out carries its own dummy credentials).
@@ -11,12 +13,13 @@ environment it hands out carries its own dummy credentials).
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from .base import LoopbackServer, ServerStartError, find_executable
+from .base import LoopbackServer, ServerStartError
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed values keep the user's own out of the picture.
@@ -25,7 +28,13 @@ SECRET_KEY = "asya-test-secret-key"
 
 
 class MotoServer(LoopbackServer):
-    """``moto_server`` from the virtualenv (the ``moto[server]`` package) or PATH."""
+    """moto's server (the ``moto[server]`` package) run by this interpreter.
+
+    Not the ``moto_server`` script: moto checks ``If-Match``/``If-None-Match``
+    and stores the object in separate steps on concurrent threads, so two
+    conditional writers could both win; ``moto_atomic`` runs the same server
+    with conditional requests serialized.
+    """
 
     name = "moto"
 
@@ -41,7 +50,8 @@ class MotoServer(LoopbackServer):
         return env
 
     def command(self) -> Sequence[str]:
-        return [find_executable("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        launcher = "asya_state_cli.servers.moto_atomic"
+        return [sys.executable, "-m", launcher, "-H", "127.0.0.1", "-p", str(self.port)]
 
     @property
     def url(self) -> str:
@@ -58,7 +68,7 @@ class MotoServer(LoopbackServer):
                 return  # any HTTP answer means the server is serving
             except (urllib.error.URLError, OSError):
                 time.sleep(0.05)
-        raise ServerStartError(f"moto_server on port {self.port} never answered HTTP")
+        raise ServerStartError(f"moto on port {self.port} never answered HTTP")
 
     def connector_env(self, bucket: str, prefix: str = "") -> dict[str, str]:
         """The environment of an S3 connector that stores under ``bucket``/``prefix`` here."""

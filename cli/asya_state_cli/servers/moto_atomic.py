@@ -1,0 +1,122 @@
+"""moto's S3 server with conditional writes made atomic, for ``MotoServer``.
+
+Owns: the process that ``MotoServer`` launches
+(``python -m asya_state_cli.servers.moto_atomic -H 127.0.0.1 -p PORT``): the
+same WSGI application, request handler and threaded werkzeug server that
+moto's own ``moto_server`` command runs, wrapped so that every request
+carrying ``If-Match`` or ``If-None-Match`` runs alone, and a clean exit
+(status 0) on SIGTERM or SIGINT.
+
+Why: moto answers a conditional PUT (and a conditional CompleteMultipartUpload)
+by first comparing the header with the stored object and then storing the new
+one, two separate steps with nothing holding them together, while the server
+handles requests on concurrent threads. Two writers that both read ETag X can
+then both pass the check, and both succeed: one update is lost. S3 arbitrates
+conditional writes atomically (exactly one winner, the rest get 412), and the
+compare-and-swap connectors rely on that, so the tests need it too.
+
+Must not: bind anything but the host it is given (``MotoServer`` passes
+127.0.0.1), serialize unconditional requests (they stay concurrent), or
+change what moto answers; it only orders conditional requests one after
+another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from types import FrameType
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+# The WSGI environ keys of the request headers that make a request conditional.
+CONDITIONAL_HEADERS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
+
+
+def is_conditional(environ: WSGIEnvironment) -> bool:
+    """Whether the request carries ``If-Match`` or ``If-None-Match``."""
+    return any(key in environ for key in CONDITIONAL_HEADERS)
+
+
+class SerializedConditionals:
+    """WSGI middleware: conditional requests run one at a time, others freely.
+
+    One lock for the whole process, held from calling the application until
+    its response iterable is exhausted and closed, so each conditional
+    request is handled as one step however the application divides its work
+    between the call and the iteration: the next one sees what this one
+    stored. The lock is also held while the request body arrives, so large
+    conditional uploads queue behind each other; unconditional requests
+    (part uploads, plain reads and writes) never touch it.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not is_conditional(environ):
+            return self._app(environ, start_response)
+        return self._alone(environ, start_response)
+
+    def _alone(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+        # A generator: the server iterates it and closes it (also when the
+        # client goes away), which ends the ``with`` and releases the lock.
+        with self._lock:
+            response = self._app(environ, start_response)
+            try:
+                yield from response
+            finally:
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
+
+
+def build_app() -> WSGIApplication:
+    """moto's dispatching application (every service), behind the middleware."""
+    return SerializedConditionals(DomainDispatcherApplication(create_backend_app))
+
+
+def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGINT end the server with status 0, as ``moto_server`` does."""
+    sys.exit(0)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m asya_state_cli.servers.moto_atomic",
+        description="moto's server with atomic conditional writes",
+    )
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("-p", "--port", type=int, required=True, help="port to listen on")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    # moto finds its own port in MOTO_PORT where it calls itself back (Lambda,
+    # Step Functions); ``moto_server`` sets it the same way.
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    signal.signal(signal.SIGTERM, exit_cleanly)
+    signal.signal(signal.SIGINT, exit_cleanly)
+    run_simple(
+        args.host,
+        args.port,
+        build_app(),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()
