@@ -2,10 +2,12 @@
 
 Owns: one connection pool per socket per process (thread-safe; emptied in a
 forked child so a child never reuses its parent's sockets), connect and read
-timeouts, one retry of an idempotent request that met a stale pooled
-connection, streamed uploads (Content-Length or chunked) that can be aborted
-so the connector discards them, and replies that are read incrementally and
-hand their connection back to the pool once fully consumed.
+timeouts, writing requests (the head and a small body in one send), one
+retry of an idempotent request that met a stale pooled connection, streamed
+uploads (Content-Length or chunked) that can be aborted so the connector
+discards them, and replies that are read incrementally and hand their
+connection back to the pool once fully consumed. Responses are parsed by
+``http_wire``.
 
 Must not: know the protocol's paths or decide what a status means for the
 caller; it only turns transport failures into ConnectionError/TimeoutError.
@@ -14,15 +16,14 @@ caller; it only turns transport failures into ConnectionError/TimeoutError.
 from __future__ import annotations
 
 import contextlib
-import http.client
-import io
 import os
 import select
 import socket
+import struct
 import threading
 from collections.abc import Mapping
 
-from . import errors
+from . import errors, http_wire
 from .config import Mount
 
 # How many idle connections a pool keeps; more concurrent requests open more.
@@ -32,122 +33,92 @@ MAX_IDLE = 16
 DRAIN_LIMIT = 64 * 1024
 
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
-# Chunks up to this size are framed in one send instead of three.
+# Bodies and chunks up to this size share one send with their framing or the
+# request head: copying them costs less than another system call.
 _SMALL_CHUNK = 16 * 1024
+# What a socket operation that ran out of time raises: TimeoutError with a
+# Python-level timeout, EAGAIN (BlockingIOError) with a kernel one.
+_TIMEOUTS = (TimeoutError, BlockingIOError)
+_IDLE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP
 
 
-# Limits on a response head, as http.client applies them.
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
+def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound every send and recv on ``sock`` by ``seconds``, preferably in the kernel.
 
-
-class _Head:
-    """Response headers as a dict of lower-cased names: the part of a message http.client uses."""
-
-    def __init__(self, fields: dict[str, list[str]]) -> None:
-        self._fields = fields
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._fields.get(name.lower())
-        return values[0] if values else default
-
-    def get_all(self, name: str, default: list[str] | None = None) -> list[str] | None:
-        return self._fields.get(name.lower(), default)
-
-    def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for name, values in self._fields.items() for value in values]
-
-
-def _read_head(fp: io.BufferedReader) -> _Head:
-    fields: dict[str, list[str]] = {}
-    for _ in range(_MAX_HEADERS + 1):
-        line = fp.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise http.client.LineTooLong("header line")
-        if line in (b"\r\n", b"\n", b""):
-            return _Head(fields)
-        name, sep, value = line.decode("iso-8859-1").partition(":")
-        if not sep:
-            raise http.client.HTTPException(f"malformed header line {line[:100]!r}")
-        fields.setdefault(name.strip().lower(), []).append(value.strip())
-    raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
-
-
-class _Response(http.client.HTTPResponse):
-    """An HTTPResponse whose head is parsed into a plain dict.
-
-    http.client parses every response head with the email package; the
-    profile of a 1 KiB read showed that as the largest cost in the client
-    (about 20 us of CPU per request). Connector heads are short, ASCII and
-    never folded, so splitting lines is exact for them; the body is still
-    read by http.client (Content-Length, chunked or until close).
+    A socket with a Python timeout is non-blocking and polls before every
+    send and recv: a second system call per operation, as costly as the
+    operation itself for a small request. A blocking socket with
+    SO_RCVTIMEO/SO_SNDTIMEO waits in the call, and one that runs out fails
+    with EAGAIN, which is handled like TimeoutError.
     """
-
-    def begin(self) -> None:
-        if self.headers is not None:
-            return
-        version, status, reason = self._read_status()
-        while status == http.client.CONTINUE:
-            _read_head(self.fp)
-            version, status, reason = self._read_status()
-        if not version.startswith("HTTP/1."):
-            raise http.client.UnknownProtocol(version)
-        self.version = 10 if version == "HTTP/1.0" else 11
-        self.code = self.status = status
-        self.reason = reason.strip()
-        head = _read_head(self.fp)
-        self.headers = self.msg = head
-        self.chunked = (head.get("transfer-encoding") or "").lower() == "chunked"
-        self.chunk_left = None
-        connection = (head.get("connection") or "").lower()
-        self.will_close = (
-            "close" in connection if self.version == 11 else "keep-alive" not in connection
-        )
-        length = head.get("content-length")
-        self.length = None
-        if length is not None and not self.chunked:
-            if not length.isdigit():
-                raise http.client.HTTPException(f"bad Content-Length {length!r}")
-            self.length = int(length)
-        if status in (204, 304) or status < 200 or self._method == "HEAD":
-            self.length = 0
-        if self.length is None and not self.chunked:
-            self.will_close = True
+    whole = int(seconds)
+    micros = int((seconds - whole) * 1_000_000)
+    if not whole and not micros:
+        micros = 1  # a zero timeval would mean no timeout at all
+    try:
+        value = struct.pack("ll", whole, micros)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except (OSError, struct.error):  # another struct timeval, or no room: Python's timeout
+        sock.settimeout(seconds)
+        return
+    sock.settimeout(None)
 
 
-class UnixConnection(http.client.HTTPConnection):
-    """An HTTPConnection to a Unix socket with separate connect and read timeouts."""
+class UnixConnection:
+    """One connection to a connector: its socket, receive buffer and idle check, for life."""
 
-    response_class = _Response
+    __slots__ = ("_poller", "mount", "pid", "reader", "sock")
 
     def __init__(self, mount: Mount) -> None:
-        super().__init__("localhost", timeout=mount.timeout)
         self.mount = mount
+        self.sock: socket.socket | None = None
+        self.reader: http_wire.Reader | None = None
+        self.pid = 0
+        self._poller: select.poll | None = None
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.mount.connect_timeout)
             sock.connect(self.mount.socket)
-            sock.settimeout(self.mount.timeout)
+            _set_io_timeout(sock, self.mount.timeout)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
+        self.reader = http_wire.Reader(sock)
+        self.pid = os.getpid()
 
+    def send(self, data: bytes | memoryview) -> None:
+        if self.sock is None:
+            raise ConnectionError("the connection is closed")
+        self.sock.sendall(data)
 
-def _alive(conn: UnixConnection) -> bool:
-    """An idle keep-alive connection is usable while the server has sent nothing on it.
+    def response(self, method: str) -> http_wire.Response:
+        """The head of the reply to the request just sent (``method`` decides if it has a body)."""
+        if self.reader is None or self.sock is None:
+            raise ConnectionError("the connection is closed")
+        return http_wire.read_response(self.reader, method)
 
-    Readability of an idle connection means the connector closed it (or sent
-    garbage); either way it must not carry a request.
-    """
-    sock = conn.sock
-    if sock is None:
-        return False
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return not poller.poll(0)
+    def idle_and_clean(self) -> bool:
+        """Whether this idle connection may carry a request.
+
+        Anything the connector sent on an idle connection (bytes left over
+        after a reply, end of stream, an error) means it closed it or lost
+        track of it; either way it must not carry a request.
+        """
+        if self.sock is None or self.reader is None or self.reader.pending:
+            return False
+        if self._poller is None:  # made once, on first reuse (keepalive=false never needs one)
+            self._poller = select.poll()
+            self._poller.register(self.sock, _IDLE_EVENTS)
+        return not self._poller.poll(0)
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
 
 
 class Pool:
@@ -167,7 +138,7 @@ class Pool:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 break
-            if _alive(conn):
+            if conn.idle_and_clean():
                 return conn, True
             conn.close()
         conn = UnixConnection(self.mount)
@@ -181,8 +152,17 @@ class Pool:
 
     def release(self, conn: UnixConnection) -> None:
         with self._lock:
-            self._check_pid()
-            if conn.sock is not None and self.mount.keepalive and len(self._idle) < MAX_IDLE:
+            # The connection's own pid, not a getpid() per request: acquire()
+            # checks this process's pid, and a connection opened before a fork
+            # (pool reset by the hook) no longer matches the pool's.
+            if (
+                conn.pid == self._pid
+                and self.mount.keepalive
+                and conn.sock is not None
+                and conn.reader is not None
+                and not conn.reader.pending
+                and len(self._idle) < MAX_IDLE
+            ):
                 self._idle.append(conn)
                 return
         conn.close()
@@ -240,8 +220,10 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Reply:
     """A response whose body is read on demand; its connection returns to the pool when done."""
 
+    __slots__ = ("_conn", "_pool", "_response", "path", "status")
+
     def __init__(
-        self, pool: Pool, conn: UnixConnection, response: http.client.HTTPResponse, path: str
+        self, pool: Pool, conn: UnixConnection, response: http_wire.Response, path: str
     ) -> None:
         self._pool = pool
         self._conn: UnixConnection | None = conn
@@ -250,7 +232,7 @@ class Reply:
         self.status = response.status
 
     def header(self, name: str) -> str | None:
-        return self._response.getheader(name)
+        return self._response.header(name)
 
     @property
     def remaining(self) -> int | None:
@@ -264,23 +246,23 @@ class Reply:
     def readinto(self, buffer: memoryview) -> int:
         try:
             count = self._response.readinto(buffer)
-        except TimeoutError:
+        except _TIMEOUTS:
             self.close_connection()
             raise errors.timed_out(self._pool.mount, self.path, self._pool.mount.timeout) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_wire.WireError) as exc:
             self.close_connection()
             raise errors.lost(self._pool.mount, self.path, exc) from None
-        if self._response.isclosed():
+        if self._response.done:
             self._finish_body()
         return count
 
     def read_all(self) -> bytes:
         try:
             data = self._response.read()
-        except TimeoutError:
+        except _TIMEOUTS:
             self.close_connection()
             raise errors.timed_out(self._pool.mount, self.path, self._pool.mount.timeout) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_wire.WireError) as exc:
             self.close_connection()
             raise errors.lost(self._pool.mount, self.path, exc) from None
         self._finish_body()
@@ -291,7 +273,7 @@ class Reply:
         if self._conn is None:
             return
         left = self.remaining
-        if self._response.isclosed() or (left is not None and left <= DRAIN_LIMIT):
+        if self._response.done or (left is not None and left <= DRAIN_LIMIT):
             with contextlib.suppress(OSError):
                 self.read_all()
             return
@@ -307,20 +289,31 @@ class Reply:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._response.isclosed() and not self._response.will_close:
-            self._pool.release(conn)
-        else:
-            self._response.close()
+        if self._response.will_close:
             conn.close()
+        else:
+            self._pool.release(conn)
 
 
-def _send_headers(
-    conn: UnixConnection, method: str, target: str, headers: Mapping[str, str]
-) -> None:
-    conn.putrequest(method, target, skip_accept_encoding=True)
-    for name, value in headers.items():
-        conn.putheader(name, value)
-    conn.endheaders()
+def _request_head(
+    mount: Mount, method: str, target: str, headers: Mapping[str, str] | None, framing: str
+) -> bytes:
+    """The request head as one bytes object; ``framing`` is the body's framing header line."""
+    line = f"{method} {target}"
+    # What http.client refuses as well: a request line that could split or smuggle.
+    if not (line.isascii() and line.isprintable()) or line.count(" ") != 1:
+        raise ValueError(f"refusing to send the request line {line[:200]!r}")
+    parts = [line, " HTTP/1.1\r\nHost: localhost\r\n"]
+    if headers:
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise ValueError(f"refusing to send the header {name[:100]!r}: {value[:100]!r}")
+            parts.append(f"{name}: {value}\r\n")
+    parts.append(framing)
+    if not mount.keepalive:
+        parts.append("Connection: close\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("iso-8859-1")
 
 
 def request(
@@ -333,23 +326,26 @@ def request(
     body: bytes | None = None,
 ) -> Reply:
     """Send one request with an in-memory body and return the reply (status unchecked)."""
-    all_headers = dict(headers or {})
+    framing = ""
     if body is not None or method in ("PUT", "POST"):
-        all_headers["Content-Length"] = str(len(body or b""))
+        framing = f"Content-Length: {len(body or b'')}\r\n"
+    head = _request_head(pool.mount, method, target, headers, framing)
+    if body and len(body) <= _SMALL_CHUNK:
+        head, body = head + body, None
     retry = method in _IDEMPOTENT
     while True:
         conn, reused = pool.acquire(path)
         try:
-            _send_headers(conn, method, target, all_headers)
+            conn.send(head)
             if body:
                 conn.send(body)
-            response = conn.getresponse()
-        except TimeoutError:
+            response = conn.response(method)
+        except _TIMEOUTS:
             conn.close()
             raise errors.timed_out(pool.mount, path, pool.mount.timeout) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_wire.WireError) as exc:
             conn.close()
-            stale = isinstance(exc, ConnectionError | http.client.BadStatusLine)
+            stale = isinstance(exc, ConnectionError | http_wire.BadStatusLine)
             if reused and retry and stale:
                 retry = False
                 continue
@@ -358,13 +354,31 @@ def request(
 
 
 class Upload:
-    """A request whose body is sent piece by piece; ``abort`` makes the connector discard it."""
+    """A request whose body is sent piece by piece; ``abort`` makes the connector discard it.
 
-    def __init__(self, pool: Pool, conn: UnixConnection, path: str, *, chunked: bool) -> None:
+    With a Content-Length the head waits for the first piece of body and
+    goes out in the same send (a small write is one system call); a chunked
+    upload is a stream that may idle, so its head is sent at once.
+    """
+
+    __slots__ = ("_chunked", "_conn", "_head", "_method", "_path", "_pool")
+
+    def __init__(
+        self,
+        pool: Pool,
+        conn: UnixConnection,
+        path: str,
+        *,
+        method: str,
+        chunked: bool,
+        head: bytes | None = None,
+    ) -> None:
         self._pool = pool
         self._conn: UnixConnection | None = conn
         self._path = path
+        self._method = method
         self._chunked = chunked
+        self._head = head  # not sent yet
 
     def send(self, data: bytes | memoryview) -> None:
         if not data:
@@ -383,13 +397,15 @@ class Upload:
         conn = self._live()
         if self._chunked:
             self._send(b"0\r\n\r\n")
+        elif self._head is not None:
+            self._send(b"")  # an empty body: only the head goes out
         self._conn = None
         try:
-            response = conn.getresponse()
-        except TimeoutError:
+            response = conn.response(self._method)
+        except _TIMEOUTS:
             conn.close()
             raise errors.timed_out(self._pool.mount, self._path, self._pool.mount.timeout) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_wire.WireError) as exc:
             conn.close()
             raise errors.lost(self._pool.mount, self._path, exc) from None
         return Reply(self._pool, conn, response, self._path)
@@ -407,9 +423,16 @@ class Upload:
 
     def _send(self, data: bytes | memoryview) -> None:
         conn = self._live()
+        head, self._head = self._head, None
         try:
-            conn.send(data)
-        except TimeoutError:
+            if head is None:
+                conn.send(data)
+            elif len(data) <= _SMALL_CHUNK:
+                conn.send(head + data)
+            else:
+                conn.send(head)
+                conn.send(data)
+        except _TIMEOUTS:
             self.abort()
             raise errors.timed_out(self._pool.mount, self._path, self._pool.mount.timeout) from None
         except OSError as exc:
@@ -423,8 +446,8 @@ class Upload:
 
     def _early_reply(self, conn: UnixConnection) -> OSError | None:
         try:
-            response = conn.getresponse()
-        except (OSError, http.client.HTTPException):
+            response = conn.response(self._method)
+        except (OSError, http_wire.WireError):
             return None
         if response.status < 400:
             return None
@@ -440,22 +463,21 @@ def start_upload(
     headers: Mapping[str, str],
     size: int | None,
 ) -> Upload:
-    """Send the request head; the body follows through the returned Upload.
+    """Open the request; the body follows through the returned Upload.
 
     With ``size`` the body has a Content-Length, otherwise it is chunked.
     """
-    all_headers = dict(headers)
-    if size is None:
-        all_headers["Transfer-Encoding"] = "chunked"
-    else:
-        all_headers["Content-Length"] = str(size)
+    framing = "Transfer-Encoding: chunked\r\n" if size is None else f"Content-Length: {size}\r\n"
+    head = _request_head(pool.mount, method, target, headers, framing)
     conn, _ = pool.acquire(path)
+    if size is not None:
+        return Upload(pool, conn, path, method=method, chunked=False, head=head)
     try:
-        _send_headers(conn, method, target, all_headers)
-    except TimeoutError:
+        conn.send(head)
+    except _TIMEOUTS:
         conn.close()
         raise errors.timed_out(pool.mount, path, pool.mount.timeout) from None
-    except (OSError, http.client.HTTPException) as exc:
+    except OSError as exc:
         conn.close()
         raise errors.lost(pool.mount, path, exc) from None
-    return Upload(pool, conn, path, chunked=size is None)
+    return Upload(pool, conn, path, method=method, chunked=True)
