@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-
-from aiohttp import web
-from aiohttp.web_exceptions import HTTPException
-from multidict import CIMultiDict
 
 from ..errors import (
     BadRequest,
@@ -33,35 +28,28 @@ from ..errors import (
 from ..interface import Capability, Connector, ObjectMeta, WriteCondition
 from ..keys import validate_key
 from . import requests as rq
+from .http import Request, Response, StreamResponse, json_response
 from .observability import Metrics, key_hash
 
 log = logging.getLogger("asya_state_connectors.server")
 
 CHUNK = 256 * 1024
-Handler = Callable[[web.BaseRequest, str, dict[str, str]], Awaitable[web.StreamResponse]]
+Answer = Response | StreamResponse
+Handler = Callable[[Request, str, dict[str, str]], Awaitable[Answer]]
 
 
-def _json(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def error_response(exc: ConnectorError) -> web.Response:
+def error_response(exc: ConnectorError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"
-    response = _json(exc.status, exc.to_json(), headers)
+    response = json_response(exc.status, exc.to_json(), headers)
     if isinstance(exc, Draining):
         response.force_close()
     return response
 
 
-def meta_headers(meta: ObjectMeta) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
+def meta_headers(meta: ObjectMeta) -> dict[str, str]:
+    headers: dict[str, str] = {}
     headers["ETag"] = rq.quote_etag(meta.etag)
     headers["X-Asya-Size"] = str(meta.size)
     headers["X-Asya-Kind"] = "file"
@@ -87,7 +75,7 @@ class ProtocolApp:
 
     # -- entry point ------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Answer:
         started = time.perf_counter()
         self.in_flight += 1
         self._idle.clear()
@@ -95,7 +83,7 @@ class ProtocolApp:
         try:
             if self.draining:
                 raise Draining("the connector is shutting down")
-            path, params = rq.split_target(request.raw_path)
+            path, params = rq.split_target(request.target)
             handler, operation, rest = self._route(request.method, path)
             response = await handler(request, rest, params)
             status = response.status
@@ -103,15 +91,13 @@ class ProtocolApp:
         except ConnectorError as exc:
             status, code = exc.status, exc.code
             return error_response(exc)
-        except HTTPException:
-            raise
         except (ConnectionResetError, asyncio.CancelledError):
             status = 499  # the client went away; nothing to answer
             raise
         except Exception:
             log.exception("unexpected error in %s", operation)
             status, code = 500, "backend_error"
-            return _json(500, {"code": code, "message": "internal connector error"})
+            return json_response(500, {"code": code, "message": "internal connector error"})
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
@@ -180,9 +166,7 @@ class ProtocolApp:
 
     # -- objects ----------------------------------------------------------
 
-    async def read(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def read(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         spec = rq.byte_range(request.headers.get("Range"))
         stream = await self.connector.read(key, spec)
@@ -190,15 +174,14 @@ class ProtocolApp:
             headers = meta_headers(stream.meta)
             if_none_match = request.headers.get("If-None-Match")
             if if_none_match is not None and _etag_matches(if_none_match, stream.meta.etag):
-                return web.Response(status=304, headers={"ETag": headers["ETag"]})
+                return Response(304, headers={"ETag": headers["ETag"]})
             status = 200
             if spec is not None:
                 status = 206
                 end = stream.start + stream.length - 1
                 headers["Content-Range"] = f"bytes {stream.start}-{end}/{stream.meta.size}"
             headers.setdefault("Content-Type", "application/octet-stream")
-            response = web.StreamResponse(status=status, headers=headers)
-            response.content_length = stream.length
+            response = StreamResponse(status, headers, stream.length)
             await response.prepare(request)
             sent = 0
             try:
@@ -212,25 +195,21 @@ class ProtocolApp:
         finally:
             await stream.aclose()
 
-    async def stat(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def stat(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest, allow_empty=True)
         if key:
             try:
                 meta = await self.connector.stat(key)
-                return web.Response(status=200, headers=meta_headers(meta))
+                return Response(200, headers=meta_headers(meta))
             except ConnectorError as exc:
                 if exc.status != 404:
                     raise
             page = await self.connector.list(key + "/", delimiter="/", limit=1)
             if not page.entries and not page.prefixes:
-                return web.Response(status=404)
-        return web.Response(status=200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
+                return Response(404)
+        return Response(200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
 
-    async def write(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def write(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         condition = rq.write_condition(
             request.headers.get("If-Match"), request.headers.get("If-None-Match")
@@ -244,11 +223,9 @@ class ProtocolApp:
             condition=condition,
             content_type=request.headers.get("Content-Type"),
         )
-        return web.Response(status=200, headers=_written(meta))
+        return Response(200, headers=_written(meta))
 
-    async def action(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def action(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         op = params.get("op")
         if op == "append":
@@ -263,23 +240,19 @@ class ProtocolApp:
                 meta = await self.connector.rename(key, target)
         else:
             raise BadRequest("op must be one of append, copy, rename", key=key)
-        return web.Response(status=200, headers=_written(meta))
+        return Response(200, headers=_written(meta))
 
-    async def delete(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def delete(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         condition = rq.write_condition(request.headers.get("If-Match"), None)
         self._check_condition(condition, key)
         await self.connector.delete(key, condition=condition)
-        return web.Response(status=204)
+        return Response(204)
 
-    async def list(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def list(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         prefix, delimiter, token, limit = rq.list_params(params)
         page = await self.connector.list(prefix, delimiter=delimiter, page_token=token, limit=limit)
-        return _json(
+        return json_response(
             200,
             {
                 "entries": [
@@ -299,19 +272,15 @@ class ProtocolApp:
 
     # -- attributes ---------------------------------------------------------
 
-    async def get_xattr(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def get_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         name = rq.xattr_name(params, required=False)
         if name is None:
-            return _json(200, {"attributes": await self.connector.get_xattrs(key)})
+            return json_response(200, {"attributes": await self.connector.get_xattrs(key)})
         value = await self.connector.get_xattr(key, name)
-        return web.Response(status=200, text=value, content_type="text/plain")
+        return Response(200, body=value.encode(), content_type="text/plain; charset=utf-8")
 
-    async def set_xattr(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def set_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         name = rq.xattr_name(params, required=True)
         assert name is not None
@@ -319,45 +288,37 @@ class ProtocolApp:
         raw = await request.content.read(4097)
         if len(raw) > 4096:
             raise TooLarge("attribute values are limited to 4096 bytes", key=key)
+        if request.content.exception() is not None:
+            raise BadRequest("the attribute value was cut off", key=key)
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("attribute values must be UTF-8 text", key=key) from None
         await self.connector.set_xattr(key, name, value)
-        return web.Response(status=204)
+        return Response(204)
 
-    async def remove_xattr(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def remove_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         name = rq.xattr_name(params, required=True)
         assert name is not None
         self._check_writable(key, name)
         await self.connector.remove_xattr(key, name)
-        return web.Response(status=204)
+        return Response(204)
 
     # -- service ----------------------------------------------------------
 
-    async def health(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
-        return _json(200, {"status": "ok"})
+    async def health(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
+        return json_response(200, {"status": "ok"})
 
-    async def ready(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def ready(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         await self.connector.check_health()
-        return _json(200, {"status": "ready"})
+        return json_response(200, {"status": "ready"})
 
-    async def render_metrics(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
-        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+    async def render_metrics(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
+        return metrics_response(self.metrics)
 
-    async def info(
-        self, request: web.BaseRequest, rest: str, params: dict[str, str]
-    ) -> web.StreamResponse:
-        return _json(200, dict(self.connector.describe()))
+    async def info(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
+        return json_response(200, dict(self.connector.describe()))
 
     # -- helpers ----------------------------------------------------------
 
@@ -375,7 +336,7 @@ class ProtocolApp:
         if name not in self.connector.writable_xattrs:
             raise Unsupported(f"user.asya.{name} is read-only on {self.connector.name}", key=key)
 
-    async def _body(self, request: web.BaseRequest, key: str) -> AsyncIterator[bytes]:
+    async def _body(self, request: Request, key: str) -> AsyncIterator[bytes]:
         """The request body in bounded chunks, enforcing the size limit and completeness."""
         limit = self.connector.max_object_size
         declared = request.content_length
@@ -392,6 +353,12 @@ class ProtocolApp:
             raise BadRequest(f"body ended after {received} of {declared} bytes", key=key)
         if request.content.exception() is not None:
             raise BadRequest("the request body was cut off", key=key)
+
+
+def metrics_response(metrics: Metrics) -> Response:
+    return Response(
+        200, body=metrics.render().encode(), content_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
 
 def _written(meta: ObjectMeta) -> dict[str, str]:

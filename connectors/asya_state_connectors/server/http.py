@@ -1,0 +1,513 @@
+"""HTTP/1.1 connections of the connector server on asyncio (Unix socket, or loopback TCP for metrics).
+
+Owns: one request at a time per connection (pipelined bytes wait their
+turn), request bodies handed to the handler as a bounded stream (the socket
+stops being read while the handler is behind), whole and streamed
+responses with write back-pressure, keep-alive and an idle timeout, and the
+set of open connections a graceful drain closes. The wire format itself is
+in ``http_wire``.
+
+Must not: know the protocol's paths, connectors or error codes beyond
+answering malformed HTTP with 400/413/431/501/505 and closing.
+
+Why our own: the benchmark's profile of a 1 KiB read spent most of the
+connector's CPU in a general-purpose framework's request and response
+machinery (about 60 µs per request); the wire protocol needs a small,
+strict subset of HTTP/1.1, served here in a few microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import cast
+
+from .http_wire import (
+    MAX_HEAD,
+    MAX_REQUEST_LINE,
+    ChunkedDecoder,
+    Headers,
+    HttpError,
+    framing,
+    head_bytes,
+    parse_head,
+)
+
+log = logging.getLogger("asya_state_connectors.server")
+
+# Body bytes buffered ahead of the handler before the socket stops being read.
+BODY_HIGH_WATER = 1024 * 1024
+BODY_LOW_WATER = 256 * 1024
+# An idle keep-alive connection, or one whose request head never completes, is closed after this.
+IDLE_TIMEOUT = 75.0
+# After answering before the body ended, the rest of it is read and dropped for at most this long.
+LINGER_SECONDS = 5.0
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class Body:
+    """A request body in the order it arrives, bounded by the connection's flow control.
+
+    A body cut off by the client ends like a complete one; ``exception()``
+    tells the two apart, so the caller can refuse to store a partial body.
+    """
+
+    def __init__(self, connection: HttpConnection | None) -> None:
+        self._connection = connection
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = connection is None
+        self._exception: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._discarding = False
+
+    # -- fed by the connection ---------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if data and not self._discarding:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            self._wake()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def cut_off(self, exc: BaseException) -> None:
+        if not self._eof:
+            self._exception = exc
+            self._eof = True
+            self._wake()
+
+    def discard(self) -> None:
+        """Drop what is buffered and whatever else arrives: nobody will read it."""
+        self._discarding = True
+        self._chunks.clear()
+        self._buffered = 0
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    @property
+    def complete(self) -> bool:
+        return self._eof
+
+    # -- read by the handler -------------------------------------------------
+
+    def exception(self) -> BaseException | None:
+        """Why the body ended early (the client went away or broke the framing), or None."""
+        return self._exception
+
+    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+        """Pieces of at most ``size`` bytes as they arrive, until the body ends."""
+        while piece := await self._take(size):
+            yield piece
+
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes: fewer only when the body ends first."""
+        parts: list[bytes] = []
+        wanted = limit
+        while wanted > 0 and (piece := await self._take(wanted)):
+            parts.append(piece)
+            wanted -= len(piece)
+        return b"".join(parts)
+
+    async def _take(self, size: int) -> bytes:
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        first = self._chunks.popleft()
+        if len(first) > size:
+            self._chunks.appendleft(first[size:])
+            first = first[:size]
+        self._buffered -= len(first)
+        if self._connection is not None and self._buffered <= BODY_LOW_WATER:
+            self._connection.body_drained()
+        return first
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Request:
+    """One parsed request head, its body stream and the connection that answers it."""
+
+    __slots__ = (
+        "answered",
+        "connection",
+        "content",
+        "content_length",
+        "headers",
+        "method",
+        "target",
+    )
+
+    def __init__(
+        self,
+        connection: HttpConnection,
+        method: str,
+        target: str,
+        headers: Headers,
+        content_length: int | None,
+        content: Body,
+    ) -> None:
+        self.connection = connection
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.content_length = content_length
+        self.content = content
+        # Set once a response head is on the wire: nothing else may be sent for this request.
+        self.answered = False
+
+
+class Response:
+    """A whole response: status, headers and a body held in memory (small by construction)."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = dict(headers or {})
+        if content_type is not None:
+            self.headers["Content-Type"] = content_type
+        self.body = body
+        self.close_after = False
+
+    def force_close(self) -> None:
+        """Close the connection once this response is sent."""
+        self.close_after = True
+
+    def encode(self, method: str, close: bool) -> bytes:
+        if self.status in _NO_BODY_STATUSES:
+            return head_bytes(self.status, self.headers, close)
+        self.headers["Content-Length"] = str(len(self.body))
+        head = head_bytes(self.status, self.headers, close)
+        return head if method == "HEAD" else head + self.body
+
+
+def json_response(status: int, body: object, headers: Mapping[str, str] | None = None) -> Response:
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return Response(status, headers=headers, body=payload, content_type="application/json")
+
+
+class StreamResponse:
+    """A response whose body of a known length is written piece by piece with back-pressure."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], content_length: int) -> None:
+        self.status = status
+        self.headers = dict(headers)
+        self.headers["Content-Length"] = str(content_length)
+        self.content_length = content_length
+        self._sent = 0
+        self._connection: HttpConnection | None = None
+
+    async def prepare(self, request: Request) -> None:
+        """Send the head; the body follows through ``write``."""
+        connection = request.connection
+        connection.write(head_bytes(self.status, self.headers, not connection.keep_alive))
+        request.answered = True
+        self._connection = connection
+
+    async def write(self, data: bytes) -> None:
+        if self._connection is None:
+            raise RuntimeError("prepare() the response before writing its body")
+        self._connection.write(data)
+        self._sent += len(data)
+        await self._connection.drain()
+
+    async def write_eof(self) -> None:
+        if self._connection is not None:
+            await self._connection.drain()
+
+    @property
+    def complete(self) -> bool:
+        return self._connection is not None and self._sent == self.content_length
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class ConnectionSet:
+    """Every open connection of one listener, so a shutdown can close them."""
+
+    def __init__(self) -> None:
+        self.open: set[HttpConnection] = set()
+
+    def close_all(self) -> None:
+        for connection in list(self.open):
+            connection.close()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: reads requests one at a time and writes their responses."""
+
+    def __init__(
+        self, handler: Handler, connections: ConnectionSet, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._idle_timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._request: Request | None = None  # read and not yet fully answered
+        self._body_left = 0  # Content-Length bytes of the current body still to come
+        self._chunked: ChunkedDecoder | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
+        self._closed = False
+        self.keep_alive = True
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._connections.open.add(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._process()
+
+    def eof_received(self) -> bool:
+        request = self._request
+        if request is None:
+            if self._buffer:
+                self._refuse(HttpError(400, "the connection ended inside a request head"))
+            return False
+        request.content.cut_off(ConnectionResetError("the client ended the request body early"))
+        self.keep_alive = False
+        return True  # half-open: the answer can still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._connections.open.discard(self)
+        self._cancel_idle_timer()
+        if self._request is not None:
+            self._request.content.cut_off(ConnectionResetError("the client disconnected"))
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("the client disconnected"))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- used by Body and responses ------------------------------------------
+
+    def body_drained(self) -> None:
+        if self._reading_paused and not self._closed and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self._closed or self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("the client disconnected")
+        self._transport.write(data)
+
+    async def drain(self) -> None:
+        if self._closed:
+            raise ConnectionResetError("the client disconnected")
+        if self._writing_paused:
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    # -- reading -------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Feed the body in progress, or start the next request once the last one is answered."""
+        try:
+            while self._buffer:
+                request = self._request
+                if request is None:
+                    if not self._start_request():
+                        return
+                elif request.content.complete:
+                    return  # pipelined bytes wait until this request is answered
+                else:
+                    waiting = len(self._buffer)
+                    self._feed_body(request.content)
+                    if self._lingering and request.content.complete:
+                        self.close()
+                        return
+                    if len(self._buffer) == waiting:
+                        return  # a partial chunk line: wait for the rest
+        except HttpError as exc:
+            self._refuse(exc)
+
+    def _start_request(self) -> bool:
+        # Empty lines before a request line are ignored (RFC 9112, section 2.2).
+        while self._buffer.startswith(b"\r\n"):
+            del self._buffer[:2]
+        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
+        if end < 0:
+            if len(self._buffer) >= MAX_HEAD:
+                raise HttpError(431, f"the request head exceeds {MAX_HEAD} bytes")
+            line_end = self._buffer.find(b"\r\n", 0, MAX_REQUEST_LINE)
+            if line_end < 0 and len(self._buffer) >= MAX_REQUEST_LINE:
+                raise HttpError(414, f"the request line exceeds {MAX_REQUEST_LINE} bytes")
+            if line_end >= 0:
+                parse_head(bytes(self._buffer[:line_end]))  # refuse garbage early
+            return False
+        head = bytes(self._buffer[:end])
+        del self._buffer[: end + 4]
+        self._cancel_idle_timer()
+        method, target, version, fields = parse_head(head)
+        length, chunked = framing(fields)
+        connection = fields.get("connection", "").lower()
+        if version == "HTTP/1.0":
+            self.keep_alive = "keep-alive" in connection
+        else:
+            self.keep_alive = "close" not in connection
+        has_body = chunked or bool(length)
+        body = Body(self if has_body else None)
+        request = Request(self, method, target, Headers(fields), length, body)
+        self._request = request
+        self._body_left = 0 if chunked or length is None else length
+        self._chunked = ChunkedDecoder() if chunked else None
+        if has_body and fields.get("expect", "").lower() == "100-continue":
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._loop.create_task(self._answer(request))
+        return True
+
+    def _feed_body(self, body: Body) -> None:
+        if self._chunked is not None:
+            self._chunked.decode(self._buffer, body)
+            if self._chunked.done:
+                body.feed_eof()
+        else:
+            piece = bytes(self._buffer[: self._body_left])
+            del self._buffer[: len(piece)]
+            self._body_left -= len(piece)
+            body.feed(piece)
+            if self._body_left == 0:
+                body.feed_eof()
+        if body.buffered > BODY_HIGH_WATER and not self._reading_paused and self._transport:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    # -- answering -----------------------------------------------------------
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            response = await self._handler(request)
+        except ConnectionResetError:
+            self.close()  # the client went away mid-answer
+            return
+        except Exception:
+            log.exception("unexpected error answering %s", request.method)
+            response = json_response(500, {"code": "backend_error", "message": "internal error"})
+        except BaseException:
+            self.close()
+            raise
+        if request.answered:
+            if not (isinstance(response, StreamResponse) and response.complete):
+                # The head is out and its body cannot be finished: only closing tells the client.
+                self.close()
+                return
+        elif isinstance(response, Response):
+            if not request.content.complete or response.close_after:
+                # Unread body bytes would be taken for the next request.
+                self.keep_alive = False
+            request.answered = True
+            try:
+                self.write(response.encode(request.method, close=not self.keep_alive))
+            except ConnectionResetError:
+                return
+            if not request.content.complete:
+                self._linger(request.content)
+                return
+        else:
+            self.close()  # a stream response that was never prepared
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        self._request = None
+        self._chunked = None
+        if not self.keep_alive or self._closed:
+            self.close()
+            return
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        self._arm_idle_timer()
+        self._process()
+
+    def _linger(self, body: Body) -> None:
+        """Read and drop the rest of a body answered early, then close.
+
+        A client still sending would otherwise meet a reset and could lose
+        the answer (a refused condition, a size limit) that explains why.
+        """
+        body.discard()
+        self._lingering = True
+        self.body_drained()
+        self._loop.call_later(LINGER_SECONDS, self.close)
+
+    def _refuse(self, exc: HttpError) -> None:
+        """Answer what the HTTP layer cannot accept, unless an answer already started; then close."""
+        request = self._request
+        if request is not None:
+            request.content.cut_off(ConnectionResetError(exc.message))
+            if request.answered:
+                self.close()
+                return
+            request.answered = True  # the handler's own answer is dropped
+        body = json.dumps({"code": "bad_request", "message": exc.message}).encode()
+        head = head_bytes(
+            exc.status,
+            {"Content-Type": "application/json", "Content-Length": str(len(body))},
+            close=True,
+        )
+        with contextlib.suppress(ConnectionResetError):
+            self.write(head + body)
+        self.close()
+
+    # -- idle timeout ----------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        if not self._closed:
+            self._idle_timer = self._loop.call_later(self._idle_timeout, self._idle_expired)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self) -> None:
+        if self._request is None:
+            self.close()

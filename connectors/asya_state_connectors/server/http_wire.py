@@ -1,0 +1,177 @@
+"""The HTTP/1.1 wire format the connector server speaks: request heads, framing, response heads.
+
+Owns: parsing a request head within limits (request line, header fields,
+their lower-cased names), the body framing it declares (Content-Length or
+chunked, never both), decoding the chunked transfer coding, and encoding a
+response head. Every refusal is an ``HttpError`` carrying the status to answer.
+
+Must not: touch sockets, the event loop or the protocol's paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
+from typing import Protocol
+
+# A request head (request line and headers) larger than this is refused with 431.
+MAX_HEAD = 64 * 1024
+# A request line longer than this is refused before its head completes.
+MAX_REQUEST_LINE = 16 * 1024
+MAX_HEADERS = 100
+# A chunk-size line (with extensions) or a trailer line longer than this is malformed.
+MAX_CHUNK_LINE = 4096
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class HttpError(Exception):
+    """A request the HTTP layer refuses before any handler sees it; the connection then closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Headers(Mapping[str, str]):
+    """Request headers by lower-cased name; repeated fields are joined with ``, ``."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._fields.get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+def head_bytes(status: int, headers: Mapping[str, str], close: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if close:
+        lines.append("Connection: close")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+class BodySink(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+
+class ChunkedDecoder:
+    """The chunked transfer coding, fed from the connection's buffer."""
+
+    def __init__(self) -> None:
+        self._left = 0  # bytes of the current chunk still to come
+        self._state = "size"  # size | data | data_end | trailer | done
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def decode(self, buffer: bytearray, body: BodySink) -> None:
+        """Consume what ``buffer`` holds, feeding decoded bytes to ``body``."""
+        while buffer and self._state != "done":
+            if self._state == "data":
+                piece = bytes(buffer[: self._left])
+                del buffer[: len(piece)]
+                self._left -= len(piece)
+                body.feed(piece)
+                if self._left == 0:
+                    self._state = "data_end"
+                continue
+            end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
+            if end < 0:
+                if len(buffer) > MAX_CHUNK_LINE:
+                    raise HttpError(400, "malformed chunked body: line too long")
+                return
+            line = bytes(buffer[:end])
+            del buffer[: end + 2]
+            if self._state == "data_end":
+                if line:
+                    raise HttpError(400, "malformed chunked body: data longer than its size")
+                self._state = "size"
+            elif self._state == "size":
+                self._start_chunk(line)
+            elif not line:  # the empty line after the trailers
+                self._state = "done"
+
+    def _start_chunk(self, line: bytes) -> None:
+        size_text = line.split(b";", 1)[0].strip()
+        if not size_text or any(c not in _HEX for c in size_text):
+            raise HttpError(400, f"malformed chunked body: bad chunk size {line[:40]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            self._state = "trailer"
+        else:
+            self._left = size
+            self._state = "data"
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Method, target, version and lower-cased header fields of a request head."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise HttpError(400, "malformed request line")
+    raw_method, raw_target, raw_version = parts
+    if not raw_method or any(c not in _TOKEN for c in raw_method):
+        raise HttpError(400, "malformed request method")
+    if raw_version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        if raw_version.startswith(b"HTTP/"):
+            raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        raise HttpError(400, "malformed request line")
+    if not raw_target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in raw_target):
+        raise HttpError(400, "the request target must be an absolute path")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+    fields: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or any(c not in _TOKEN for c in name):
+            raise HttpError(400, f"malformed header line {line[:60]!r}")
+        key = name.decode("ascii").lower()
+        text = value.strip(b" \t").decode("latin-1")
+        if key in fields:
+            if key == "content-length" and fields[key] != text:
+                raise HttpError(400, "conflicting Content-Length headers")
+            if key != "content-length":
+                fields[key] = f"{fields[key]}, {text}"
+            continue
+        fields[key] = text
+    return raw_method.decode("ascii"), raw_target.decode("latin-1"), raw_version.decode(), fields
+
+
+def framing(fields: dict[str, str]) -> tuple[int | None, bool]:
+    """(Content-Length, chunked) of a request."""
+    encoding = fields.get("transfer-encoding")
+    length = fields.get("content-length")
+    if encoding is not None:
+        if length is not None:
+            raise HttpError(400, "Content-Length and Transfer-Encoding cannot be combined")
+        if encoding.strip().lower() != "chunked":
+            raise HttpError(501, f"unsupported Transfer-Encoding {encoding[:40]!r}")
+        return None, True
+    if length is None:
+        return None, False
+    if not length.isdigit() or not length.isascii():
+        raise HttpError(400, f"bad Content-Length {length[:40]!r}")
+    return int(length), False
