@@ -124,6 +124,45 @@ async def test_a_retried_script_reports_its_own_success_not_a_conflict(
     assert (await write(keys=keys, args=["e1", "e3", "", b"v3"]))[0] == lua.CONFLICT
 
 
+# -- the script connections ------------------------------------------------------
+
+
+async def test_scripts_the_server_forgot_are_loaded_again(
+    connector: RedisBufferedCas, raw: aioredis.Redis
+) -> None:
+    await put(connector, "flushed.txt", b"before")
+    await raw.script_flush()  # what a restart without persistence also does
+    assert await get(connector, "flushed.txt") == b"before"
+    await put(connector, "flushed.txt", b"after")
+    assert await get(connector, "flushed.txt") == b"after"
+
+
+async def test_connections_the_server_dropped_are_replaced_without_an_error(
+    connector: RedisBufferedCas, raw: aioredis.Redis
+) -> None:
+    await put(connector, "killed.txt", b"value")
+    for _ in range(3):
+        # Every idle connection of the connector goes, as on a server-side timeout.
+        await raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await get(connector, "killed.txt") == b"value"
+
+
+async def test_concurrent_scripts_use_at_most_the_configured_connections(
+    redis_server: RedisServer, prefix: str, raw: aioredis.Redis
+) -> None:
+    bounded = make(redis_server.url, prefix, REDIS_MAX_CONNECTIONS="3")
+    await bounded.open()
+    try:
+        await put(bounded, "shared.txt", b"x" * 1000)
+        before = int((await raw.info("clients"))["connected_clients"])
+        reads = await asyncio.gather(*(get(bounded, "shared.txt") for _ in range(40)))
+        after = int((await raw.info("clients"))["connected_clients"])
+    finally:
+        await bounded.close()
+    assert reads == [b"x" * 1000] * 40, "every waiting read got its turn"
+    assert after - before <= 3, f"{after - before} new connections for a limit of 3"
+
+
 # -- what other Redis clients see ------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
 
-Owns: the Redis connector — configuration, the connection pool, streaming
+Owns: the Redis connector — configuration, the connection pool (the
+scripts run on ``redis_link``'s own connections made from it), streaming
 bodies in and out, listing, TTL and the Redis error table. The storage layout
 and the atomic scripts live in ``redis_scripts``.
 
@@ -26,7 +27,8 @@ and the atomic scripts live in ``redis_scripts``.
 Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
 ``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
-``REDIS_MAX_CONNECTIONS`` (pool size, default 50), ``REDIS_TIMEOUT_SECONDS``
+``REDIS_MAX_CONNECTIONS`` (default 50, for the scripts and again for the
+other commands: listing, staging, TTL reads), ``REDIS_TIMEOUT_SECONDS``
 (per command, default 10).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
@@ -73,6 +75,7 @@ from ..interface import (
 from ..listing import paginate
 from ..settings import Settings
 from . import redis_scripts as lua
+from .redis_link import ScriptLink
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -174,20 +177,11 @@ class RedisBufferedCas(Connector):
         self._prefix = prefix
         self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
-        self._scripts = {
-            name: self._client.register_script(getattr(lua, name))
-            for name in (
-                "WRITE",
-                "APPEND",
-                "READ",
-                "READ_MORE",
-                "STAT",
-                "DELETE",
-                "RENAME",
-                "EXPIRE",
-                "SET_TYPE",
-            )
-        }
+        self._link = ScriptLink(
+            pool, pool.max_connections, float(getattr(pool, "timeout", None) or 10.0)
+        )
+        for name in lua.SCRIPTS:
+            self._link.register(name, getattr(lua, name))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -238,6 +232,7 @@ class RedisBufferedCas(Connector):
     # -- lifecycle ----------------------------------------------------------
 
     async def close(self) -> None:
+        await self._link.close()
         await self._client.aclose()
         await self._pool.disconnect()
 
@@ -249,7 +244,7 @@ class RedisBufferedCas(Connector):
 
     async def _stat_reply(self, key: str) -> list[Any]:
         with _redis_errors(key):
-            reply = await self._scripts["STAT"](keys=[self._keys(key)[1]])
+            reply = await self._link.run("STAT", [self._keys(key)[1]])
         if reply is None:
             raise NotFound(f"no object at {key!r}", key=key)
         return list(reply)
@@ -261,7 +256,7 @@ class RedisBufferedCas(Connector):
         guess = byte_range.first if byte_range is not None and byte_range.first else 0
         keys = self._keys(key)
         with _redis_errors(key):
-            reply = await self._scripts["READ"](keys=keys, args=[guess, guess + CHUNK - 1])
+            reply = await self._link.run("READ", keys, [guess, guess + CHUNK - 1])
         if reply is None:
             raise NotFound(f"no object at {key!r}", key=key)
         meta = _meta(key, reply)
@@ -281,9 +276,7 @@ class RedisBufferedCas(Connector):
         while position < end:
             last = min(end, position + CHUNK) - 1
             with _redis_errors(meta.key):
-                chunk = await self._scripts["READ_MORE"](
-                    keys=keys, args=[meta.etag, position, last]
-                )
+                chunk = await self._link.run("READ_MORE", keys, [meta.etag, position, last])
             if chunk is None:
                 raise Conflict(f"{meta.key!r} changed while it was being read", key=meta.key)
             if not chunk:
@@ -372,7 +365,7 @@ class RedisBufferedCas(Connector):
             keys.append(staging)
         try:
             with _redis_errors(key):
-                reply = await self._scripts["WRITE"](keys=keys, args=args)
+                reply = await self._link.run("WRITE", keys, args)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -401,7 +394,7 @@ class RedisBufferedCas(Connector):
             keys.append(staging)
         try:
             with _redis_errors(key):
-                reply = await self._scripts["APPEND"](keys=keys, args=args)
+                reply = await self._link.run("APPEND", keys, args)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -417,8 +410,8 @@ class RedisBufferedCas(Connector):
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
         with _redis_errors(source):
-            reply = await self._scripts["RENAME"](
-                keys=[*self._keys(source), *self._keys(target)], args=[secrets.token_hex(12)]
+            reply = await self._link.run(
+                "RENAME", [*self._keys(source), *self._keys(target)], [secrets.token_hex(12)]
             )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
@@ -426,9 +419,7 @@ class RedisBufferedCas(Connector):
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         with _redis_errors(key):
-            status = await self._scripts["DELETE"](
-                keys=self._keys(key), args=[condition.if_match or ""]
-            )
+            status = await self._link.run("DELETE", self._keys(key), [condition.if_match or ""])
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
         if status == lua.MISSING:
@@ -491,11 +482,9 @@ class RedisBufferedCas(Connector):
     async def set_xattr(self, key: str, name: str, value: str) -> None:
         with _redis_errors(key):
             if name == "ttl":
-                done = await self._scripts["EXPIRE"](
-                    keys=self._keys(key), args=[_parse_ttl(value, key)]
-                )
+                done = await self._link.run("EXPIRE", self._keys(key), [_parse_ttl(value, key)])
             else:
-                done = await self._scripts["SET_TYPE"](keys=[self._keys(key)[1]], args=[value])
+                done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value])
         if not done:
             raise NotFound(f"no object at {key!r}", key=key)
 

@@ -180,3 +180,6 @@ else
 end
 return 1
 """
+
+# Every script the connector runs, by the name of its constant here.
+SCRIPTS = ("WRITE", "APPEND", "READ", "READ_MORE", "STAT", "DELETE", "RENAME", "EXPIRE", "SET_TYPE")

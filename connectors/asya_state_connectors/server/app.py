@@ -15,7 +15,6 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from email.utils import formatdate
 
 from ..errors import (
     BadRequest,
@@ -29,6 +28,7 @@ from ..interface import Capability, Connector, ObjectMeta, WriteCondition
 from ..keys import validate_key
 from . import requests as rq
 from .http import Request, Response, StreamResponse, json_response
+from .http_wire import http_date
 from .observability import Metrics, key_hash
 
 log = logging.getLogger("asya_state_connectors.server")
@@ -57,7 +57,7 @@ def meta_headers(meta: ObjectMeta) -> dict[str, str]:
         headers["Content-Type"] = meta.content_type
     if meta.last_modified is not None:
         headers["X-Asya-Mtime"] = repr(meta.last_modified)
-        headers["Last-Modified"] = formatdate(meta.last_modified, usegmt=True)
+        headers["Last-Modified"] = http_date(meta.last_modified)
     return headers
 
 

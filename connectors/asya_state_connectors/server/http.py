@@ -217,29 +217,42 @@ class StreamResponse:
         self.headers["Content-Length"] = str(content_length)
         self.content_length = content_length
         self._sent = 0
-        self._connection: HttpConnection | None = None
+        self._head: bytes | None = None  # settled by prepare(), sent with the first body bytes
+        self._request: Request | None = None
 
     async def prepare(self, request: Request) -> None:
-        """Send the head; the body follows through ``write``."""
-        connection = request.connection
-        connection.write(head_bytes(self.status, self.headers, not connection.keep_alive))
-        request.answered = True
-        self._connection = connection
+        """Settle the head; it goes out with the first piece of body, in one write."""
+        self._head = head_bytes(self.status, self.headers, not request.connection.keep_alive)
+        self._request = request
 
     async def write(self, data: bytes) -> None:
-        if self._connection is None:
-            raise RuntimeError("prepare() the response before writing its body")
-        self._connection.write(data)
         self._sent += len(data)
-        await self._connection.drain()
+        # One write for head and body: a reader woken by the head alone would
+        # sleep again until the body came, a second wake-up per request.
+        await self._send(self._take_head() + data)
 
     async def write_eof(self) -> None:
-        if self._connection is not None:
-            await self._connection.drain()
+        await self._send(self._take_head())
+
+    def _take_head(self) -> bytes:
+        if self._request is None:
+            raise RuntimeError("prepare() the response before writing its body")
+        head, self._head = self._head or b"", None
+        if head:
+            self._request.answered = True
+        return head
+
+    async def _send(self, data: bytes) -> None:
+        assert self._request is not None
+        if data:
+            self._request.connection.write(data)
+        await self._request.connection.drain()
 
     @property
     def complete(self) -> bool:
-        return self._connection is not None and self._sent == self.content_length
+        return (
+            self._request is not None and self._head is None and self._sent == self.content_length
+        )
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
@@ -275,6 +288,7 @@ class HttpConnection(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
         self._lingering = False
         self._closed = False
         self.keep_alive = True
@@ -304,7 +318,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._connections.open.discard(self)
-        self._cancel_idle_timer()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self._request is not None:
             self._request.content.cut_off(ConnectionResetError("the client disconnected"))
         if self._drain_waiter is not None and not self._drain_waiter.done():
@@ -450,7 +465,7 @@ class HttpConnection(asyncio.Protocol):
                 self._linger(request.content)
                 return
         else:
-            self.close()  # a stream response that was never prepared
+            self.close()  # a stream response never prepared or never finished
             return
         self._finish()
 
@@ -498,16 +513,28 @@ class HttpConnection(asyncio.Protocol):
 
     # -- idle timeout ----------------------------------------------------------
 
+    # One timer per connection, re-armed only when it fires: requests just
+    # stamp the time, which is cheaper than a new timer handle per request.
+
     def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        if not self._closed:
-            self._idle_timer = self._loop.call_later(self._idle_timeout, self._idle_expired)
+        """The connection is idle from now (also: waiting for a complete head)."""
+        self._idle_since = self._loop.time()
+        if self._idle_timer is None and not self._closed:
+            self._idle_timer = self._loop.call_later(self._idle_timeout, self._idle_check)
 
     def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        """A request is in progress: not idle."""
+        self._idle_since = None
 
-    def _idle_expired(self) -> None:
-        if self._request is None:
-            self.close()
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self._closed:
+            return
+        if self._idle_since is None:
+            delay = self._idle_timeout
+        else:
+            delay = self._idle_since + self._idle_timeout - self._loop.time()
+            if delay <= 0:
+                self.close()
+                return
+        self._idle_timer = self._loop.call_later(delay, self._idle_check)
