@@ -10,6 +10,7 @@ Must not: touch sockets, the event loop or the protocol's paths.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
@@ -23,7 +24,6 @@ MAX_HEADERS = 100
 # A chunk-size line (with extensions) or a trailer line longer than this is malformed.
 MAX_CHUNK_LINE = 4096
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -138,30 +138,40 @@ class ChunkedDecoder:
             self._state = "data"
 
 
+# RFC 9110 tokens; a request target in origin form without controls or spaces.
+_TOKEN_CHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb") (/[^\x00-\x20\x7f]*) (HTTP/\d\.\d)")
+_FIELD_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb"):[ \t]*(.*?)[ \t]*")
+
+
+def _request_line(line: bytes) -> tuple[str, str, str]:
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[2].startswith(b"HTTP/") and parts[1][:1] != b"/":
+            raise HttpError(400, "the request target must be an absolute path")
+        raise HttpError(400, "malformed request line")
+    method, target, version = match.groups()
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
+    return method.decode("ascii"), target.decode("latin-1"), version.decode("ascii")
+
+
 def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     """Method, target, version and lower-cased header fields of a request head."""
     lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3:
-        raise HttpError(400, "malformed request line")
-    raw_method, raw_target, raw_version = parts
-    if not raw_method or any(c not in _TOKEN for c in raw_method):
-        raise HttpError(400, "malformed request method")
-    if raw_version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        if raw_version.startswith(b"HTTP/"):
-            raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
-        raise HttpError(400, "malformed request line")
-    if not raw_target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in raw_target):
-        raise HttpError(400, "the request target must be an absolute path")
+    method, target, version = _request_line(lines[0])
     if len(lines) - 1 > MAX_HEADERS:
         raise HttpError(431, f"more than {MAX_HEADERS} header fields")
     fields: dict[str, str] = {}
+    match_field = _FIELD_LINE.fullmatch
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or any(c not in _TOKEN for c in name):
+        field = match_field(line)
+        if field is None:
             raise HttpError(400, f"malformed header line {line[:60]!r}")
-        key = name.decode("ascii").lower()
-        text = value.strip(b" \t").decode("latin-1")
+        raw_name, raw_value = field.groups()
+        key = raw_name.decode("ascii").lower()
+        text = raw_value.decode("latin-1")
         if key in fields:
             if key == "content-length" and fields[key] != text:
                 raise HttpError(400, "conflicting Content-Length headers")
@@ -169,7 +179,7 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
                 fields[key] = f"{fields[key]}, {text}"
             continue
         fields[key] = text
-    return raw_method.decode("ascii"), raw_target.decode("latin-1"), raw_version.decode(), fields
+    return method, target, version, fields
 
 
 def framing(fields: dict[str, str]) -> tuple[int | None, bool]:
