@@ -248,7 +248,9 @@ class NatsStore(Store):
 
         self._loop = asyncio.new_event_loop()
         self._nc: Any = self._run(nats.connect(url))
-        self._kv: Any = self._run(self._nc.jetstream().create_key_value(bucket=bucket))
+        self._js: Any = self._nc.jetstream()
+        self._kv: Any = self._run(self._js.create_key_value(bucket=bucket))
+        self._subjects = f"$KV.{bucket}."
         # The client's background tasks must end before the interpreter does.
         atexit.register(self._close)
 
@@ -281,16 +283,30 @@ class NatsStore(Store):
         return True
 
     async def _listdir(self, directory: str) -> list[str]:
-        start = self._key(directory) + "."
-        watcher = await self._kv.watch(start + ">", meta_only=True, ignore_deletes=True)
+        # The newest entry per key, headers only, read until the consumer says
+        # nothing is pending. Not kv.watch(): nats-py can emit its end-of-replay
+        # marker before messages already in flight (nats-io/nats.py#842), which
+        # makes a listing come back short or empty now and then.
+        from nats.js.api import DeliverPolicy
+
+        start = self._subjects + self._key(directory) + "."
+        sub = await self._js.subscribe(
+            start + ">",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            headers_only=True,
+        )
         names: list[str] = []
         try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                names.append(entry.key[len(start) :])
+            info = await sub.consumer_info()
+            pending = info.num_pending or info.delivered.consumer_seq
+            while pending:
+                msg = await sub.next_msg(timeout=10)
+                pending = msg.metadata.num_pending
+                if (msg.headers or {}).get("KV-Operation") in (None, "PUT"):
+                    names.append(msg.subject[len(start) :])
         finally:
-            await watcher.stop()
+            await sub.unsubscribe()
         return names
 
     def write(self, key: str, data: bytes) -> None:
