@@ -172,14 +172,20 @@ class RedisBufferedCas(Connector):
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
 
-    def __init__(self, pool: aioredis.ConnectionPool, prefix: str, max_object_size: int) -> None:
+    def __init__(
+        self,
+        pool: aioredis.ConnectionPool,
+        prefix: str,
+        max_object_size: int,
+        *,
+        max_connections: int,
+        timeout: float,
+    ) -> None:
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
         self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
-        self._link = ScriptLink(
-            pool, pool.max_connections, float(getattr(pool, "timeout", None) or 10.0)
-        )
+        self._link = ScriptLink(pool, max_connections, timeout)
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
 
@@ -200,10 +206,11 @@ class RedisBufferedCas(Connector):
                 f"REDIS_MAX_VALUE_BYTES must be at most {REDIS_STRING_LIMIT} (the Redis string limit), got {limit}"
             )
         timeout = settings.number("REDIS_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        max_connections = settings.integer("REDIS_MAX_CONNECTIONS", 50, minimum=1)
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
-                max_connections=settings.integer("REDIS_MAX_CONNECTIONS", 50, minimum=1),
+                max_connections=max_connections,
                 timeout=timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=min(timeout, 5.0),
@@ -215,7 +222,7 @@ class RedisBufferedCas(Connector):
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
-        return cls(pool, settings.prefix, limit)
+        return cls(pool, settings.prefix, limit, max_connections=max_connections, timeout=timeout)
 
     # -- layout -------------------------------------------------------------
 

@@ -133,7 +133,7 @@ class Body:
             first = first[:size]
         self._buffered -= len(first)
         if self._connection is not None and self._buffered <= BODY_LOW_WATER:
-            self._connection.body_drained()
+            self._connection.resume_reading()
         return first
 
     def _wake(self) -> None:
@@ -335,7 +335,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- used by Body and responses ------------------------------------------
 
-    def body_drained(self) -> None:
+    def resume_reading(self) -> None:
+        """Read the socket again after back-pressure paused it (a no-op when it is not paused)."""
         if self._reading_paused and not self._closed and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
@@ -398,7 +399,7 @@ class HttpConnection(asyncio.Protocol):
             return False
         head = bytes(self._buffer[:end])
         del self._buffer[: end + 4]
-        self._cancel_idle_timer()
+        self._mark_busy()
         method, target, version, fields = parse_head(head)
         length, chunked = framing(fields)
         connection = fields.get("connection", "").lower()
@@ -475,9 +476,7 @@ class HttpConnection(asyncio.Protocol):
         if not self.keep_alive or self._closed:
             self.close()
             return
-        if self._reading_paused and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
+        self.resume_reading()
         self._arm_idle_timer()
         self._process()
 
@@ -489,7 +488,7 @@ class HttpConnection(asyncio.Protocol):
         """
         body.discard()
         self._lingering = True
-        self.body_drained()
+        self.resume_reading()
         self._loop.call_later(LINGER_SECONDS, self.close)
 
     def _refuse(self, exc: HttpError) -> None:
@@ -501,14 +500,9 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
                 return
             request.answered = True  # the handler's own answer is dropped
-        body = json.dumps({"code": "bad_request", "message": exc.message}).encode()
-        head = head_bytes(
-            exc.status,
-            {"Content-Type": "application/json", "Content-Length": str(len(body))},
-            close=True,
-        )
+        answer = json_response(exc.status, {"code": "bad_request", "message": exc.message})
         with contextlib.suppress(ConnectionResetError):
-            self.write(head + body)
+            self.write(answer.encode("GET", close=True))  # the body too, whatever the method
         self.close()
 
     # -- idle timeout ----------------------------------------------------------
@@ -522,7 +516,7 @@ class HttpConnection(asyncio.Protocol):
         if self._idle_timer is None and not self._closed:
             self._idle_timer = self._loop.call_later(self._idle_timeout, self._idle_check)
 
-    def _cancel_idle_timer(self) -> None:
+    def _mark_busy(self) -> None:
         """A request is in progress: not idle."""
         self._idle_since = None
 

@@ -49,7 +49,8 @@ class ConnectorServer:
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self.app = ProtocolApp(connector)
-        self._listeners: list[asyncio.Server] = []
+        self._socket_listener: asyncio.Server | None = None
+        self._metrics_listener: asyncio.Server | None = None
         self._connections = ConnectionSet()
         self._stopped = asyncio.Event()
 
@@ -60,12 +61,11 @@ class ConnectorServer:
         # Create the socket with the final mode: no window where it is wider.
         old_umask = os.umask(0o117)
         try:
-            listener = await loop.create_unix_server(
+            self._socket_listener = await loop.create_unix_server(
                 lambda: HttpConnection(self.app.handle, self._connections), self.socket_path
             )
         finally:
             os.umask(old_umask)
-        self._listeners.append(listener)  # first: closed first when draining
         os.chmod(self.socket_path, SOCKET_MODE)
         if self.metrics_port is not None:
             await self._start_metrics_listener()
@@ -85,12 +85,11 @@ class ConnectorServer:
             return metrics_response(self.app.metrics)
 
         loop = asyncio.get_running_loop()
-        listener = await loop.create_server(
+        self._metrics_listener = await loop.create_server(
             lambda: HttpConnection(metrics_only, self._connections),
             self.metrics_host,
             self.metrics_port,
         )
-        self._listeners.append(listener)
         log.info("metrics on %s:%s/metrics", self.metrics_host, self.metrics_port)
 
     async def drain_and_stop(self) -> None:
@@ -100,16 +99,17 @@ class ConnectorServer:
         self.app.draining = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        if self._listeners:
-            self._listeners[0].close()  # the socket's listener: no new connections
+        if self._socket_listener is not None:
+            self._socket_listener.close()  # no new connections; metrics stay up while draining
         try:
             await asyncio.wait_for(self.app.wait_idle(), self.grace_seconds)
         except TimeoutError:
             log.warning("grace period over with %d requests in flight", self.app.in_flight)
-        for listener in self._listeners:
+        listeners = [x for x in (self._socket_listener, self._metrics_listener) if x is not None]
+        for listener in listeners:
             listener.close()
         self._connections.close_all()
-        for listener in self._listeners:
+        for listener in listeners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.wait_closed(), 2.0)
         await self.connector.close()
