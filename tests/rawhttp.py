@@ -6,9 +6,9 @@ import socket
 
 
 def exchange(path: str, raw: bytes) -> bytes:
-    """Send ``raw``; read the answer. A request still waiting for body bytes gets EOF after 1 s."""
+    """Send ``raw``; read the answer. A request still waiting for body bytes gets EOF after 0.25 s."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
+        sock.settimeout(0.25)
         sock.connect(path)
         sock.sendall(raw)
         reply = b""

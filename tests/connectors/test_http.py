@@ -16,6 +16,7 @@ import pytest
 
 from asya_state_connectors.server import http
 from asya_state_connectors.server.http import (
+    LINGER_SECONDS,
     ConnectionSet,
     HttpConnection,
     Request,
@@ -247,6 +248,25 @@ async def test_an_early_answer_drops_the_rest_of_the_body_then_closes(serve: Ser
     writer.write(b"z" * 200_000)
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 5) == b"", "closed once the body ended"
+    writer.close()
+
+
+async def test_a_client_that_stops_sending_after_an_early_answer_is_closed_at_once(
+    serve: Serve,
+) -> None:
+    async def refuse(request: Request) -> Response:
+        return Response(413, body=b"too large")
+
+    served = await serve(refuse)
+    reader, writer = await served.connect()
+    writer.write(b"PUT /x HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nabc")
+    status, _, _ = await read_response(reader)
+    assert status == 413
+    writer.write_eof()  # gives up on the body it announced
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(reader.read(), 2 * LINGER_SECONDS) == b""
+    waited = asyncio.get_running_loop().time() - started
+    assert waited < LINGER_SECONDS / 2, f"held {waited:.1f} s after the client's end of input"
     writer.close()
 
 

@@ -311,6 +311,10 @@ class HttpConnection(asyncio.Protocol):
             if self._buffer:
                 self._refuse(HttpError(400, "the connection ended inside a request head"))
             return False
+        if self._lingering:
+            # The answer is out and the rest of the body can no longer come.
+            self.close()
+            return False
         request.content.cut_off(ConnectionResetError("the client ended the request body early"))
         self.keep_alive = False
         return True  # half-open: the answer can still be written
