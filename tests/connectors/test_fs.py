@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from asya_state_connectors.backends.fs import FsBufferedCas
+from asya_state_connectors.backends.fs_files import DirLock
+from asya_state_connectors.errors import ConfigError
 from asya_state_connectors.settings import Settings
 from tests.conformance.helpers import get, put
 
@@ -45,3 +51,46 @@ async def test_deleting_the_last_object_removes_its_empty_directories(tmp_path: 
     await connector.delete("x/y/z.txt")
     assert not (tmp_path / "x").exists(), "an empty prefix would still list as a directory"
     assert (await connector.list("")).prefixes == []
+
+
+@pytest.mark.parametrize("inline_io", ["true", "false"])
+async def test_a_writer_held_by_another_writers_lock_does_not_stall_other_requests(
+    tmp_path: Path, inline_io: str
+) -> None:
+    connector = FsBufferedCas.from_settings(
+        Settings({"STATE_DIR": str(tmp_path), "STATE_FS_INLINE_IO": inline_io})
+    )
+    assert connector.inline_io is (inline_io == "true")
+    await put(connector, "d/k", b"old")
+    await put(connector, "d/other", b"unrelated")
+    # Another process's writer, between its condition check and its rename.
+    held = DirLock(tmp_path / "d")
+    released = threading.Event()
+
+    def release() -> None:
+        released.set()
+        held.release()
+
+    timer = threading.Timer(1.0, release)
+    timer.start()
+    try:
+        write = asyncio.create_task(put(connector, "d/k", b"new"))
+        delete = asyncio.create_task(connector.delete("d/other"))
+        # Reads take no lock: they are answered while both writers wait.
+        assert await asyncio.wait_for(get(connector, "d/k"), 5) == b"old"
+        assert (await connector.stat("d/other")).size == len(b"unrelated")
+        assert not released.is_set(), "the read waited for the lock: the event loop was blocked"
+        assert (write.done(), delete.done()) == (False, False), "a writer went past a held lock"
+        await asyncio.wait_for(asyncio.gather(write, delete), 10)
+    finally:
+        timer.join()
+    assert await get(connector, "d/k") == b"new"
+    assert [m.key for m in (await connector.list("d/")).entries] == ["d/k"]
+    assert not [p for p in (tmp_path / "d").iterdir() if p.name.startswith(".asya-tmp-")]
+
+
+async def test_inline_io_refuses_a_value_that_is_not_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STATE_FS_INLINE_IO"):
+        FsBufferedCas.from_settings(
+            Settings({"STATE_DIR": str(tmp_path), "STATE_FS_INLINE_IO": "sometimes"})
+        )

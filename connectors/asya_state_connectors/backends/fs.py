@@ -18,6 +18,15 @@ Owns: the embedded default backend. Objects are files under
   slower); without it a process crash still never exposes a partial file.
 - A writer killed mid-write leaves a hidden temporary file; listings never
   show it, and the connector removes those older than an hour when it starts.
+- Small operations run on the event loop (inline I/O): stat, opening a read
+  and its first 256 KiB, writes of up to 256 KiB, deletes. A hop to a worker
+  thread and back costs two thread wake-ups, far more than these calls take
+  when the page cache serves them (as nginx serves files by default). A
+  directory lock held by another writer is never waited for on the loop: the
+  call is retried in a worker thread. Larger transfers, listings, fsyncs and
+  appends always run in worker threads. ``STATE_FS_INLINE_IO=false`` sends
+  everything to worker threads, for network filesystems whose metadata calls
+  can take milliseconds.
 
 Must not: follow keys outside the root (keys are validated before they get here).
 """
@@ -31,9 +40,9 @@ import os
 import stat as stat_mod
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 from ..errors import (
     BackendError,
@@ -60,6 +69,7 @@ from ..settings import Settings
 from .fs_files import (
     CONTENT_TYPE_XATTR,
     DirLock,
+    LockBusy,
     discard,
     etag_of,
     finish_temp,
@@ -75,17 +85,24 @@ CHUNK = 256 * 1024
 # Bodies up to this size are gathered in memory and committed in one worker
 # thread call; larger ones stream to the temporary file chunk by chunk.
 SMALL_BODY = 1024 * 1024
+# Bodies up to this size are written on the event loop when inline I/O is on.
+INLINE_BODY = CHUNK
 # A temporary file untouched this long belongs to a writer that died.
 STALE_TEMP_SECONDS = 3600.0
+
+T = TypeVar("T")
 
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
 
-    def __init__(self, root: Path, *, fsync: bool, max_object_size: int | None) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True
+    ) -> None:
         self.root = root
         self.fsync = fsync
         self.max_object_size = max_object_size
+        self.inline_io = inline_io
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -98,7 +115,26 @@ class _FsConnector(Connector):
         except OSError as exc:
             raise ConfigError(f"STATE_DIR {base} cannot be used: {exc.strerror}") from exc
         limit = settings.integer("STATE_MAX_OBJECT_BYTES", 0, minimum=0) or None
-        return cls(root, fsync=settings.flag("STATE_FSYNC", False), max_object_size=limit)
+        return cls(
+            root,
+            fsync=settings.flag("STATE_FSYNC", False),
+            max_object_size=limit,
+            inline_io=settings.flag("STATE_FS_INLINE_IO", True),
+        )
+
+    async def _run(self, call: Callable[[bool], T], *, inline: bool = True) -> T:
+        """``call(wait)`` on the event loop, or in a worker thread when it may block.
+
+        On the loop ``wait`` is False: a directory lock held elsewhere raises
+        LockBusy instead of stalling every request, and the call is retried
+        from the start in a worker thread, where waiting is harmless.
+        """
+        if inline and self.inline_io:
+            try:
+                return call(False)
+            except LockBusy:
+                pass
+        return await asyncio.to_thread(call, True)
 
     # -- paths ------------------------------------------------------------
 
@@ -127,7 +163,7 @@ class _FsConnector(Connector):
         return self._meta(key, st, path)
 
     async def stat(self, key: str) -> ObjectMeta:
-        return await asyncio.to_thread(self._stat_sync, key)
+        return await self._run(lambda wait: self._stat_sync(key))
 
     def _open_sync(
         self, key: str, byte_range: RangeSpec | None
@@ -153,8 +189,8 @@ class _FsConnector(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         # The open descriptor pins the inode: a concurrent rename cannot mix versions.
-        handle, meta, start, length, first = await asyncio.to_thread(
-            self._open_sync, key, byte_range
+        handle, meta, start, length, first = await self._run(
+            lambda wait: self._open_sync(key, byte_range)
         )
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -187,8 +223,9 @@ class _FsConnector(Connector):
         head, rest = await gather_head(body, SMALL_BODY)
         self._enforce_limit(key, len(head))
         if rest is None:
-            return await asyncio.to_thread(
-                self._write_small_sync, key, head, condition, content_type
+            return await self._run(
+                lambda wait: self._write_small_sync(key, head, condition, content_type, wait),
+                inline=len(head) <= INLINE_BODY and not self.fsync,
             )
         tmp, handle = await asyncio.to_thread(self._create_temp, key)
         committed = False
@@ -211,12 +248,17 @@ class _FsConnector(Connector):
             raise TooLarge(f"object exceeds {self.max_object_size} bytes", key=key)
 
     def _write_small_sync(
-        self, key: str, data: bytes, condition: WriteCondition, content_type: str | None
+        self,
+        key: str,
+        data: bytes,
+        condition: WriteCondition,
+        content_type: str | None,
+        wait: bool,
     ) -> ObjectMeta:
         tmp, handle = self._create_temp(key)
         try:
             handle.write(data)
-            return self._commit(key, tmp, handle, condition, content_type)
+            return self._commit(key, tmp, handle, condition, content_type, wait=wait)
         except BaseException:
             discard(tmp, handle)
             raise
@@ -243,12 +285,14 @@ class _FsConnector(Connector):
         handle: IO[bytes],
         condition: WriteCondition,
         content_type: str | None,
+        *,
+        wait: bool = True,
     ) -> ObjectMeta:
         """Publish the finished temporary file as ``key`` if ``condition`` holds."""
         target = self._path(key)
         try:
             st = finish_temp(handle, content_type, fsync=self.fsync)
-            lock = DirLock(target.parent)
+            lock = DirLock(target.parent, wait=wait)
             try:
                 self._check_condition(key, target, condition)
                 os.rename(tmp, target)
@@ -349,12 +393,12 @@ class _FsConnector(Connector):
     # -- delete -----------------------------------------------------------
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
-        await asyncio.to_thread(self._delete_sync, key, condition)
+        await self._run(lambda wait: self._delete_sync(key, condition, wait))
 
-    def _delete_sync(self, key: str, condition: WriteCondition) -> None:
+    def _delete_sync(self, key: str, condition: WriteCondition, wait: bool) -> None:
         target = self._path(key)
         try:
-            lock = DirLock(target.parent)
+            lock = DirLock(target.parent, wait=wait)
         except OSError as exc:
             raise map_os_error(exc, key) from exc
         try:

@@ -40,12 +40,28 @@ def etag_of(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-class DirLock:
-    """An exclusive flock on a directory: serialises check-and-rename across processes."""
+class LockBusy(Exception):
+    """A directory lock asked for without waiting is held by another writer."""
 
-    def __init__(self, directory: Path) -> None:
+
+class DirLock:
+    """An exclusive flock on a directory: serialises check-and-rename across processes.
+
+    With ``wait=False`` a lock held elsewhere raises ``LockBusy`` at once, so
+    a caller on the event loop can retry in a worker thread instead of
+    blocking the loop (and the request holding the lock with it).
+    """
+
+    def __init__(self, directory: Path, *, wait: bool = True) -> None:
         self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise LockBusy(str(directory)) from None
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
