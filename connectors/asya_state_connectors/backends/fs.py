@@ -82,10 +82,10 @@ from .fs_files import (
 )
 
 CHUNK = 256 * 1024
-# Bodies up to this size are gathered in memory and committed in one worker
-# thread call; larger ones stream to the temporary file chunk by chunk.
+# Bodies up to this size are gathered in memory and committed in one call
+# (on the event loop up to INLINE_BODY with inline I/O on, else in a worker
+# thread); larger ones stream to the temporary file chunk by chunk.
 SMALL_BODY = 1024 * 1024
-# Bodies up to this size are written on the event loop when inline I/O is on.
 INLINE_BODY = CHUNK
 # A temporary file untouched this long belongs to a writer that died.
 STALE_TEMP_SECONDS = 3600.0
