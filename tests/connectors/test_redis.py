@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hashlib
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -27,6 +28,7 @@ from asya_state_connectors.backends import redis_scripts as lua
 from asya_state_connectors.backends.redis import RedisBufferedCas
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
+    BackendTimeout,
     BackendUnavailable,
     ConfigError,
     Conflict,
@@ -485,3 +487,32 @@ async def test_redis_down_is_503_and_both_paths_recover_after_a_restart(
             await served.close()
             await direct.close()
             process.stop()
+
+
+async def test_a_stalled_server_times_out_and_late_replies_never_answer_later_commands() -> None:
+    with RedisServer() as server:
+        connector = make(server.url, "stalled/", REDIS_TIMEOUT_SECONDS="0.5")
+        await connector.open()
+        try:
+            await put(connector, "k", b"before")
+            assert server.process is not None
+            server.process.send_signal(signal.SIGSTOP)  # alive, accepting, answering nothing
+            try:
+                started = time.monotonic()
+                with pytest.raises(BackendTimeout, match="'k'"):
+                    await get(connector, "k")
+                with pytest.raises(BackendTimeout, match="'k'"):
+                    await put(connector, "k", b"during")
+                # A bound, not a speed check: without the timeout this waits forever.
+                assert time.monotonic() - started < 10, "the command timeout did not apply"
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            # The stalled server now sends the replies it owed; a connection
+            # kept after a timeout would hand them to these commands.
+            await put(connector, "other", b"other value")
+            assert await get(connector, "other") == b"other value"
+            assert await get(connector, "k") in (b"before", b"during")
+            meta = await connector.stat("other")
+            assert meta.size == len(b"other value")
+        finally:
+            await connector.close()

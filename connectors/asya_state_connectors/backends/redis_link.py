@@ -11,8 +11,12 @@ Why not redis-py's client for this: its pool checkout looks for unread
 bytes on every connection it hands out (a system call), and the client
 wraps each command in retry, callback and parsing layers; measured on a
 1 KiB read, those came to about as much CPU as the Redis round trip
-itself. Every script here is safe to run twice (see ``redis_scripts``), so
-a retry never reports a false conflict.
+itself. For the same reason the command is packed here and the command
+timeout is one ``asyncio.timeout`` around the whole exchange: redis-py's
+own socket timeout starts an extra task for every send (``wait_for``), a
+third of the connector's CPU for a small read. Every script here is safe
+to run twice (see ``redis_scripts``), so a retry never reports a false
+conflict.
 
 Must not: be used for commands whose replies need redis-py's parsing
 callbacks (SCAN, pipelines): those stay on the client.
@@ -31,6 +35,33 @@ from redis import exceptions as rx
 
 Arg = bytes | str | int | float
 
+# Arguments longer than this are sent as their own buffer rather than copied
+# into the command (redis-py draws the same line).
+_COPY_LIMIT = 6000
+
+
+def pack(*args: Arg) -> list[bytes]:
+    """One command in the Redis protocol (RESP2 array of bulk strings), as buffers to send."""
+    buffers: list[bytes] = []
+    head = b"*%d\r\n" % len(args)
+    for arg in args:
+        if isinstance(arg, bytes):
+            value = arg
+        elif isinstance(arg, str):
+            value = arg.encode()
+        elif isinstance(arg, int):
+            value = b"%d" % arg
+        else:
+            value = repr(arg).encode()
+        if len(value) > _COPY_LIMIT:
+            buffers.append(head + b"$%d\r\n" % len(value))
+            buffers.append(value)
+            head = b"\r\n"
+        else:
+            head += b"$%d\r\n%b\r\n" % (len(value), value)
+    buffers.append(head)
+    return buffers
+
 
 class ScriptLink:
     """Runs registered Lua scripts on connections made from ``pool``'s settings."""
@@ -42,6 +73,10 @@ class ScriptLink:
         self._idle: deque[aioredis.Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
         self._wait_timeout = wait_timeout
+        # The pool's settings without its socket timeout: the command timeout
+        # is applied once per exchange in _evalsha instead.
+        self._connection_kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        self._command_timeout: float | None = pool.connection_kwargs.get("socket_timeout")
         self._sources: dict[str, bytes] = {}
         self._shas: dict[str, str] = {}
 
@@ -52,12 +87,15 @@ class ScriptLink:
 
     async def run(self, name: str, keys: Sequence[bytes], args: Sequence[Arg] = ()) -> Any:
         """The script's reply; raises redis-py's exceptions (the caller maps them)."""
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
-        except TimeoutError:
-            raise rx.ConnectionError(
-                f"no Redis connection free within {self._wait_timeout:g}s"
-            ) from None
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
+            except TimeoutError:
+                raise rx.ConnectionError(
+                    f"no Redis connection free within {self._wait_timeout:g}s"
+                ) from None
+        else:
+            await self._slots.acquire()  # a free slot: no timer, no task
         try:
             return await self._run_with_retry(name, keys, args)
         finally:
@@ -97,20 +135,27 @@ class ScriptLink:
         keys: Sequence[bytes],
         args: Sequence[Arg],
     ) -> Any:
+        sha = self._shas[name]
         try:
-            await connection.send_command("EVALSHA", self._shas[name], len(keys), *keys, *args)
-            return await connection.read_response()
-        except rx.NoScriptError:
-            await connection.send_command("SCRIPT", "LOAD", self._sources[name])
-            await connection.read_response()
-            await connection.send_command("EVALSHA", self._shas[name], len(keys), *keys, *args)
-            return await connection.read_response()
+            async with asyncio.timeout(self._command_timeout):
+                try:
+                    return await _command(connection, "EVALSHA", sha, len(keys), *keys, *args)
+                except rx.NoScriptError:
+                    await _command(connection, "SCRIPT", "LOAD", self._sources[name])
+                    return await _command(connection, "EVALSHA", sha, len(keys), *keys, *args)
+        except TimeoutError:
+            # Mid-reply: the caller drops the connection, as it does for any timeout.
+            raise rx.TimeoutError(f"no answer from Redis within {self._command_timeout}s") from None
 
     def _connection(self) -> aioredis.Connection:
         # The pool's own class and settings: URL, credentials, TLS, database, timeouts.
-        pool = self._pool
-        return cast(aioredis.Connection, pool.connection_class(**pool.connection_kwargs))
+        return cast(aioredis.Connection, self._pool.connection_class(**self._connection_kwargs))
 
     async def close(self) -> None:
         while self._idle:
             await self._idle.pop().disconnect()
+
+
+async def _command(connection: aioredis.Connection, *args: Arg) -> Any:
+    await connection.send_packed_command(pack(*args), check_health=False)
+    return await connection.read_response()
