@@ -2,7 +2,7 @@
 
 Compare-and-swap between independent clients, the storage layout other
 Redis clients see, prefix escaping in SCAN, staged uploads, reads that
-overlap an overwrite, expiry, ACLs, TLS, configuration errors, and an
+overlap an overwrite, expiry, ACLs, TLS, Unix sockets, configuration errors, and an
 outage with recovery (directly and through a connector process).
 """
 
@@ -14,6 +14,7 @@ import hashlib
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -424,6 +425,24 @@ async def test_rediss_url_with_a_ca_file(tls_files: tuple[Path, Path]) -> None:
             assert await get(connector, "secure") == b"over TLS"
         finally:
             await connector.close()
+
+
+async def test_unix_socket_url_with_a_db_number() -> None:
+    # Socket paths are limited to about 100 bytes, so not under pytest's tmp_path.
+    directory = Path(tempfile.mkdtemp(prefix="asya-redis-"))
+    try:
+        with RedisServer(unix_socket=directory / "redis.sock") as server:
+            connector = make(f"unix://{directory}/redis.sock?db=3", "sock/")
+            admin = aioredis.Redis(host="127.0.0.1", port=server.port, db=3)
+            try:
+                await put(connector, "local", b"over a Unix socket")
+                assert await get(connector, "local") == b"over a Unix socket"
+                assert await admin.get("sock/local") == b"over a Unix socket"
+            finally:
+                await connector.close()
+                await admin.aclose()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Owns: the redis-server command line (loopback only, no persistence, its own
 working directory), an optional ``requirepass`` for the default user, an
-optional TLS-only listener from a given certificate and key, and readiness
+optional TLS-only listener from a given certificate and key, an optional
+Unix socket next to the loopback port, and readiness
 that waits for a PING answer rather than an open port.
 
 Must not: touch a system-wide Redis or its configuration files.
@@ -30,11 +31,16 @@ class RedisServer(LoopbackServer):
         *,
         password: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        unix_socket: Path | None = None,
     ) -> None:
-        """``tls``: (certificate, key) PEM files; the server then speaks TLS only."""
+        """``tls``: (certificate, key) PEM files; the server then speaks TLS only.
+
+        ``unix_socket``: also listen on this path, readable by this user only.
+        """
         super().__init__(port)
         self.password = password
         self.tls = tls
+        self.unix_socket = unix_socket
 
     def command(self) -> Sequence[str]:
         args = [find_executable("redis-server"), "--bind", "127.0.0.1"]
@@ -60,6 +66,8 @@ class RedisServer(LoopbackServer):
         ]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.unix_socket is not None:
+            args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         return args
 
     @property
