@@ -110,8 +110,14 @@ def test_lww_counter_reports_lost_updates(tmp_path: Path) -> None:
     count = json.loads((tmp_path / "shared" / "counter.json").read_text())["count"]
     lost = MESSAGES - count
     assert 0 <= lost < MESSAGES
-    # Every message "succeeded", yet duplicates in new_count are exactly the lost updates.
-    assert len(result.outputs) - len({o["new_count"] for o in result.outputs}) == lost
+    # Every message "succeeded". Each value written is one more than a value read, so the
+    # reported counts are exactly 1..highest; the stored count is one of them, but not
+    # necessarily the highest: a slow writer can put back a lower value after a faster one.
+    reported = {o["new_count"] for o in result.outputs}
+    assert reported == set(range(1, max(reported) + 1))
+    assert count in reported
+    # Repeated counts are updates lost even before the last overwrite.
+    assert len(result.outputs) - len(reported) <= lost
     print(f"LWW with 4 replicas: {count} of {MESSAGES} increments kept, {lost} lost")
 
 
