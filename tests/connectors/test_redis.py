@@ -378,7 +378,8 @@ async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
         "~*",
         "+@read",
         "+@connection",
-        "+@scripting",
+        "+@transaction",  # reads are MULTI/EXEC blocks
+        "+@scripting",  # so that the refusal of a write comes from inside the script
     )
     await admin.aclose()
     owner = make(password_server.url, "acl/")

@@ -250,11 +250,15 @@ class RedisBufferedCas(Connector):
     # -- stat and read --------------------------------------------------------
 
     async def _stat_reply(self, key: str) -> list[Any]:
+        """Metadata in ``META_FIELDS`` order, then the milliseconds to expiry (-1: none)."""
+        meta_key = self._keys(key)[1]
         with _redis_errors(key):
-            reply = await self._link.run("STAT", [self._keys(key)[1]])
-        if reply is None:
+            fields, pttl = await self._link.transaction(
+                ("HMGET", meta_key, *lua.META_FIELDS), ("PTTL", meta_key)
+            )
+        if fields[0] is None:
             raise NotFound(f"no object at {key!r}", key=key)
-        return list(reply)
+        return [*fields, pttl]
 
     async def stat(self, key: str) -> ObjectMeta:
         return _meta(key, await self._stat_reply(key))
@@ -263,12 +267,14 @@ class RedisBufferedCas(Connector):
         guess = byte_range.first if byte_range is not None and byte_range.first else 0
         keys = self._keys(key)
         with _redis_errors(key):
-            reply = await self._link.run("READ", keys, [guess, guess + CHUNK - 1])
-        if reply is None:
+            fields, first = await self._link.transaction(
+                ("HMGET", keys[1], *lua.META_FIELDS),
+                ("GETRANGE", keys[0], guess, guess + CHUNK - 1),
+            )
+        if fields[0] is None:
             raise NotFound(f"no object at {key!r}", key=key)
-        meta = _meta(key, reply)
+        meta = _meta(key, fields)
         start, length = (0, meta.size) if byte_range is None else byte_range.resolve(meta.size, key)
-        first: bytes = reply[4]
         # A suffix range was guessed to start at 0: keep only what falls inside it.
         offset = start - guess
         head = first[offset : offset + length] if 0 <= offset < len(first) else b""
@@ -283,8 +289,10 @@ class RedisBufferedCas(Connector):
         while position < end:
             last = min(end, position + CHUNK) - 1
             with _redis_errors(meta.key):
-                chunk = await self._link.run("READ_MORE", keys, [meta.etag, position, last])
-            if chunk is None:
+                etag, chunk = await self._link.transaction(
+                    ("HGET", keys[1], "etag"), ("GETRANGE", keys[0], position, last)
+                )
+            if _text(etag) != meta.etag:
                 raise Conflict(f"{meta.key!r} changed while it was being read", key=meta.key)
             if not chunk:
                 raise BackendError(f"{meta.key!r} ended early while being read", key=meta.key)

@@ -1,4 +1,4 @@
-"""The Redis connector's hot path: its Lua scripts run on connections it checks out itself.
+"""The Redis connector's hot path: scripts and read transactions on connections it checks out itself.
 
 Owns: idle connections to one Redis server (``redis_resp`` connections
 made from the connection pool's own settings, so URL, credentials, TLS
@@ -6,16 +6,16 @@ and database are the pool's), a bound on connections in use with a wait
 bounded by the command timeout, the command timeout itself (one
 ``asyncio.timeout`` around each exchange), running a script by SHA and
 loading it when the server answers NOSCRIPT (after a restart or SCRIPT
-FLUSH), and one retry on a fresh connection when a pooled one turns out
-broken.
+FLUSH), MULTI/EXEC blocks of reads, and one retry on a fresh connection
+when a pooled one turns out broken.
 
 Why not redis-py's client for this: its pool checkout looks for unread
 bytes on every connection it hands out (a system call), the client wraps
 each command in retry, callback and parsing layers, and its socket timeout
 starts an extra task for every send (``wait_for``); measured on a 1 KiB
 read, those came to about as much CPU as the Redis round trip itself.
-Every script here is safe to run twice (see ``redis_scripts``), so a retry
-never reports a false conflict.
+Every script here is safe to run twice (see ``redis_scripts``) and a read
+block changes nothing, so a retry never reports a false conflict.
 
 Must not: be used for commands whose replies need redis-py's parsing
 callbacks (SCAN, pipelines): those stay on the client.
@@ -26,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
 from .redis_resp import Arg, Dialer, RespConnection
+
+T = TypeVar("T")
 
 
 class ScriptLink:
@@ -56,6 +58,13 @@ class ScriptLink:
 
     async def run(self, name: str, keys: Sequence[bytes], args: Sequence[Arg] = ()) -> Any:
         """The script's reply; raises redis-py's exceptions (the caller maps them)."""
+        return await self._exchange(lambda connection: self._evalsha(connection, name, keys, args))
+
+    async def transaction(self, *commands: Sequence[Arg]) -> list[Any]:
+        """The replies of read-only ``commands`` run as one MULTI/EXEC block."""
+        return await self._exchange(lambda connection: connection.transaction(commands))
+
+    async def _exchange(self, send: Callable[[RespConnection], Awaitable[T]]) -> T:
         if self._slots.locked():
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
@@ -67,19 +76,19 @@ class ScriptLink:
             await self._slots.acquire()  # a free slot: no timer, no task
         try:
             async with asyncio.timeout(self._command_timeout):
-                return await self._run_with_retry(name, keys, args)
+                return await self._run_with_retry(send)
         except TimeoutError:
             raise rx.TimeoutError(f"no answer from Redis within {self._command_timeout}s") from None
         finally:
             self._slots.release()
 
-    async def _run_with_retry(self, name: str, keys: Sequence[bytes], args: Sequence[Arg]) -> Any:
+    async def _run_with_retry(self, send: Callable[[RespConnection], Awaitable[T]]) -> T:
         connection = self._pooled()
         fresh = connection is None
         if connection is None:
             connection = await self._dialer.open()
         try:
-            reply = await self._evalsha(connection, name, keys, args)
+            reply = await send(connection)
         except rx.ConnectionError:
             connection.close()
             if fresh:
@@ -88,7 +97,7 @@ class ScriptLink:
             # more try on a new one.
             connection = await self._dialer.open()
             try:
-                reply = await self._evalsha(connection, name, keys, args)
+                reply = await send(connection)
             except BaseException:
                 connection.close()
                 raise

@@ -3,7 +3,8 @@
 Owns: packing a command, connecting (TCP, TLS or a Unix socket) from a
 redis-py connection pool's own settings and doing the handshake those
 settings ask for (AUTH, SELECT, CLIENT SETNAME), parsing replies with
-hiredis, answering commands in the order they were sent, write
+hiredis, answering commands (and MULTI/EXEC blocks) in the order they were
+sent, write
 back-pressure, and the table that turns a Redis error reply into the
 redis-py exception class the connector's error mapping already knows.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hiredis
@@ -48,6 +49,22 @@ _ERRORS: Mapping[str, type[rx.RedisError]] = {
 
 # gets() answers this while a reply is incomplete (None is a nil reply).
 _INCOMPLETE = object()
+
+
+class _Batch:
+    """The replies of commands sent together, answered at once when the last arrives."""
+
+    __slots__ = ("expected", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], expected: int) -> None:
+        self.future = future
+        self.replies: list[Any] = []
+        self.expected = expected
+
+    def add(self, reply: Any) -> None:
+        self.replies.append(reply)
+        if len(self.replies) == self.expected and not self.future.done():
+            self.future.set_result(self.replies)
 
 
 def pack(*args: Arg) -> list[bytes]:
@@ -85,7 +102,7 @@ class RespConnection(asyncio.Protocol):
         self._reader = hiredis.Reader(
             replyError=reply_error, protocolError=rx.InvalidResponse, notEnoughData=_INCOMPLETE
         )
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[asyncio.Future[Any] | _Batch] = deque()
         self._transport: asyncio.Transport | None = None
         self._lost: rx.ConnectionError | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -101,7 +118,13 @@ class RespConnection(asyncio.Protocol):
             while (reply := self._reader.gets()) is not _INCOMPLETE:
                 if not self._waiting:
                     raise rx.InvalidResponse("Redis sent a reply nobody asked for")
-                waiter = self._waiting.popleft()
+                waiter = self._waiting[0]
+                if isinstance(waiter, _Batch):
+                    waiter.add(reply)  # errors stay in the list; the caller reads them all
+                    if len(waiter.replies) == waiter.expected:
+                        self._waiting.popleft()
+                    continue
+                self._waiting.popleft()
                 if waiter.done():  # its caller gave up; the connection is being dropped
                     continue
                 if isinstance(reply, rx.RedisError):
@@ -140,6 +163,36 @@ class RespConnection(asyncio.Protocol):
             await asyncio.shield(self._drained)
         return await waiter
 
+    async def transaction(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """The replies of ``commands`` run as one MULTI/EXEC block, sent in one write.
+
+        Raises the first error: a command refused while queuing (an ACL
+        refusal, a wrong argument count) aborts the block, so its error is
+        the cause; an error inside EXEC's reply belongs to that command.
+        """
+        if self._lost is not None or self._transport is None:
+            raise self._lost or rx.ConnectionError("the Redis connection is not open")
+        batch = _Batch(asyncio.get_running_loop().create_future(), len(commands) + 2)
+        self._waiting.append(batch)
+        buffers = pack("MULTI")
+        for command in commands:
+            buffers += pack(*command)
+        buffers += pack("EXEC")
+        self._transport.writelines(buffers)
+        if self._drained is not None:
+            await asyncio.shield(self._drained)
+        replies = await batch.future
+        for reply in replies[:-1]:
+            if isinstance(reply, rx.RedisError):
+                raise reply
+        results = replies[-1]
+        if isinstance(results, rx.RedisError):
+            raise results
+        for result in results:
+            if isinstance(result, rx.RedisError):
+                raise result
+        return list(results)
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -148,8 +201,9 @@ class RespConnection(asyncio.Protocol):
         self._lost = self._lost or exc
         while self._waiting:
             waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_exception(exc)
+            future = waiter.future if isinstance(waiter, _Batch) else waiter
+            if not future.done():
+                future.set_exception(exc)
         self.resume_writing()
 
 
