@@ -381,7 +381,27 @@ async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
         "+@transaction",  # reads are MULTI/EXEC blocks
         "+@scripting",  # so that the refusal of a write comes from inside the script
     )
+    # Exactly the categories the README names for a writer.
+    await admin.execute_command(
+        "ACL",
+        "SETUSER",
+        "writer",
+        "on",
+        ">writer-secret",
+        "~*",
+        *("+@read", "+@transaction", "+@connection", "+@write", "+@scripting", "+time"),
+    )
     await admin.aclose()
+    writer = make(f"redis://writer:writer-secret@127.0.0.1:{port}/0", "acl-writer/")
+    try:
+        await put(writer, "draft", b"v1")
+        await writer.set_xattr("draft", "ttl", "600")
+        await writer.rename("draft", "final")
+        assert await get(writer, "final") == b"v1"
+        assert [entry.key for entry in (await writer.list("")).entries] == ["final"]
+        await writer.delete("final")
+    finally:
+        await writer.close()
     owner = make(password_server.url, "acl/")
     reader = make(f"redis://reader:reader-secret@127.0.0.1:{port}/0", "acl/")
     intruder = make(f"redis://reader:wrong@127.0.0.1:{port}/0", "acl/")
