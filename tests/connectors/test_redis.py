@@ -360,6 +360,21 @@ async def test_ttl_and_content_type_on_a_missing_key_are_not_found(
 # -- access control, TLS, configuration -------------------------------------------
 
 
+async def test_a_foreign_value_at_a_metadata_key_is_an_error_naming_the_key(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str
+) -> None:
+    # Another program wrote a plain string where the connector keeps an object's metadata
+    # hash: the read block's HMGET fails inside EXEC, and nothing is taken for a value.
+    await raw.set(prefix.encode() + b"clash" + lua.META_SUFFIX, b"not a hash")
+    for call in (connector.stat("clash"), connector.read("clash")):
+        with pytest.raises(ConnectorError, match="WRONGTYPE") as caught:
+            await call
+        assert "'clash'" in str(caught.value)
+        assert not isinstance(caught.value, NotFound)
+    await put(connector, "fine", b"still served")
+    assert await get(connector, "fine") == b"still served"
+
+
 @pytest.fixture(scope="module")
 def password_server() -> Iterator[RedisServer]:
     with RedisServer(password="admin-secret") as server:
@@ -391,7 +406,17 @@ async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
         "~*",
         *("+@read", "+@transaction", "+@connection", "+@write", "+@scripting", "+time"),
     )
+    # Without +@transaction every read is refused at MULTI, and the error says so.
+    await admin.execute_command(
+        "ACL", "SETUSER", "scripts-only", "on", ">s", "~*", "+@read", "+@connection"
+    )
     await admin.aclose()
+    scripts_only = make(f"redis://scripts-only:s@127.0.0.1:{port}/0", "acl-writer/")
+    try:
+        with pytest.raises(PermissionDenied, match="multi"):
+            await scripts_only.stat("anything")
+    finally:
+        await scripts_only.close()
     writer = make(f"redis://writer:writer-secret@127.0.0.1:{port}/0", "acl-writer/")
     try:
         await put(writer, "draft", b"v1")
