@@ -141,7 +141,7 @@ class _FsConnector(Connector):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def _meta(self, key: str, st: os.stat_result, path: Path | int) -> ObjectMeta:
+    def _meta(self, key: str, st: os.stat_result, path: str | Path | int) -> ObjectMeta:
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -442,7 +442,8 @@ class _FsConnector(Connector):
         return paginate(
             walk,
             lambda item: item[0],
-            lambda item: self._meta(item[0], item[1], self._path(item[0])),
+            # The scan's own path: rebuilding it from the key costs more than the stat.
+            lambda item: self._meta(item[0], item[1], item[2]),
             prefix,
             delimiter=delimiter,
             page_token=page_token,
@@ -451,8 +452,8 @@ class _FsConnector(Connector):
 
     def _walk(
         self, directory: Path, key_prefix: str, name_prefix: str, *, recursive: bool
-    ) -> Iterator[tuple[str, os.stat_result]]:
-        """Files under ``directory`` in key order; directories yield a stand-in entry when not recursing."""
+    ) -> Iterator[tuple[str, os.stat_result, str]]:
+        """(key, stat, path) of files under ``directory`` in key order; directories yield a stand-in entry when not recursing."""
         try:
             with os.scandir(directory) as scan:
                 found = [
@@ -474,10 +475,10 @@ class _FsConnector(Connector):
                     yield from self._walk(Path(entry.path), key + "/", "", recursive=True)
                 elif has_files(Path(entry.path)):
                     # Rolled up by paginate(); the stat is never used.
-                    yield key + "/", entry.stat()
+                    yield key + "/", entry.stat(), entry.path
             elif entry.is_file(follow_symlinks=False):
                 try:
-                    yield key, entry.stat()
+                    yield key, entry.stat(), entry.path
                 except FileNotFoundError:
                     continue  # deleted while listing
 

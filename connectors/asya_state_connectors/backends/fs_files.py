@@ -108,7 +108,7 @@ def discard(tmp: Path, handle: IO[bytes]) -> None:
         tmp.unlink()
 
 
-def read_content_type(target: Path | int) -> str | None:
+def read_content_type(target: str | Path | int) -> str | None:
     try:
         return os.getxattr(target, CONTENT_TYPE_XATTR).decode("utf-8", "replace")
     except OSError:
