@@ -94,3 +94,30 @@ async def test_inline_io_refuses_a_value_that_is_not_a_boolean(tmp_path: Path) -
         FsBufferedCas.from_settings(
             Settings({"STATE_DIR": str(tmp_path), "STATE_FS_INLINE_IO": "sometimes"})
         )
+
+
+@pytest.mark.parametrize("inline_io", ["true", "false"])
+async def test_listing_where_no_directory_exists_is_empty_and_stays_on_the_loop(
+    tmp_path: Path, inline_io: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server lists "<key>/" for every missing key to tell a directory from
+    # nothing; with inline I/O that answer must not cost a worker thread.
+    connector = FsBufferedCas.from_settings(
+        Settings({"STATE_DIR": str(tmp_path), "STATE_FS_INLINE_IO": inline_io})
+    )
+    await put(connector, "d/k", b"1")
+    await put(connector, "file", b"2")
+    threads: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(call: object, *args: object) -> object:
+        threads.append(call)
+        return await real_to_thread(call, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    for prefix in ("missing/", "d/missing/", "nothing/below/", "file/"):
+        page = await connector.list(prefix, limit=1)
+        assert (page.entries, page.prefixes, page.next_token) == ([], [], None), prefix
+    assert len(threads) == (0 if inline_io == "true" else 4)
+    assert [m.key for m in (await connector.list("d/")).entries] == ["d/k"]
+    assert (await connector.list("", limit=10)).prefixes == ["d/"]

@@ -23,8 +23,8 @@ Owns: the embedded default backend. Objects are files under
   thread and back costs two thread wake-ups, far more than these calls take
   when the page cache serves them (as nginx serves files by default). A
   directory lock held by another writer is never waited for on the loop: the
-  call is retried in a worker thread. Larger transfers, listings, fsyncs and
-  appends always run in worker threads. ``STATE_FS_INLINE_IO=false`` sends
+  call is retried in a worker thread. Larger transfers, listings of an
+  existing directory, fsyncs and appends always run in worker threads. ``STATE_FS_INLINE_IO=false`` sends
   everything to worker threads, for network filesystems whose metadata calls
   can take milliseconds.
 
@@ -431,13 +431,30 @@ class _FsConnector(Connector):
         page_token: str | None = None,
         limit: int = 1000,
     ) -> ListPage:
+        if self.inline_io and not self._may_list_something(prefix):
+            # The server asks this of every missing key (is it a directory?):
+            # one stat on the loop answers it without a worker-thread hop.
+            return ListPage([], [])
         return await asyncio.to_thread(self._list_sync, prefix, delimiter, page_token, limit)
+
+    def _may_list_something(self, prefix: str) -> bool:
+        try:
+            return stat_mod.S_ISDIR(os.stat(self._listing_dir(prefix)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True  # the listing itself reports it, mapped
+
+    def _listing_dir(self, prefix: str) -> Path:
+        """The directory that holds every key starting with ``prefix``."""
+        head = prefix.rpartition("/")[0]
+        return self.root / head if head else self.root
 
     def _list_sync(
         self, prefix: str, delimiter: str | None, page_token: str | None, limit: int
     ) -> ListPage:
         head, _, partial = prefix.rpartition("/")
-        start = self.root / head if head else self.root
+        start = self._listing_dir(prefix)
         walk = self._walk(start, f"{head}/" if head else "", partial, recursive=not delimiter)
         return paginate(
             walk,
