@@ -266,12 +266,15 @@ class _FsConnector(Connector):
     def _create_temp(self, key: str) -> tuple[Path, IO[bytes]]:
         target = self._path(key)
         tmp = target.parent / f"{RESERVED_SEGMENT_PREFIX}{uuid.uuid4().hex}"
-        for _ in range(5):
+        for attempt in range(5):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                # Most writes go to an existing directory: try that first rather
+                # than pay a failing mkdir and a stat on every write.
+                if attempt:
+                    target.parent.mkdir(parents=True, exist_ok=True)
                 return tmp, open(tmp, "xb")
             except FileNotFoundError:
-                continue  # a concurrent delete pruned the directory; make it again
+                continue  # no directory yet, or a concurrent delete pruned it
             except NotADirectoryError as exc:
                 raise Conflict(f"a parent of {key!r} is a file", key=key) from exc
             except OSError as exc:
