@@ -1,7 +1,7 @@
 """``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
 
-Owns: the Redis connector — configuration, the connection pool (the
-scripts run on ``redis_link``'s own connections made from it), streaming
+Owns: the Redis connector — configuration, the connection pool (scripts and
+read blocks run on ``redis_link``'s own connections made from it), streaming
 bodies in and out, listing, TTL and the Redis error table. The storage layout
 and the atomic scripts live in ``redis_scripts``.
 
@@ -14,8 +14,9 @@ and the atomic scripts live in ``redis_scripts``.
   ones are appended to a staging key chunk by chunk and renamed over the
   value at commit, so the connector holds at most about 1 MiB per request
   and a failed upload leaves the previous version untouched. Reads stream
-  with GETRANGE in 256 KiB chunks; each chunk checks the etag, so a read that
-  overlaps an overwrite fails instead of mixing two versions.
+  with GETRANGE in 256 KiB chunks, each in one MULTI/EXEC block with the
+  etag, so a read that overlaps an overwrite fails instead of mixing two
+  versions; stat is the metadata hash and PTTL in one block.
 - TTL: ``user.asya.ttl`` reads the remaining seconds (-1: none) and sets or
   removes the expiry. An overwrite or append keeps the key's expiry (like
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
@@ -27,12 +28,12 @@ and the atomic scripts live in ``redis_scripts``.
 Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
 ``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
-``REDIS_MAX_CONNECTIONS`` (default 50, for the scripts and again for the
-other commands: listing, staging, TTL reads), ``REDIS_TIMEOUT_SECONDS``
+``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
+other commands: listing, staging, health checks), ``REDIS_TIMEOUT_SECONDS``
 (per command, default 10).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
-the revision the writer read, inside the script), or scan the keyspace without
+the revision the writer read, inside the script; MULTI only groups reads), or scan the keyspace without
 a MATCH pattern when a prefix is given. Standalone Redis or a primary only:
 the scripts touch several keys, which Redis Cluster would spread over slots.
 """
