@@ -2,8 +2,8 @@
 
 Compare-and-swap between independent clients, the storage layout other
 Redis clients see, prefix escaping in SCAN, staged uploads, reads that
-overlap an overwrite, expiry, ACLs, TLS, Unix sockets, configuration errors, and an
-outage with recovery (directly and through a connector process).
+overlap an overwrite, expiry, ACLs, TLS, Unix sockets, configuration errors,
+and an outage with recovery (directly and through a connector process).
 """
 
 from __future__ import annotations
@@ -408,15 +408,15 @@ async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
     )
     # Without +@transaction every read is refused at MULTI, and the error says so.
     await admin.execute_command(
-        "ACL", "SETUSER", "scripts-only", "on", ">s", "~*", "+@read", "+@connection"
+        "ACL", "SETUSER", "no-transactions", "on", ">s", "~*", "+@read", "+@connection"
     )
     await admin.aclose()
-    scripts_only = make(f"redis://scripts-only:s@127.0.0.1:{port}/0", "acl-writer/")
+    no_transactions = make(f"redis://no-transactions:s@127.0.0.1:{port}/0", "acl-writer/")
     try:
         with pytest.raises(PermissionDenied, match="multi"):
-            await scripts_only.stat("anything")
+            await no_transactions.stat("anything")
     finally:
-        await scripts_only.close()
+        await no_transactions.close()
     writer = make(f"redis://writer:writer-secret@127.0.0.1:{port}/0", "acl-writer/")
     try:
         await put(writer, "draft", b"v1")

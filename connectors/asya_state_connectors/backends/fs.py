@@ -24,9 +24,9 @@ Owns: the embedded default backend. Objects are files under
   when the page cache serves them (as nginx serves files by default). A
   directory lock held by another writer is never waited for on the loop: the
   call is retried in a worker thread. Larger transfers, listings of an
-  existing directory, fsyncs and appends always run in worker threads. ``STATE_FS_INLINE_IO=false`` sends
-  everything to worker threads, for network filesystems whose metadata calls
-  can take milliseconds.
+  existing directory, fsyncs and appends always run in worker threads.
+  ``STATE_FS_INLINE_IO=false`` sends everything to worker threads, for
+  network filesystems whose metadata calls can take milliseconds.
 
 Must not: follow keys outside the root (keys are validated before they get here).
 """
@@ -473,7 +473,10 @@ class _FsConnector(Connector):
     def _walk(
         self, directory: Path, key_prefix: str, name_prefix: str, *, recursive: bool
     ) -> Iterator[tuple[str, os.stat_result, str]]:
-        """(key, stat, path) of files under ``directory`` in key order; directories yield a stand-in entry when not recursing."""
+        """(key, stat, path) of files under ``directory``, in key order.
+
+        Directories yield a stand-in entry when not recursing.
+        """
         try:
             with os.scandir(directory) as scan:
                 found = [

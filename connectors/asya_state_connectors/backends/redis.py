@@ -33,8 +33,8 @@ other commands: listing, staging, health checks), ``REDIS_TIMEOUT_SECONDS``
 (per command, default 10).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
-the revision the writer read, inside the script; MULTI only groups reads), or scan the keyspace without
-a MATCH pattern when a prefix is given. Standalone Redis or a primary only:
+the revision the writer read, inside the script; MULTI only groups reads),
+or scan the keyspace without a MATCH pattern when a prefix is given. Standalone Redis or a primary only:
 the scripts touch several keys, which Redis Cluster would spread over slots.
 """
 
@@ -76,7 +76,7 @@ from ..interface import (
 from ..listing import paginate
 from ..settings import Settings
 from . import redis_scripts as lua
-from .redis_link import ScriptLink
+from .redis_link import RedisLink
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -186,7 +186,7 @@ class RedisBufferedCas(Connector):
         self._prefix = prefix
         self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
-        self._link = ScriptLink(pool, max_connections, timeout)
+        self._link = RedisLink(pool, max_connections, timeout)
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
 

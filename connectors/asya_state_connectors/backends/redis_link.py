@@ -1,4 +1,4 @@
-"""The Redis connector's hot path: scripts and read transactions on connections it checks out itself.
+"""The Redis connector's hot path: scripts and read blocks on connections it checks out itself.
 
 Owns: idle connections to one Redis server (``redis_resp`` connections
 made from the connection pool's own settings, so URL, credentials, TLS
@@ -37,8 +37,8 @@ from .redis_resp import Arg, Dialer, RespConnection
 T = TypeVar("T")
 
 
-class ScriptLink:
-    """Runs registered Lua scripts on connections made from ``pool``'s settings."""
+class RedisLink:
+    """Runs registered Lua scripts and read blocks on connections made from ``pool``'s settings."""
 
     def __init__(
         self, pool: aioredis.ConnectionPool, max_connections: int, wait_timeout: float

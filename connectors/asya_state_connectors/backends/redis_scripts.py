@@ -3,7 +3,8 @@
 Owns: the storage layout of one object and the scripts that change it
 atomically. Reads need no script: the connector reads the metadata hash and
 the value in one MULTI/EXEC block (a few microseconds of Redis time against
-about fifteen for a script call), which no write can interleave with. Each object is two keys (three while a large body uploads):
+about fifteen for a script call), which no write can interleave with.
+Each object is two keys (three while a large body uploads):
 
     D                  string  the value (D = STATE_PREFIX + key, readable with GET)
     D "\\0meta"         hash    etag, size, mtime and, when set, type (content type)
