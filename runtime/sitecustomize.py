@@ -1,7 +1,9 @@
 """Interpreter-start activation of the asya-state runtime hooks.
 
 Owns: installing the hooks when ``ASYA_STATE_PROXY_MOUNTS`` is set (this
-directory is on ``PYTHONPATH``), refusing to start on a bad configuration,
+directory is on ``PYTHONPATH``), scoping the revision memory to each call of
+the handler named by ``ASYA_HANDLER`` (set on the runtime container, and by
+the local runner), refusing to start on a bad configuration,
 and then running the image's own ``sitecustomize`` (the next one on
 ``sys.path``) so this one never hides it.
 
@@ -24,6 +26,9 @@ def _activate() -> None:
         import asya_state_runtime
 
         asya_state_runtime.install()
+        handler = os.environ.get("ASYA_HANDLER", "").strip()
+        if handler:
+            asya_state_runtime.scope_handler(handler)
     except Exception as exc:
         sys.stderr.write(f"asya-state runtime: refusing to start: {exc}\n")
         sys.stderr.flush()

@@ -3,11 +3,14 @@
 Owns: the public API. ``install()`` patches ``open``/``io.open``, ``os``
 file functions, ``shutil.rmtree`` and ``pathlib.Path.touch`` so that paths
 under the mounts of ``ASYA_STATE_PROXY_MOUNTS`` become requests to each
-mount's connector over its Unix socket; ``uninstall()`` restores them;
-``reset_revisions()`` forgets the revisions remembered for compare-and-set
-(the local runner calls it between messages and before a retry). The
-``sitecustomize`` next to this package calls ``install()`` at interpreter
-start, so handler code needs no import.
+mount's connector over its Unix socket; ``uninstall()`` restores them.
+The ``sitecustomize`` next to this package calls ``install()`` at
+interpreter start, so handler code needs no import, and, when
+``ASYA_STATE_PROXY_MOUNTS`` and ``ASYA_HANDLER`` are set, ``scope_handler()``
+so that every call of the handler starts a fresh revision memory for
+compare-and-set. Runtimes that call handlers their own way use
+``revision_scope()`` (a context manager) or ``scoped(handler)`` (a decorator
+for sync, async, generator and async generator handlers).
 
 Must not: import anything outside the standard library; it is injected into
 arbitrary actor images.
@@ -16,8 +19,9 @@ arbitrary actor images.
 from __future__ import annotations
 
 from .config import Mount, MountConfigError
+from .handler import scope_handler, unscope_handler
 from .hooks import active_mounts, install, is_installed, uninstall
-from .revisions import reset as reset_revisions
+from .revisions import revision_scope, scoped
 
 __all__ = [
     "Mount",
@@ -25,6 +29,9 @@ __all__ = [
     "active_mounts",
     "install",
     "is_installed",
-    "reset_revisions",
+    "revision_scope",
+    "scope_handler",
+    "scoped",
     "uninstall",
+    "unscope_handler",
 ]

@@ -2,9 +2,11 @@
 
 Owns: request paths and queries (keys percent-encoded with ``/`` literal),
 the lazily fetched and cached ``/v1/info`` (capabilities), which statuses
-count as success, recording the revisions this process reads and writes,
-and the write conditions those revisions imply (If-Match only when the
-connector declares ``cas``, If-None-Match: * only with ``create_only``).
+count as success, recording the revisions the current scope reads and
+writes (revisions.py), the write conditions those revisions imply (If-Match
+only when the connector declares ``cas``, If-None-Match: * only with
+``create_only``), and forgetting a key's revision when a write, delete or
+rename of it fails with a conflict or an unknown outcome (``_in_doubt``).
 
 Must not: patch anything or know about file objects and ``os`` semantics.
 """
@@ -78,6 +80,22 @@ def encode_query(params: Mapping[str, str], path: str) -> str:
         raise OSError(errno.EINVAL, "state paths must be valid UTF-8", path) from None
 
 
+def _in_doubt(exc: BaseException) -> bool:
+    """Whether a failed write leaves the remembered revision useless.
+
+    A conflict (409, FileExistsError) proves another revision is current; a
+    lost connection, a timeout, a 500/503/504 or an interruption
+    (KeyboardInterrupt, a signal's exception) leave unknown whether the write
+    landed. Keeping the revision would make every later write of the key
+    conflict until it is read again, so a requeued message could never
+    succeed. Any other refusal (400, 403, 404, 413, 501...) proves nothing
+    was written, and the revision still guards the next attempt.
+    """
+    if isinstance(exc, FileExistsError | ConnectionError | TimeoutError):
+        return True
+    return not isinstance(exc, OSError) or exc.errno in (errno.EIO, None)
+
+
 def _float_or_none(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -96,6 +114,12 @@ class MountClient:
         self.mount = mount
         self._info: Info | None = None
         self._info_lock = threading.Lock()
+
+    def failed(self, exc: BaseException, *keys: str) -> None:
+        """A write of ``keys`` raised ``exc``: forget them if their revision is now in doubt."""
+        if _in_doubt(exc):
+            for key in keys:
+                revisions.forget(self.mount.name, key)
 
     @property
     def pool(self) -> transport.Pool:
@@ -127,7 +151,7 @@ class MountClient:
         return capability in self.info(path).capabilities
 
     def write_condition(self, key: str, path: str) -> dict[str, str]:
-        """Headers making a write of ``key`` conditional on what this process saw of it."""
+        """Headers making a write of ``key`` conditional on what the current scope saw of it."""
         seen = revisions.recall(self.mount.name, key)
         # Implicit conditions are what CAS means; a connector without ``cas``
         # is last-writer-wins, even if it can create exclusively for mode "x".
@@ -188,11 +212,16 @@ class MountClient:
         self, key: str, path: str, source: IO[bytes], size: int, headers: Mapping[str, str]
     ) -> None:
         """Store ``size`` bytes read from ``source`` as ``key`` in one request."""
-        upload = self.start_put(key, path, headers, size)
+        self._send_all(self.start_put(key, path, headers, size), key, path, source, size)
+
+    def _send_all(
+        self, upload: transport.Upload, key: str, path: str, source: IO[bytes], size: int
+    ) -> None:
         try:
             _copy_into(source, upload, size)
-        except BaseException:
+        except BaseException as exc:
             upload.abort()
+            self.failed(exc, key)  # an early answer (409) or a broken connection
             raise
         self.finish(upload, key, path)
 
@@ -219,29 +248,31 @@ class MountClient:
         )
 
     def append(self, key: str, path: str, source: IO[bytes], size: int) -> None:
-        upload = self.start_append(key, path, size)
-        try:
-            _copy_into(source, upload, size)
-        except BaseException:
-            upload.abort()
-            raise
-        self.finish(upload, key, path)
+        self._send_all(self.start_append(key, path, size), key, path, source, size)
 
     def finish(self, upload: transport.Upload, key: str, path: str) -> None:
-        """Complete a write and remember the revision it created."""
-        reply = upload.finish()
-        if reply.status != 200:
-            raise reply.error()
-        reply.read_all()
+        """Complete a write and remember the revision it created (or forget the key, see failed)."""
+        try:
+            reply = upload.finish()
+            if reply.status != 200:
+                raise reply.error()
+            reply.read_all()
+        except BaseException as exc:
+            self.failed(exc, key)
+            raise
         revisions.remember(self.mount.name, key, reply.header("ETag"))
 
     def move(self, op: str, key: str, target_key: str, path: str) -> None:
         """``op`` is copy or rename; the target's new revision is remembered."""
         query = encode_query({"op": op, "to": target_key}, path)
-        reply = self._request("POST", OBJECTS + encode_key(key, path) + "?" + query, path)
-        if reply.status != 200:
-            raise reply.error()
-        reply.read_all()
+        try:
+            reply = self._request("POST", OBJECTS + encode_key(key, path) + "?" + query, path)
+            if reply.status != 200:
+                raise reply.error()
+            reply.read_all()
+        except BaseException as exc:
+            self.failed(exc, key, target_key)
+            raise
         revisions.remember(self.mount.name, target_key, reply.header("ETag"))
         if op == "rename":
             revisions.remember(self.mount.name, key, None)
@@ -250,13 +281,17 @@ class MountClient:
         """Delete ``key`` (conditionally on its remembered revision); False if it was absent."""
         condition = self.write_condition(key, path)
         condition.pop("If-None-Match", None)
-        reply = self._request("DELETE", OBJECTS + encode_key(key, path), path, condition)
-        if reply.status == 404:
+        try:
+            reply = self._request("DELETE", OBJECTS + encode_key(key, path), path, condition)
+            if reply.status == 404:
+                reply.read_all()
+                return False
+            if reply.status not in (200, 204):
+                raise reply.error()
             reply.read_all()
-            return False
-        if reply.status not in (200, 204):
-            raise reply.error()
-        reply.read_all()
+        except BaseException as exc:
+            self.failed(exc, key)
+            raise
         revisions.remember(self.mount.name, key, None)
         return True
 

@@ -426,8 +426,9 @@ class StreamRaw(StateRaw):
             return len(view)
         try:
             self._upload.send(view)
-        except BaseException:
+        except BaseException as exc:
             self._failed = True
+            self.target.client.failed(exc, self.target.key)  # an early 409, a lost connection
             raise
         return len(view)
 

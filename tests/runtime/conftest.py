@@ -79,14 +79,13 @@ def connectors() -> Iterator[Connectors]:
 
 @pytest.fixture
 def hooks(connectors: Connectors) -> Iterator[Connectors]:
-    """The runtime installed in this process for the duration of one test."""
+    """The runtime installed in this process for the duration of one test, in its own revision scope."""
     asya_state_runtime.install(MOUNTS, socket_dir=str(connectors.socket_dir))
-    asya_state_runtime.reset_revisions()
     try:
-        yield connectors
+        with asya_state_runtime.revision_scope():
+            yield connectors
     finally:
         asya_state_runtime.uninstall()
-        asya_state_runtime.reset_revisions()
 
 
 @pytest.fixture

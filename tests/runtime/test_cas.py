@@ -49,10 +49,10 @@ def test_a_write_based_on_a_stale_read_conflicts(hooks: Connectors, ns: str) -> 
     assert caught.value.filename == path
     assert load(path) == {"count": 10}
     # A retry starts from a fresh read and wins.
-    asya_state_runtime.reset_revisions()
-    state = load(path)
-    assert isinstance(state, dict)
-    save(path, {"count": state["count"] + 1})
+    with asya_state_runtime.revision_scope():
+        state = load(path)
+        assert isinstance(state, dict)
+        save(path, {"count": state["count"] + 1})
     assert load(path) == {"count": 11}
 
 
@@ -151,12 +151,12 @@ def test_concurrent_increments_lose_no_update(hooks: Connectors, ns: str) -> Non
         import json, asya_state_runtime
         done = conflicts = 0
         while done < 10:
-            asya_state_runtime.reset_revisions()
             try:
-                with open({path!r}) as f:
-                    value = json.load(f)
-                with open({path!r}, "w") as f:
-                    json.dump(value + 1, f)
+                with asya_state_runtime.revision_scope():
+                    with open({path!r}) as f:
+                        value = json.load(f)
+                    with open({path!r}, "w") as f:
+                        json.dump(value + 1, f)
                 done += 1
             except FileExistsError:
                 conflicts += 1

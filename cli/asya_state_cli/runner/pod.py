@@ -3,7 +3,8 @@
 Owns: starting each mount's connector (``asya-state connector NAME``) on a
 socket in the pod's private directory, then the handler process with the
 same environment contract a Kubernetes pod gets (ASYA_STATE_PROXY_MOUNTS,
-ASYA_STATE_PROXY_SOCKET_DIR, the runtime directory on PYTHONPATH); sending
+ASYA_STATE_PROXY_SOCKET_DIR, ASYA_HANDLER, the runtime directory on
+PYTHONPATH); sending
 it one message at a time; stopping everything.
 
 Must not: decide retries or print results (the dispatcher does).
@@ -71,6 +72,7 @@ class Pod:
         env = dict(os.environ)
         env["ASYA_STATE_PROXY_MOUNTS"] = mounts_env(self.mounts)
         env["ASYA_STATE_PROXY_SOCKET_DIR"] = str(self.socket_dir)
+        env["ASYA_HANDLER"] = self.handler  # the runtime scopes revisions to each call of it
         env["ASYA_STATE_RUN_CAS_MOUNTS"] = ":".join(m.path for m in self.mounts if m.cas)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(runtime_dir()), str(self.handler_path), env.get("PYTHONPATH", "")) if p

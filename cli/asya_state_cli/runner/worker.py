@@ -5,7 +5,9 @@ calling every handler shape (sync or async function, generator, async
 generator; a class instantiated once per process), and reporting each
 message's outputs or failure to the runner as JSON lines. The runtime hooks
 are already active in this process (``sitecustomize`` on PYTHONPATH), exactly
-as in a pod.
+as in a pod, and so is the handler's revision scope: the pod passes
+``ASYA_HANDLER``, and the runtime gives every call of that handler (every
+message, every retry) a fresh revision memory when it is imported here.
 
 Must not: import anything outside the standard library at start-up beyond
 the handler itself: it stands in for an arbitrary actor image.
@@ -118,13 +120,6 @@ def is_cas_conflict(exc: BaseException, cas_mounts: list[str]) -> bool:
     return any(path == m or path.startswith(m.rstrip("/") + "/") for m in cas_mounts)
 
 
-def _reset_revisions() -> None:
-    runtime = sys.modules.get("asya_state_runtime")
-    reset = getattr(runtime, "reset_revisions", None)
-    if reset is not None:
-        reset()
-
-
 def serve(handler_spec: str, channel: TextIO) -> int:
     try:
         runner = Runner(resolve_handler(handler_spec))
@@ -135,7 +130,6 @@ def serve(handler_spec: str, channel: TextIO) -> int:
     cas_mounts = _cas_mounts()
     for line in sys.stdin:
         message = json.loads(line)
-        _reset_revisions()  # every attempt starts from a fresh read
         try:
             outputs = runner.call(message["payload"])
             json.dumps(outputs)  # fail here, not in the runner, if not JSON
