@@ -121,6 +121,47 @@ def test_lww_counter_reports_lost_updates(tmp_path: Path) -> None:
     print(f"LWW with 4 replicas: {count} of {MESSAGES} increments kept, {lost} lost")
 
 
+def test_each_message_has_its_own_revision_scope(tmp_path: Path) -> None:
+    """Message 2 overwrites a key message 1 read, after another pod wrote it: no conflict."""
+    (tmp_path / "blind.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, subprocess, sys
+
+            PATH = "/state/blind.json"
+
+            def handle(p):
+                found = None
+                if p["read"]:
+                    with open(PATH) as f:
+                        found = json.load(f)
+                if p["other_pod_first"]:
+                    code = f"open({PATH!r}, 'w').write('-1')"
+                    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
+                with open(PATH, "w") as f:
+                    json.dump(p["n"], f)
+                return {"read": found, "wrote": p["n"]}
+            """
+        )
+    )
+    messages = [
+        {"read": False, "other_pod_first": False, "n": 1},
+        {"read": True, "other_pod_first": False, "n": 2},
+        {"read": False, "other_pod_first": True, "n": 3},
+        {"read": True, "other_pod_first": False, "n": 4},
+    ]
+    result = asya_run(
+        "blind.handle",
+        messages,
+        handler_path=tmp_path,
+        mounts=["/state=fs-buffered-cas"],
+        state_dir=tmp_path / "state",
+        extra=["--max-attempts", "1"],  # a conflict would fail the message
+    )
+    assert result.status == 0, result.stderr
+    assert [o["read"] for o in result.outputs] == [None, 1, None, 3]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_every_process_and_removes_sockets(
     tmp_path: Path, signum: signal.Signals
