@@ -80,3 +80,17 @@ def test_an_unreachable_sidecar_is_not_missing_state(
     )
     assert result.stdout.startswith("ConnectionError")
     assert f"{tmp_path}/mem.sock" in result.stdout
+
+
+def test_a_handler_name_that_names_nothing_does_not_stop_the_process(
+    connectors: Connectors,
+) -> None:
+    """The actor runtime reports a bad ASYA_HANDLER better than the hooks could."""
+    for spec in ("not a handler", "missing_module.handler"):
+        env = handler_env(connectors, ASYA_HANDLER=spec)
+        result = run_handler(
+            connectors,
+            "import asya_state_runtime; print(asya_state_runtime.is_installed())",
+            env=env,
+        )
+        assert result.stdout.split() == ["True"], spec
