@@ -94,7 +94,7 @@ _get_ident = threading.get_ident
 
 # asyncio's running-loop and current-task lookups, bound once asyncio is imported.
 _running_loop: Callable[[], Any] | None = None
-_task_of: Callable[[Any], Any] = id
+_task_of: Callable[[Any], Any] = id  # asyncio.current_task once bound
 
 
 def _current_task() -> int:
