@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from tests.runtime.conftest import Connectors, run_handler
@@ -152,3 +153,17 @@ def test_numpy_through_the_bytesio_pattern(hooks: Connectors, ns: str) -> None:
         f.write(buffer.getvalue())
     with open(path, "rb") as f:
         assert np.array_equal(np.load(io.BytesIO(f.read())), np.eye(3))
+
+
+def test_numpy_tofile_and_fromfile_need_the_bytes_pattern(hooks: Connectors, ns: str) -> None:
+    # tofile/fromfile want a file descriptor and have no fallback (README says so).
+    path = f"/state/{ns}/raw.f64"
+    array = np.arange(10_000, dtype=np.float64)
+    with open(path, "wb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
+        array.tofile(f)
+    with open(path, "wb") as f:
+        f.write(array.tobytes())
+    with open(path, "rb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
+        np.fromfile(f, dtype=np.float64)
+    with open(path, "rb") as f:
+        assert np.array_equal(np.frombuffer(f.read(), dtype=np.float64), array)
