@@ -159,11 +159,15 @@ def test_numpy_tofile_and_fromfile_need_the_bytes_pattern(hooks: Connectors, ns:
     # tofile/fromfile want a file descriptor and have no fallback (README says so).
     path = f"/state/{ns}/raw.f64"
     array = np.arange(10_000, dtype=np.float64)
+    with pytest.raises(io.UnsupportedOperation, match="fileno"):
+        array.tofile(path)  # numpy opens the path with the hooked open, then wants fileno()
     with open(path, "wb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
         array.tofile(f)
     with open(path, "wb") as f:
         f.write(array.tobytes())
     with open(path, "rb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
         np.fromfile(f, dtype=np.float64)
+    with pytest.raises(io.UnsupportedOperation, match="fileno"):
+        np.fromfile(path, dtype=np.float64)
     with open(path, "rb") as f:
         assert np.array_equal(np.frombuffer(f.read(), dtype=np.float64), array)
