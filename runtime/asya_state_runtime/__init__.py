@@ -5,9 +5,9 @@ file functions, ``shutil.rmtree`` and ``pathlib.Path.touch`` so that paths
 under the mounts of ``ASYA_STATE_PROXY_MOUNTS`` become requests to each
 mount's connector over its Unix socket (names that loaded modules bound to
 the originals, such as ``bz2``'s own ``open``, are rebound too);
-``uninstall()`` restores them;
-``reset_revisions()`` forgets the revisions remembered for compare-and-set
-(the local runner calls it between messages and before a retry). The
+``uninstall()`` restores them; ``reset_revisions()`` forgets the revisions
+remembered for compare-and-set (the local runner calls it between messages
+and before a retry). The
 ``sitecustomize`` next to this package calls ``install()`` at interpreter
 start, so handler code needs no import.
 

@@ -383,7 +383,8 @@ def _unpatch_all() -> None:
                 support: set[Any] | None = getattr(os, set_name, None)
                 if support is not None:
                     support.discard(replacement)
-    _originals.clear()
+    # _originals stays: a module imported while the hooks were installed keeps
+    # the replacements, which pass every path to the originals from now on.
 
 
 def install(mounts: str | None = None, *, socket_dir: str | None = None) -> list[Mount]:

@@ -125,6 +125,20 @@ def test_every_standard_library_binding_of_a_patched_function_is_covered() -> No
     assert [tuple(key) for key in report["restored"]] == captured
 
 
+def test_functions_captured_while_installed_work_after_uninstall(
+    mounts: Mounts, tmp_path: Path
+) -> None:
+    asya_state_runtime.install(mounts.spec, socket_dir=str(mounts.socket_dir))
+    # What a module imported now binds, as tarfile binds bltn_open = open.
+    captured_open, captured_exists = open, os.path.exists
+    asya_state_runtime.uninstall()
+    assert open is not captured_open
+    with captured_open(tmp_path / "local.txt", "w") as f:
+        f.write("local")
+    assert captured_exists(tmp_path / "local.txt")
+    assert (tmp_path / "local.txt").read_text() == "local"
+
+
 @pytest.mark.parametrize("order", ["imported-before-hooks", "imported-after-hooks"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stdlib_modules_round_trip(mounts: Mounts, ns: str, backend: str, order: str) -> None:
