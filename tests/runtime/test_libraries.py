@@ -7,6 +7,7 @@ io.BytesIO pattern instead.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import io
@@ -122,9 +123,13 @@ def test_pandas_csv_by_path(hooks: Connectors, ns: str) -> None:
     frame = pd.DataFrame({"id": [1, 2, 3], "text": ["a", "b, c", "ü"]})
     # pandas checks that the parent directory exists, as it would on a local disk.
     os.makedirs(f"/cas/{ns}/reports", exist_ok=True)
-    for path in (f"/cas/{ns}/reports/frame.csv", f"/cas/{ns}-frame.csv"):
+    # Compression inferred from the name: bz2 and lzma open by name with their own open.
+    names = ("frame.csv", "frame.csv.bz2", "frame.csv.xz", "frame.csv.gz", "frame.csv.zip")
+    for path in [f"/cas/{ns}-frame.csv"] + [f"/cas/{ns}/reports/{name}" for name in names]:
         frame.to_csv(path, index=False)
         pd.testing.assert_frame_equal(pd.read_csv(path), frame)
+    with open(f"/cas/{ns}/reports/frame.csv.bz2", "rb") as f:
+        assert bz2.decompress(f.read()).decode() == frame.to_csv(index=False)
 
 
 def test_sqlite_through_the_bytesio_pattern(hooks: Connectors, ns: str) -> None:
