@@ -3,14 +3,15 @@
 Owns: the public API. ``install()`` patches ``open``/``io.open``, ``os``
 file functions, ``shutil.rmtree`` and ``pathlib.Path.touch`` so that paths
 under the mounts of ``ASYA_STATE_PROXY_MOUNTS`` become requests to each
-mount's connector over its Unix socket; ``uninstall()`` restores them.
-The ``sitecustomize`` next to this package calls ``install()`` at
-interpreter start, so handler code needs no import, and, when
-``ASYA_STATE_PROXY_MOUNTS`` and ``ASYA_HANDLER`` are set, ``scope_handler()``
-so that every call of the handler starts a fresh revision memory for
-compare-and-set. Runtimes that call handlers their own way use
-``revision_scope()`` (a context manager) or ``scoped(handler)`` (a decorator
-for sync, async, generator and async generator handlers).
+mount's connector over its Unix socket (names that loaded modules bound to
+the originals, such as ``bz2``'s own ``open``, are rebound too);
+``uninstall()`` restores them. The ``sitecustomize`` next to this package
+calls ``install()`` at interpreter start, so handler code needs no import,
+and, when ``ASYA_STATE_PROXY_MOUNTS`` and ``ASYA_HANDLER`` are set,
+``scope_handler()`` so that every call of the handler starts a fresh
+revision memory for compare-and-set. Runtimes that call handlers their own
+way use ``revision_scope()`` (a context manager) or ``scoped(handler)`` (a
+decorator for sync, async, generator and async generator handlers).
 
 Must not: import anything outside the standard library; it is injected into
 arbitrary actor images.

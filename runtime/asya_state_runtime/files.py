@@ -8,8 +8,11 @@ arguments like ``io.open`` and picks the raw object for a mode and mount.
 A write is committed on ``close()``. If a ``with`` block raises, the file
 object's ``__exit__`` aborts instead: nothing is committed and the previous
 version stays. ``fileno()`` raises io.UnsupportedOperation, which makes
-libraries that try OS-level fast paths (sendfile, numpy's tofile) fall back
-to Python-level reads and writes.
+libraries that try OS-level fast paths (shutil's sendfile copy) fall back to
+Python-level reads and writes; numpy's ``tofile``/``fromfile`` have no such
+fallback and fail (README shows the ``tobytes``/``frombuffer`` pattern).
+A plain-append (``a``) file keeps its position as a local disk does
+(``AppendPosition``), so ``tell()`` and ``seek()`` work there too.
 
 Must not: talk HTTP directly (connector.py does) or hold a whole object in
 memory: reads stream, writes spill to disk above SPILL_THRESHOLD,
@@ -36,6 +39,9 @@ BUFFER_SIZE = 64 * 1024
 # instead of starting a new ranged request.
 SKIP_LIMIT = 64 * 1024
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+# The standard codecs whose first write starts with a byte-order mark; a text
+# layer writes it only at position 0, so appending in them needs the real size.
+_BOM_CODECS = frozenset({"utf-16", "utf-32", "utf-8-sig"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,58 @@ def parse_mode(
 # -- raw objects --------------------------------------------------------------
 
 
+class AppendPosition:
+    """The position of a plain-append (``a``) file, kept as a local disk keeps it.
+
+    Every write of an ``O_APPEND`` file lands at the end whatever the
+    position, so the position is bookkeeping: the size of the object when it
+    was opened plus the bytes written since, until ``seek`` moves it
+    (anywhere; the next write moves it back to the end). logging's
+    RotatingFileHandler relies on ``seek(0, 2)`` and ``tell()`` for this. The
+    size costs one HEAD, asked the first time a position is needed once the
+    file is open; the io layers ask while ``open_file`` stacks them and are
+    answered 0 without it (``stacking``), so a plain append costs nothing more.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self.stacking = True
+        self._size: int | None = None
+        self._written = 0
+        self._moved: int | None = None
+
+    def learn_size(self) -> int:
+        if self._size is None:
+            meta = self._target.client.head(self._target.key, self._target.path)
+            self._size = 0 if meta is None else meta.size
+        return self._size
+
+    def wrote(self, count: int) -> None:
+        self._written += count
+        self._moved = None
+
+    def tell(self) -> int:
+        if self._moved is not None:
+            return self._moved
+        if self.stacking and self._size is None:
+            return self._written
+        return self.learn_size() + self._written
+
+    def seek(self, offset: int, whence: int) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self.tell() + offset
+        elif whence == io.SEEK_END:
+            position = self.learn_size() + self._written + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if position < 0:
+            raise OSError(errno.EINVAL, "Invalid argument", self._target.path)
+        self._moved = position
+        return position
+
+
 class StateRaw(io.RawIOBase):
     """Common ground of the raw objects: name, mode, abort, and no file descriptor."""
 
@@ -116,6 +174,8 @@ class StateRaw(io.RawIOBase):
         self.name = name
         self.mode = mode
         self._aborted = False
+        # Set by the raw objects that serve plain append mode.
+        self.append_position: AppendPosition | None = None
 
     def abort(self) -> None:
         """Make ``close()`` commit nothing."""
@@ -270,6 +330,8 @@ class SpoolRaw(StateRaw):
     def __init__(self, target: Target, name: str | bytes, spec: ModeSpec) -> None:
         super().__init__(target, name, spec.raw_mode)
         self._spec = spec
+        if spec.kind == "a" and not spec.plus:
+            self.append_position = AppendPosition(target)
         self._create_only: dict[str, str] | None = None
         self._native_append = False
         self._dirty = False
@@ -308,8 +370,7 @@ class SpoolRaw(StateRaw):
 
     def seekable(self) -> bool:
         self._check_open()
-        # Plain append keeps only the new bytes, so positions would be meaningless.
-        return self._spec.plus or self._spec.kind != "a"
+        return True
 
     def readinto(self, buffer: Any) -> int:
         self._check_open()
@@ -326,23 +387,32 @@ class SpoolRaw(StateRaw):
             self._spool.seek(0, io.SEEK_END)
         count = self._spool.write(buffer)
         self._dirty = True
+        if self.append_position is not None:
+            self.append_position.wrote(count)
         return count
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if not self.seekable():
-            raise io.UnsupportedOperation("seek")
+        if self.append_position is not None:
+            return self.append_position.seek(offset, whence)
         if whence == io.SEEK_SET and offset < 0:
             raise OSError(errno.EINVAL, "Invalid argument", self.target.path)
         return self._spool.seek(offset, whence)
 
     def tell(self) -> int:
-        return self.seek(0, io.SEEK_CUR)
+        self._check_open()
+        if self.append_position is not None:
+            return self.append_position.tell()
+        return self._spool.tell()
 
     def truncate(self, size: int | None = None) -> int:
         self._check_open()
-        if not self.seekable():
-            raise io.UnsupportedOperation("truncate")
+        if self.append_position is not None:
+            # The spool holds only the new bytes; the stored ones cannot be cut from here.
+            raise io.UnsupportedOperation(
+                f"truncate() in plain append mode ('a') on a state path ({self.target.path}); "
+                "open it with 'r+' or 'a+' to truncate"
+            )
         position = self._spool.tell() if size is None else size
         self._spool.truncate(position)
         self._dirty = True
@@ -397,6 +467,8 @@ class StreamRaw(StateRaw):
         super().__init__(target, name, spec.raw_mode)
         self._upload: transport.Upload | None = None
         self._failed = False
+        if spec.kind == "a":
+            self.append_position = AppendPosition(target)
         try:
             self._upload = self._start(spec)
         except BaseException:
@@ -419,6 +491,23 @@ class StreamRaw(StateRaw):
         self._check_open()
         return True
 
+    def seekable(self) -> bool:
+        self._check_open()
+        # Appends keep a position (AppendPosition); other writes are already on their way.
+        return self.append_position is not None
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if self.append_position is None:
+            raise io.UnsupportedOperation("seek: passthrough writes stream and cannot seek")
+        return self.append_position.seek(offset, whence)
+
+    def tell(self) -> int:
+        self._check_open()
+        if self.append_position is None:
+            raise io.UnsupportedOperation("tell: passthrough writes stream and cannot seek")
+        return self.append_position.tell()
+
     def write(self, buffer: Any) -> int:
         self._check_open()
         view = memoryview(buffer).cast("B")
@@ -430,6 +519,8 @@ class StreamRaw(StateRaw):
             self._failed = True
             self.target.client.failed(exc, self.target.key)  # an early 409, a lost connection
             raise
+        if self.append_position is not None:
+            self.append_position.wrote(len(view))
         return len(view)
 
     def close(self) -> None:
@@ -523,22 +614,47 @@ def open_file(
         raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
     raw = _make_raw(target, name, spec)
     try:
-        if buffering == 0:
-            return raw  # type: ignore[return-value]
-        size = buffering if buffering > 1 else BUFFER_SIZE
-        buffer: io.BufferedIOBase
-        if spec.plus:
-            buffer = StateBufferedRandom(raw, size)
-        elif spec.kind == "r":
-            buffer = io.BufferedReader(raw, size)
-        else:
-            buffer = StateBufferedWriter(raw, size)
-        if spec.binary:
-            return buffer
-        text = StateTextIOWrapper(buffer, encoding, errors, newline, line_buffering=buffering == 1)
-        text.mode = mode  # type: ignore[misc]
-        return text
+        opened = _stack(raw, spec, mode, buffering, encoding, errors, newline)
     except BaseException:
         raw.abort()
         raw.close()
         raise
+    if raw.append_position is not None:
+        raw.append_position.stacking = False
+    return opened
+
+
+def _stack(
+    raw: StateRaw,
+    spec: ModeSpec,
+    mode: str,
+    buffering: int,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+) -> IO[Any]:
+    """The buffered and text layers over ``raw``, as the real ``open`` stacks them."""
+    if buffering == 0:
+        return raw  # type: ignore[return-value]
+    size = buffering if buffering > 1 else BUFFER_SIZE
+    buffer: io.BufferedIOBase
+    if spec.plus:
+        buffer = StateBufferedRandom(raw, size)
+    elif spec.kind == "r":
+        buffer = io.BufferedReader(raw, size)
+    else:
+        buffer = StateBufferedWriter(raw, size)
+    if spec.binary:
+        return buffer
+    position = raw.append_position
+    if (
+        position is not None
+        and encoding is not None
+        and encoding != "locale"
+        and codecs.lookup(encoding).name in _BOM_CODECS
+    ):
+        # The text layer asks tell() now and writes a BOM only at position 0.
+        position.learn_size()
+    text = StateTextIOWrapper(buffer, encoding, errors, newline, line_buffering=buffering == 1)
+    text.mode = mode  # type: ignore[misc]
+    return text

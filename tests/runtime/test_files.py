@@ -43,15 +43,14 @@ def scenario(path: str, mode: str, initial: bytes | None) -> list[object]:
     step("writable")
     step("read", 3)
     step("write", data)
-    if mode[0] != "a" or "+" in mode:
-        # Plain append mode is not seekable on a state mount (see README).
-        step("seekable")
-        step("tell")
-        step("seek", 0)
-        step("read")
-        step("seek", 0, 2)
-        step("tell")
+    step("seekable")
+    step("tell")
+    step("seek", 0)
+    step("read")
+    step("seek", 0, 2)
+    step("tell")
     step("write", data)
+    step("tell")
     step("fileno")
     f.close()
     log.append(("closed", f.closed))
@@ -204,6 +203,47 @@ def test_append_appends_and_creates(hooks: Connectors, ns: str) -> None:
         with open(path) as f:
             assert f.read() == "one\ntwo\n"
         assert os.path.getsize(f"{mount}/{ns}/empty.txt") == 0
+
+
+def append_positions(path: str, encoding: str) -> list[object]:
+    """What tell() and seek() answer around two appends, as logging's rotating handler uses them."""
+    with open(path, "wb") as f:
+        f.write("0123456789".encode(encoding))
+    seen: list[object] = []
+    with open(path, "a", encoding=encoding) as f:
+        seen += [f.seekable(), f.tell(), f.seek(0, os.SEEK_END)]
+        f.write("abc")
+        seen += [f.tell(), f.seek(0), f.tell()]
+        f.write("de")  # lands at the end whatever the position
+        seen += [f.tell(), f.seek(0, os.SEEK_END)]
+    with open(path, "rb") as f:
+        seen.append(f.read())
+    return seen
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_plain_append_tells_and_seeks_like_a_local_file(
+    hooks: Connectors, ns: str, tmp_path: Path, encoding: str
+) -> None:
+    local = append_positions(str(tmp_path / "log.txt"), encoding)
+    size = len("0123456789".encode(encoding))
+    # No byte-order mark before "abc" ("".encode() is the BOM alone): the file was not empty.
+    assert local[1:4] == [size, size, size + len("abc".encode(encoding)) - len("".encode(encoding))]
+    # /stream appends with passthrough writes, /cas through the buffered spool.
+    for mount in ("/state", "/cas", "/stream"):
+        assert append_positions(f"{mount}/{ns}/{encoding}.log", encoding) == local
+
+
+def test_plain_append_cannot_truncate(hooks: Connectors, ns: str) -> None:
+    path = f"/state/{ns}/log.txt"
+    with open(path, "wb") as f:
+        f.write(b"kept")
+    with open(path, "ab") as f:
+        f.write(b"+new")
+        with pytest.raises(io.UnsupportedOperation, match=f"append mode.*{path}.*'r\\+'"):
+            f.truncate(0)
+    with open(path, "rb") as f:
+        assert f.read() == b"kept+new"
 
 
 def test_append_without_native_support_reads_and_rewrites(hooks: Connectors, ns: str) -> None:

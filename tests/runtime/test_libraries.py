@@ -7,6 +7,7 @@ io.BytesIO pattern instead.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import io
@@ -18,6 +19,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from tests.runtime.conftest import Connectors, run_handler
@@ -121,9 +123,13 @@ def test_pandas_csv_by_path(hooks: Connectors, ns: str) -> None:
     frame = pd.DataFrame({"id": [1, 2, 3], "text": ["a", "b, c", "ü"]})
     # pandas checks that the parent directory exists, as it would on a local disk.
     os.makedirs(f"/cas/{ns}/reports", exist_ok=True)
-    for path in (f"/cas/{ns}/reports/frame.csv", f"/cas/{ns}-frame.csv"):
+    # Compression inferred from the name: bz2 and lzma open by name with their own open.
+    names = ("frame.csv", "frame.csv.bz2", "frame.csv.xz", "frame.csv.gz", "frame.csv.zip")
+    for path in [f"/cas/{ns}-frame.csv"] + [f"/cas/{ns}/reports/{name}" for name in names]:
         frame.to_csv(path, index=False)
         pd.testing.assert_frame_equal(pd.read_csv(path), frame)
+    with open(f"/cas/{ns}/reports/frame.csv.bz2", "rb") as f:
+        assert bz2.decompress(f.read()).decode() == frame.to_csv(index=False)
 
 
 def test_sqlite_through_the_bytesio_pattern(hooks: Connectors, ns: str) -> None:
@@ -152,3 +158,21 @@ def test_numpy_through_the_bytesio_pattern(hooks: Connectors, ns: str) -> None:
         f.write(buffer.getvalue())
     with open(path, "rb") as f:
         assert np.array_equal(np.load(io.BytesIO(f.read())), np.eye(3))
+
+
+def test_numpy_tofile_and_fromfile_need_the_bytes_pattern(hooks: Connectors, ns: str) -> None:
+    # tofile/fromfile want a file descriptor and have no fallback (README says so).
+    path = f"/state/{ns}/raw.f64"
+    array = np.arange(10_000, dtype=np.float64)
+    with pytest.raises(io.UnsupportedOperation, match="fileno"):
+        array.tofile(path)  # numpy opens the path with the hooked open, then wants fileno()
+    with open(path, "wb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
+        array.tofile(f)
+    with open(path, "wb") as f:
+        f.write(array.tobytes())
+    with open(path, "rb") as f, pytest.raises(io.UnsupportedOperation, match="fileno"):
+        np.fromfile(f, dtype=np.float64)
+    with pytest.raises(io.UnsupportedOperation, match="fileno"):
+        np.fromfile(path, dtype=np.float64)
+    with open(path, "rb") as f:
+        assert np.array_equal(np.frombuffer(f.read(), dtype=np.float64), array)
