@@ -92,10 +92,10 @@ def mounts(
 def installed(mounts: Mounts) -> Iterator[Mounts]:
     asya_state_runtime.install(mounts.spec, socket_dir=str(mounts.socket_dir))
     try:
-        yield mounts
+        with asya_state_runtime.revision_scope():
+            yield mounts
     finally:
         asya_state_runtime.uninstall()
-        asya_state_runtime.reset_revisions()
 
 
 def python(args: list[str], env: dict[str, str]) -> str:
