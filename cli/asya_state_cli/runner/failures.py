@@ -52,7 +52,7 @@ class _Condensed(traceback.StackSummary):
     runtime: tuple[str, ...] = ()
 
     def _in_runtime(self, filename: str) -> bool:
-        return any(filename == r or filename.startswith(r) for r in self.runtime)
+        return filename.startswith(self.runtime)
 
     def format(self, **options: Any) -> list[str]:
         lines: list[str] = []
@@ -72,7 +72,8 @@ def _condense(report: traceback.TracebackException, runtime: tuple[str, ...]) ->
     frames = list(report.stack)
     last_runner = max((i for i, f in enumerate(frames) if _is_runner(f.filename)), default=-1)
     # The runner called the handler through asyncio or importlib: drop the way
-    # in, keep whatever the handler itself called.
+    # in, keep whatever the handler itself called. Frozen importlib frames go
+    # wherever they are, as Python hides them behind an import statement.
     kept = [f for f in frames[last_runner + 1 :] if not f.filename.startswith("<frozen importlib")]
     while last_runner >= 0 and kept and _is_machinery(kept[0].filename):
         kept.pop(0)
