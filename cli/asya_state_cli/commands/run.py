@@ -127,6 +127,10 @@ def run_mounts(
         print("asya-state run: --replicas must be at least 1", file=sys.stderr)
         return 2
     handler_path = Path(args.handler_path).absolute()
+    if not handler_path.is_dir():
+        problem = "is not a directory" if handler_path.exists() else "does not exist"
+        print(f"asya-state run: --handler-path {handler_path} {problem}", file=sys.stderr)
+        return 2
     # Unix socket paths are limited to 108 bytes: keep the private directory short.
     workdir = Path(tempfile.mkdtemp(prefix="asya-run-", dir="/tmp"))
     pods = [

@@ -3,7 +3,8 @@
 Owns: one queue every pod pulls from (as replicas pull from one actor
 queue), requeueing a message whose handler hit a compare-and-swap conflict
 after an exponential backoff with full jitter, reporting failures with the
-input line number, and writing outputs as JSON lines.
+input line number (and the handler's traceback), and writing outputs as
+JSON lines.
 
 Must not: know how pods run handlers.
 """
@@ -15,6 +16,7 @@ import itertools
 import json
 import random
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterable
@@ -181,9 +183,8 @@ class Dispatcher:
             self.summary.failed += 1
             self.err.write(f"asya-state run: line {line}: {detail}\n")
             if traceback:
-                self.err.write(
-                    "".join("    " + t + "\n" for t in traceback.rstrip().splitlines()[-12:])
-                )
+                # Already cut to the handler's frames by the worker: shown whole.
+                self.err.write(textwrap.indent(traceback.rstrip() + "\n", "    "))
             self.err.flush()
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -91,7 +92,10 @@ class Pod:
         hello = self._receive()
         if "fatal" in hello:
             self.stop()
-            raise PodError(hello["fatal"])
+            detail = hello.get("traceback", "")
+            raise PodError(
+                hello["fatal"] + (f"\n{textwrap.indent(detail.rstrip(), '    ')}" if detail else "")
+            )
 
     @property
     def worker_pid(self) -> int:

@@ -14,8 +14,10 @@ the handler itself: it stands in for an arbitrary actor image.
 
 Protocol (one JSON object per line): the runner writes
 ``{"id", "payload"}`` to stdin; the worker answers on its private channel
-``{"id", "outputs"}`` or ``{"id", "error", "conflict"}``. The handler's own
-prints go to stderr so they cannot corrupt the channel.
+``{"ready"}`` or ``{"fatal", "traceback"?}`` once, then per message
+``{"id", "outputs"}`` or ``{"id", "error", "traceback", "conflict"}`` (the
+traceback as ``failures.describe`` writes it). The handler's own prints go
+to stderr so they cannot corrupt the channel.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import inspect
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
+
+from .failures import describe
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -58,7 +61,10 @@ def resolve_handler(spec: str) -> Handler:
         owner = module_name
         for attr in attrs:
             if not hasattr(target, attr):
-                raise HandlerError(f"{spec!r}: {owner!r} has no attribute {attr!r}")
+                source = getattr(module, "__file__", None) or module_name
+                raise HandlerError(
+                    f"cannot import handler {spec!r}: {owner!r} ({source}) has no attribute {attr!r}"
+                )
             target = getattr(target, attr)
             owner = f"{owner}.{attr}"
             if inspect.isclass(target):
@@ -67,7 +73,9 @@ def resolve_handler(spec: str) -> Handler:
             raise HandlerError(f"handler {spec!r} is not callable")
         handler: Handler = target
         return handler
-    raise HandlerError(f"cannot import handler {spec!r}: {'; '.join(errors)}")
+    raise HandlerError(
+        f"cannot import handler {spec!r}: {'; '.join(errors)} in {os.getcwd()} (--handler-path)"
+    )
 
 
 class Runner:
@@ -123,8 +131,17 @@ def is_cas_conflict(exc: BaseException, cas_mounts: list[str]) -> bool:
 def serve(handler_spec: str, channel: TextIO) -> int:
     try:
         runner = Runner(resolve_handler(handler_spec))
+    except HandlerError as exc:
+        _send(channel, {"fatal": str(exc)})
+        return 1
     except Exception as exc:
-        _send(channel, {"fatal": f"{type(exc).__name__}: {exc}"})
+        _send(
+            channel,
+            {
+                "fatal": f"cannot import handler {handler_spec!r}: {type(exc).__name__}: {exc}",
+                "traceback": describe(exc),
+            },
+        )
         return 1
     _send(channel, {"ready": True, "pid": os.getpid()})
     cas_mounts = _cas_mounts()
@@ -140,7 +157,8 @@ def serve(handler_spec: str, channel: TextIO) -> int:
                 {
                     "id": message["id"],
                     "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(),
+                    # The runner's own complaint (an output that is not a dict) has no handler frame.
+                    "traceback": None if isinstance(exc, HandlerError) else describe(exc),
                     "conflict": is_cas_conflict(exc, cas_mounts),
                 },
             )

@@ -11,7 +11,10 @@ Owns: the embedded default backend. Objects are files under
   makes a new inode, so it changes on every write without storing anything.
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
-  LWW writer cannot slip between a CAS writer's check and rename.
+  LWW writer cannot slip between a CAS writer's check and rename. A rename
+  of one key to another takes the locks of both parents, in path order (so
+  renames in opposite directions cannot deadlock), and checks the source
+  under them.
 - ``content_type`` is a ``user.asya.content_type`` extended attribute set on
   the temporary file before the rename, so it lands atomically with the data.
 - ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
@@ -19,14 +22,14 @@ Owns: the embedded default backend. Objects are files under
 - A writer killed mid-write leaves a hidden temporary file; listings never
   show it, and the connector removes those older than an hour when it starts.
 - Small operations run on the event loop (inline I/O): stat, opening a read
-  and its first 256 KiB, writes of up to 256 KiB, deletes. A hop to a worker
-  thread and back costs two thread wake-ups, far more than these calls take
-  when the page cache serves them (as nginx serves files by default). A
-  directory lock held by another writer is never waited for on the loop: the
-  call is retried in a worker thread. Larger transfers, listings of an
-  existing directory, fsyncs and appends always run in worker threads.
-  ``STATE_FS_INLINE_IO=false`` sends everything to worker threads, for
-  network filesystems whose metadata calls can take milliseconds.
+  and its first 256 KiB, writes of up to 256 KiB, renames, deletes. A hop to
+  a worker thread and back costs two thread wake-ups, far more than these
+  calls take when the page cache serves them (as nginx serves files by
+  default). A directory lock held by another writer is never waited for on
+  the loop: the call is retried in a worker thread. Larger transfers,
+  listings of an existing directory, fsyncs and appends always run in worker
+  threads. ``STATE_FS_INLINE_IO=false`` sends everything to worker threads,
+  for network filesystems whose metadata calls can take milliseconds.
 
 Must not: follow keys outside the root (keys are validated before they get here).
 """
@@ -69,6 +72,7 @@ from ..settings import Settings
 from .fs_files import (
     CONTENT_TYPE_XATTR,
     DirLock,
+    DirLocks,
     LockBusy,
     discard,
     etag_of,
@@ -378,20 +382,65 @@ class _FsConnector(Connector):
         )
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
-        return await asyncio.to_thread(self._rename_sync, source, target)
+        return await self._run(
+            lambda wait: self._rename_sync(source, target, wait), inline=not self.fsync
+        )
 
-    def _rename_sync(self, source: str, target: str) -> ObjectMeta:
+    def _rename_sync(self, source: str, target: str, wait: bool) -> ObjectMeta:
         src, dst = self._path(source), self._path(target)
+        if not src.is_file():  # before making the target's directories for nothing
+            raise NotFound(f"no object at {source!r}", key=source)
+        pin: tuple[Path, IO[bytes]] | None = None
+        renamed = False
         try:
-            if not src.is_file():
-                raise NotFound(f"no object at {source!r}", key=source)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(src, dst)
-            st = os.stat(dst)
-        except OSError as exc:
-            raise map_os_error(exc, source) from exc
+            if dst.parent != src.parent:
+                # A hidden file holds the target's directory in place: a delete
+                # prunes an empty directory without its lock, and a writer could
+                # then make a new one and lock that instead of the one we hold.
+                # (The source's directory holds the source.)
+                pin = self._create_temp(target)
+                pin[1].close()
+            meta = self._rename_locked(source, target, src, dst, wait)
+            renamed = True
+        finally:
+            if pin is not None:
+                discard(*pin)
+                if not renamed:
+                    self._prune(dst.parent)  # made for a rename that did not happen
+        if self.fsync:
+            try:
+                for directory in {src.parent, dst.parent}:
+                    fsync_dir(directory)
+            except OSError as exc:
+                raise map_os_error(exc, target) from exc
         self._prune(src.parent)
-        return self._meta(target, st, dst)
+        return meta
+
+    def _rename_locked(
+        self, source: str, target: str, src: Path, dst: Path, wait: bool
+    ) -> ObjectMeta:
+        """Rename under the locks of both parents: no writer is between its check and rename."""
+        for _ in range(5):
+            try:
+                locks = DirLocks((src.parent, dst.parent), wait=wait)
+            except FileNotFoundError:
+                # The source's directory was pruned, or replaced while its lock
+                # was awaited: look again.
+                if not src.is_file():
+                    raise NotFound(f"no object at {source!r}", key=source) from None
+                continue
+            except OSError as exc:
+                raise map_os_error(exc, source) from exc
+            try:
+                if not src.is_file():
+                    raise NotFound(f"no object at {source!r}", key=source)
+                os.rename(src, dst)
+                return self._meta(target, os.stat(dst), dst)
+            except OSError as exc:
+                raise map_os_error(exc, source) from exc
+            finally:
+                locks.release()
+        raise BackendError(f"the directory of {source!r} kept changing during a rename", key=source)
 
     # -- delete -----------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Owns: the fs error table (errno -> ConnectorError), revisions derived from
 ``stat``, the directory ``flock`` that serialises check-and-rename across
-processes, finishing and discarding temporary files, the content type kept
+processes (and the ordered pair of them a rename takes), finishing and discarding temporary files, the content type kept
 in a ``user.asya.*`` extended attribute, and small directory helpers.
 
 Must not: know about keys, prefixes or the connector interface's semantics
@@ -15,7 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -63,9 +63,51 @@ class DirLock:
             os.close(self._fd)
             raise
 
+    def names(self, directory: Path) -> bool:
+        """Whether ``directory`` still names the directory this lock holds.
+
+        An empty directory can be removed (and made again) by a delete
+        pruning it between our open and our flock; a lock on the removed one
+        guards nothing.
+        """
+        try:
+            current = os.stat(directory)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fd)
+        return (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev)
+
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
+
+
+class DirLocks:
+    """The locks of several directories, taken in one fixed order (sorted by path).
+
+    Two holders of overlapping sets (renames in opposite directions) take
+    their common directories in the same order, so neither can hold one the
+    other waits for while waiting for one the other holds. A directory named
+    twice is locked once. A directory that is gone, or was replaced while
+    its lock was awaited, raises FileNotFoundError with nothing held: the
+    caller looks again. ``wait`` is DirLock's.
+    """
+
+    def __init__(self, directories: Iterable[Path], *, wait: bool = True) -> None:
+        self._held: list[DirLock] = []
+        try:
+            for directory in sorted(set(directories), key=str):
+                lock = DirLock(directory, wait=wait)
+                self._held.append(lock)
+                if not lock.names(directory):
+                    raise FileNotFoundError(errno.ENOENT, "directory replaced", str(directory))
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        while self._held:
+            self._held.pop().release()
 
 
 async def gather_head(
