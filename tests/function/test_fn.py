@@ -27,6 +27,8 @@ async def test_run_function(case: Case) -> None:
     if case.check is not None:
         case.check(out)
     for name, composed in out.resources.items():
+        if composed.get("kind") == "Object":
+            composed = composed["spec"]["forProvider"]["manifest"]
         if composed.get("kind") == "Deployment":
             assert_valid_kubernetes(composed, f"{case.reason} ({name})")
 
@@ -71,8 +73,11 @@ async def test_changed_entry_replaces_its_sidecar() -> None:
     )
     changed.desired.CopyFrom(first.response.desired)
     out = await run(changed)
-    assert [c["name"] for c in out.pod["initContainers"]] == ["asya-state-cache"]
-    assert out.sidecar("cache")["env"][-1] == {"name": "A", "value": "1"}
+    assert [c["name"] for c in out.pod["initContainers"]] == [
+        "asya-state-runtime-library",
+        "asya-state-cache",
+    ]
+    assert out.sidecar("cache")["env"][-2] == {"name": "A", "value": "1"}
 
 
 async def test_never_raises_on_a_malformed_composite() -> None:
