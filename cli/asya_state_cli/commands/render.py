@@ -88,10 +88,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        actor = _actor(_load(args.actor), args.actor)
+        actor = read_actor(args.actor)
         function_input: dict[str, Any] | None = None
         if args.input:
-            function_input = _one(_load(args.input), ("Input",), args.input)
+            function_input = read_input(args.input)
         elif args.composition:
             function_input = input_from_composition(
                 _load(args.composition), args.composition, actor
@@ -271,6 +271,16 @@ def _actor(documents: list[Any], path: str) -> dict[str, Any]:
         # What kubectl apply does for a namespaced resource without one.
         actor["metadata"] = {**metadata, "namespace": DEFAULT_NAMESPACE}
     return actor
+
+
+def read_actor(path: str) -> dict[str, Any]:
+    """The AsyncActor in the file at ``path`` (``render`` and ``up`` read it the same way)."""
+    return _actor(_load(path), path)
+
+
+def read_input(path: str) -> dict[str, Any]:
+    """The function Input in the file at ``path``."""
+    return _one(_load(path), ("Input",), path)
 
 
 def _composed(path: str | None) -> dict[str, Any] | None:
