@@ -74,7 +74,9 @@ def _compose(req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse) -> Non
     target = settings.deployment_resource_name
     composes = target not in req.desired.resources
     identity = identify(xr, spec)
-    errors = validation.validate_actor(identity, spec, settings, composes_deployment=composes)
+    errors = validation.validate_actor(
+        identity, spec, settings, composes_deployment=composes, shorthand=found is not None
+    )
     if errors:
         _fail(rsp, "InvalidSpec", errors)
         return

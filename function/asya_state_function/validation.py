@@ -274,9 +274,17 @@ def shorthand_errors(found: StateProxyShorthand) -> list[FieldError]:
 
 
 def validate_actor(
-    identity: Identity, spec: ActorSpec, settings: FunctionInput, *, composes_deployment: bool
+    identity: Identity,
+    spec: ActorSpec,
+    settings: FunctionInput,
+    *,
+    composes_deployment: bool,
+    shorthand: bool = False,
 ) -> list[FieldError]:
-    """Rules of ``spec`` beyond its types; ``composes_deployment`` when no earlier step did."""
+    """Rules of ``spec`` beyond its types; ``composes_deployment`` when no earlier step did.
+
+    ``shorthand`` when ``spec.state_proxy`` is the one entry the shorthand stands for.
+    """
     errors: list[FieldError] = []
     if composes_deployment:
         errors.extend(_deployment_source_errors(identity, spec, settings))
@@ -311,7 +319,8 @@ def validate_actor(
     seen_paths: dict[str, int] = {}
     seen_ports: dict[int, int] = {}
     for index, entry in enumerate(spec.state_proxy):
-        at = f"spec.stateProxy[{index}]"
+        # The shorthand's one mount is reported at the field the user wrote.
+        at = "spec.stateProxy" if shorthand else f"spec.stateProxy[{index}]"
         errors.extend(_name_errors(at, entry, seen_names, settings))
         errors.extend(_path_errors(at, entry, seen_paths, spec.state_proxy, settings))
         errors.extend(_connector_errors(f"{at}.connector", entry, settings))

@@ -8,6 +8,7 @@ import pytest
 from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
+from . import seeds
 from .cases import CACHE, CASES, EARLIER, SERVICE, Case
 from .helpers import actor, assert_valid_kubernetes, mount, request, run
 
@@ -39,6 +40,17 @@ IDEMPOTENCE = [
     ),
     pytest.param(
         request(actor(CACHE), desired={"deployment": EARLIER, "service": SERVICE}), id="patched"
+    ),
+    pytest.param(
+        request(
+            seeds.as_claimed(seeds.load(seeds.STATE_PROXY_PAGE)),
+            desired={"deployment": seeds.upstream_deployment(seeds.load(seeds.STATE_PROXY_PAGE))},
+        ),
+        id="upstream-object",
+    ),
+    pytest.param(
+        request(actor(stateProxy={"backend": "s3", "bucket": "b"})),
+        id="shorthand",
     ),
 ]
 

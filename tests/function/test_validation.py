@@ -169,6 +169,16 @@ INVALID = [
             "socket); remove it"
         ],
     ),
+    Invalid(
+        "shorthand-socket-path-too-long",
+        "the shorthand's mount is named at spec.stateProxy, the field the user wrote",
+        actor(stateProxy={"backend": "redis", "url": "redis://r:6379/0"}),
+        [
+            f"spec.stateProxy.name: the socket path {'/' + 'd' * 101}/state.sock is longer than "
+            "107 bytes; shorten the name or input.socketDir"
+        ],
+        function_input={"socketDir": "/" + "d" * 101},
+    ),
     # -- pod identity and sizes
     Invalid(
         "service-account-name",
