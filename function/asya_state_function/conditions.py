@@ -1,10 +1,10 @@
 """What the function tells users: the StateProxyReady condition and warnings.
 
 Owns: the XR condition ``StateProxyReady`` (its status, reason and message
-from the observed Deployment), whether the composed Deployment is ready,
-and the warnings about risky but valid choices (last-writer-wins with
-several replicas, passthrough into a compare-and-swap connector, the memory
-connector).
+from the observed Deployment's rollout and sidecars), and the warnings
+about risky but valid choices (last-writer-wins with several replicas,
+passthrough into a compare-and-swap connector, the memory connector, a
+connector image that is not from the catalog).
 
 Must not: block composition: nothing here turns a valid spec into an error.
 """
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .builders import sidecar_name, write_mode
-from .catalog import CONNECTORS, Consistency, connector_for_image
+from .catalog import CONNECTORS, IMAGE_PREFIX, Consistency, connector_for_image
 from .models import ActorSpec, FunctionInput, StateProxyEntry
+from .readiness import rollout
+from .sidecars import from_catalog, sidecar_name, write_mode
 
 CONDITION_TYPE = "StateProxyReady"
 
@@ -38,37 +39,46 @@ def connector_name(entry: StateProxyEntry) -> str | None:
     return connector_for_image(entry.connector.image or "")
 
 
-def warnings(spec: ActorSpec, settings: FunctionInput, replicas: int) -> list[str]:
-    """Risky choices in ``spec``, each message starting with its field path."""
+def warnings(
+    spec: ActorSpec, settings: FunctionInput, replicas: int, *, shorthand: bool = False
+) -> list[str]:
+    """Risky choices in ``spec``, each message starting with the field path the user wrote."""
     found: list[str] = []
     for index, entry in enumerate(spec.state_proxy):
-        at = f"spec.stateProxy[{index}]"
+        where = "spec.stateProxy" if shorthand else f"spec.stateProxy[{index}]"
+        # The shorthand chooses its connector through consistency.
+        chosen_by = f"{where}.consistency" if shorthand else f"{where}.connector"
+        if not from_catalog(entry, settings):
+            registry = settings.catalog.registry
+            found.append(
+                f"{where}.connector.image: {entry.connector.image} is not from the connector "
+                f"catalog ({registry}/{IMAGE_PREFIX}<name> or input.catalog.images): the "
+                "runtime speaks this project's protocol, which other connector images may not, "
+                "and the sidecar gets no startup hook or probes; use connector.type, or add the "
+                "image to input.catalog.images"
+            )
         name = connector_name(entry)
         traits = CONNECTORS.get(name or "")
         if name is None or traits is None:
             continue
         if traits.ephemeral:
             found.append(
-                f"{at}.connector: {name} keeps state only while the sidecar runs; "
+                f"{chosen_by}: {name} keeps state only while the sidecar runs; "
                 "a restart or another pod starts empty"
             )
         elif traits.consistency is Consistency.LWW and replicas > 1:
             found.append(
-                f"{at}.connector: {name} is last-writer-wins and the actor runs {replicas} "
+                f"{chosen_by}: {name} is last-writer-wins and the actor runs {replicas} "
                 "replicas; concurrent writes to one key silently overwrite each other "
                 "(use a -cas connector when replicas share keys)"
             )
         if write_mode(entry, settings) == "passthrough" and traits.consistency is Consistency.CAS:
             found.append(
-                f"{at}.writeMode: passthrough into {name}, a compare-and-swap connector: "
+                f"{where}.writeMode: passthrough into {name}, a compare-and-swap connector: "
                 "a conflict surfaces only when the file is closed, after the whole body was "
                 "sent; prefer writeMode buffered for shared state"
             )
     return found
-
-
-def deployment_available(observed: dict[str, Any] | None) -> bool:
-    return _condition(observed, "Available") == "True"
 
 
 def state_proxy_status(
@@ -89,30 +99,16 @@ def state_proxy_status(
         return Status(
             "False", "RollingOut", f"Deployment {target!r} has no sidecar {', '.join(missing)} yet"
         )
-    status = observed.get("status") or {}
-    wanted = (observed.get("spec") or {}).get("replicas", 1)
-    if status.get("updatedReplicas", 0) < wanted:
-        return Status(
-            "False",
-            "RollingOut",
-            f"Deployment {target!r} has {status.get('updatedReplicas', 0)} of {wanted} pods "
-            "with the state sidecars",
+    state = rollout(observed)
+    if not state.complete:
+        reason = (
+            "Unavailable"
+            if state.reason in ("Unavailable", "ProgressDeadlineExceeded")
+            else "RollingOut"
         )
-    if not deployment_available(observed):
-        return Status(
-            "False", "Unavailable", f"Deployment {target!r} is not available; mounts: {mounts}"
-        )
+        return Status("False", reason, f"Deployment {target!r}: {state.message}; mounts: {mounts}")
     return Status("True", "Available", f"state mounts ready: {mounts}")
 
 
 def _describe(entries: Sequence[StateProxyEntry]) -> str:
     return ", ".join(f"{e.name} at {e.mount.path}" for e in entries)
-
-
-def _condition(resource: dict[str, Any] | None, kind: str) -> str | None:
-    if not resource:
-        return None
-    for condition in (resource.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return None

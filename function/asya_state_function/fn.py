@@ -1,10 +1,11 @@
 """The gRPC FunctionRunner: one RunFunction call, start to finish.
 
-Owns: the order of the steps (parse and check the input and the XR, choose
-between composing the Deployment and patching the one an earlier step
-composed, apply the state mounts, report warnings and StateProxyReady) and
-the guarantee that a call never raises: every problem becomes a fatal
-result Crossplane shows on the XR.
+Owns: the order of the steps (check the SDK, parse and check the input and
+the XR, turn the shorthand into its mount, find the Deployment an earlier
+step composed (as is, or wrapped in a provider-kubernetes Object) or
+compose one, apply the state mounts, report readiness, warnings and
+StateProxyReady) and the guarantee that a call never raises: every problem
+becomes a fatal result Crossplane shows on the XR.
 
 Must not: contain the rules or the builders themselves.
 """
@@ -19,8 +20,10 @@ from crossplane.function import logging, resource, response
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
-from . import builders, conditions, validation
+from . import builders, conditions, sdk, shorthand, validation, workload
+from .identity import identify
 from .models import ActorSpec, FunctionInput
+from .readiness import rollout
 from .structs import to_dict, to_struct
 
 
@@ -35,6 +38,10 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
     ) -> fnv1.RunFunctionResponse:
         log = self.log.bind(tag=req.meta.tag)
         rsp: fnv1.RunFunctionResponse = response.to(req)
+        problem = sdk.problem()
+        if problem is not None:
+            response.fatal(rsp, f"asya-state function: {problem}")
+            return rsp
         try:
             _compose(req, rsp)
         except Exception as exc:  # a bug must not crash the server or skip the response
@@ -53,43 +60,57 @@ def _compose(req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse) -> Non
         return
 
     xr = to_dict(req.observed.composite.resource)
+    spec, found, errors = validation.parse_spec(xr.get("spec") or {})
+    if spec is None:
+        _fail(rsp, "InvalidSpec", errors)
+        return
+    if found is not None:
+        errors = validation.shorthand_errors(found)
+        if errors:
+            _fail(rsp, "InvalidSpec", errors)
+            return
+        spec = spec.model_copy(update={"state_proxy": [shorthand.entry(found)]})
+
     target = settings.deployment_resource_name
     composes = target not in req.desired.resources
-    spec, errors = validation.parse(ActorSpec, xr.get("spec") or {}, "spec")
-    if spec is not None:
-        xr_name = str((xr.get("metadata") or {}).get("name", ""))
-        errors.extend(
-            validation.validate_actor(xr_name, spec, settings, composes_deployment=composes)
-        )
-    if spec is None or errors:
+    identity = identify(xr, spec)
+    errors = validation.validate_actor(
+        identity, spec, settings, composes_deployment=composes, shorthand=found is not None
+    )
+    if errors:
         _fail(rsp, "InvalidSpec", errors)
         return
 
-    deployment = (
-        builders.minimal_deployment(xr, spec, settings)
+    composed = (
+        builders.minimal_deployment(xr, spec, settings, identity)
         if composes
         else to_dict(req.desired.resources[target].resource)
     )
     try:
-        patched = builders.apply(deployment, spec, settings)
-    except builders.PatchError as exc:
+        located = workload.desired(composed)
+        patched = builders.apply(located, spec, settings, identity)
+    except (workload.NotADeployment, builders.PatchError) as exc:
         _fail(rsp, "CannotPatch", [f"desired resource {target!r}: {exc}"])
         return
-    rsp.desired.resources[target].resource.CopyFrom(to_struct(patched))
+    rsp.desired.resources[target].resource.CopyFrom(
+        to_struct(workload.put_back(composed, located, patched))
+    )
 
-    observed = (
+    observed = workload.observed(
         to_dict(req.observed.resources[target].resource)
         if target in req.observed.resources
         else None
     )
-    if composes:
-        # Readiness of resources the function composes is the function's to report.
-        available = conditions.deployment_available(observed)
-        rsp.desired.resources[target].ready = fnv1.READY_TRUE if available else fnv1.READY_FALSE
-
-    for warning in conditions.warnings(spec, settings, _replicas(spec, patched)):
-        response.warning(rsp, warning)
     status = conditions.state_proxy_status(spec, observed, settings)
+    if composes:
+        # Readiness of resources the function composes is the function's to report:
+        # rolled out, and (with mounts) on the template that has the sidecars.
+        done = rollout(observed).complete and status.status == "True"
+        rsp.desired.resources[target].ready = fnv1.READY_TRUE if done else fnv1.READY_FALSE
+
+    replicas = _replicas(spec, patched)
+    for warning in conditions.warnings(spec, settings, replicas, shorthand=found is not None):
+        response.warning(rsp, warning)
     _set_condition(rsp, status)
 
 

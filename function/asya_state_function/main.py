@@ -1,8 +1,8 @@
 """Serve the function over gRPC: ``python -m asya_state_function``.
 
 Owns: the command line (listen address, mTLS certificate directory,
-``--insecure`` for local runs, log level) and handing the FunctionRunner to
-the SDK's server.
+``--insecure`` for local runs, log level), refusing to start on an SDK
+older than the floor, and handing the FunctionRunner to the SDK's server.
 
 Must not: contain composition logic.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from crossplane.function import logging, runtime
 
+from . import sdk
 from .fn import FunctionRunner
 
 
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = sdk.problem()
+    if problem is not None:
+        print(f"asya_state_function: {problem}", file=sys.stderr)
+        return 2
     if not args.insecure and not args.tls_certs_dir:
         print(
             "asya_state_function: pass --tls-certs-dir (or set TLS_SERVER_CERTS_DIR) or --insecure",

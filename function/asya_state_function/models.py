@@ -1,8 +1,10 @@
 """Typed models of the function's two inputs: ``AsyncActor.spec`` and the function ``Input``.
 
-Owns: the shape of ``spec.stateProxy[]`` (names and types exactly as users
-write them in YAML, camelCase on the wire) and of the ``Input`` object a
-Composition passes to the function, with every default of that input.
+Owns: the shape of ``spec.stateProxy`` (the list of mounts, and the
+one-mount shorthand ``{backend, bucket, consistency}``; names and types
+exactly as users write them in YAML, camelCase on the wire) and of the
+``Input`` object a Composition passes to the function, with every default
+of that input.
 
 Must not: check cross-field rules (uniqueness, nesting, known connector
 names: see ``validation``) or build Kubernetes objects (see ``builders``).
@@ -37,13 +39,17 @@ Quantity = Annotated[int | str, BeforeValidator(_quantity)]
 
 DEFAULT_SOCKET_DIR = "/var/run/asya/state"
 DEFAULT_LIBRARY_DIR = "/opt/asya/state-runtime"
-DEFAULT_LIBRARY_CONFIGMAP = "asya-state-runtime"
 DEFAULT_RUNTIME_CONTAINER = "asya-runtime"
 DEFAULT_DEPLOYMENT_RESOURCE = "deployment"
 DEFAULT_CONNECTOR_RESOURCES: dict[str, dict[str, int | str]] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
 }
+# Buffered writes spill to the sidecar's /tmp above 4 MiB; this caps that
+# emptyDir so one runaway upload cannot fill the node's disk.
+DEFAULT_SPILL_SIZE_LIMIT = "1Gi"
+DEFAULT_LIVENESS_PERIOD = 30
+DEFAULT_STARTUP_TIMEOUT = 120
 
 
 class _Wire(BaseModel):
@@ -118,6 +124,7 @@ class Connector(_Wire):
     resources: Resources | None = None
     volume: ConnectorVolume | None = None
     metrics_port: int | None = None
+    spill_size_limit: Quantity | None = None
 
 
 class Mount(_Wire):
@@ -131,8 +138,34 @@ class StateProxyEntry(_Wire):
     connector: Connector
 
 
+Backend = Literal["s3", "gcs", "redis", "nats-kv"]
+ShorthandConsistency = Literal["lww", "cas"]
+
+
+class StateProxyShorthand(_Wire):
+    """``stateProxy: {backend: s3, bucket: ..., consistency: lww}``: one mount at ``/state``."""
+
+    backend: Backend
+    bucket: str | None = None
+    url: str | None = None
+    consistency: ShorthandConsistency | None = None
+    write_mode: WriteMode | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
+    resources: Resources | None = None
+    spill_size_limit: Quantity | None = None
+
+
+class LocalObjectReference(_Wire):
+    name: str
+
+
 class ActorSpec(_Wire):
-    """The fields of ``AsyncActor.spec`` the function reads; other fields pass through."""
+    """The fields of ``AsyncActor.spec`` the function reads; other fields pass through.
+
+    ``state_proxy`` is the list form; ``validation.parse_spec`` reads the
+    shorthand separately and ``shorthand.entry`` turns it into one entry.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -140,12 +173,26 @@ class ActorSpec(_Wire):
     handler: str | None = None
     replicas: int | None = None
     actor: str | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     state_proxy: list[StateProxyEntry] = Field(default_factory=list)
 
 
 class RuntimeLibrary(_Wire):
-    config_map_name: str = DEFAULT_LIBRARY_CONFIGMAP
+    # Empty means the catalog's <registry>/asya-state-proxy-runtime:<tag>.
+    image: str | None = None
     mount_path: str = DEFAULT_LIBRARY_DIR
+
+
+class Probes(_Wire):
+    """How the connector sidecars are checked; a backend outage is not a pod failure by default."""
+
+    # Seconds the postStart hook waits for the socket before the container restarts.
+    startup_timeout_seconds: int = DEFAULT_STARTUP_TIMEOUT
+    # 0 turns the liveness probe off.
+    liveness_period_seconds: int = DEFAULT_LIVENESS_PERIOD
+    # "backend" marks a pod unready while its backend does not answer.
+    readiness: Literal["none", "backend"] = "none"
 
 
 class Catalog(_Wire):
@@ -157,6 +204,7 @@ class Catalog(_Wire):
 class Defaults(_Wire):
     write_mode: WriteMode = "buffered"
     connector_resources: Resources = Resources.model_validate(DEFAULT_CONNECTOR_RESOURCES)
+    spill_size_limit: Quantity = DEFAULT_SPILL_SIZE_LIMIT
 
 
 class FunctionInput(_Wire):
@@ -171,3 +219,6 @@ class FunctionInput(_Wire):
     runtime_library: RuntimeLibrary = RuntimeLibrary()
     catalog: Catalog = Field(default_factory=Catalog)
     defaults: Defaults = Defaults()
+    probes: Probes = Probes()
+    # Pull secrets for the connector and runtime-library images, added to every actor pod.
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)

@@ -1,9 +1,11 @@
 """Validation of the actor spec and the function input, every error with its field path.
 
-Owns: turning model parse errors into ``spec.stateProxy[1].mount.path: ...``
-messages, and the rules a type cannot express: unique DNS-label names,
-normalized absolute mount paths that neither repeat nor nest nor cover the
-function's own directories, one connector source per entry, well-formed env.
+Owns: reading ``spec.stateProxy`` as a list or as the shorthand, turning
+model parse errors into ``spec.stateProxy[1].mount.path: ...`` messages,
+and the rules a type cannot express: unique DNS-label names, normalized
+absolute mount paths that neither repeat nor nest nor cover the function's
+own directories, one connector source per entry, well-formed env, what each
+shorthand backend needs.
 
 Must not: raise for bad input (errors are returned, the caller reports
 them) or build Kubernetes objects.
@@ -19,8 +21,18 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from . import shorthand as short
 from .catalog import CONNECTORS
-from .models import ActorSpec, EnvFromSource, EnvVar, FunctionInput, StateProxyEntry
+from .identity import Identity
+from .models import (
+    ActorSpec,
+    EnvFromSource,
+    EnvVar,
+    FunctionInput,
+    LocalObjectReference,
+    StateProxyEntry,
+    StateProxyShorthand,
+)
 
 INPUT_API_VERSION = "stateproxy.fn.asya.sh/v1beta1"
 INPUT_KIND = "Input"
@@ -34,6 +46,8 @@ METRICS_PORT_ENV = "METRICS_PORT"
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 RESERVED_ENV = "CONNECTOR_SOCKET"
+PREFIX_ENV = "STATE_PREFIX"
+MAX_PROBE_SECONDS = 3600
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -86,6 +100,35 @@ def parse(model: type[M], data: Any, prefix: str) -> tuple[M | None, list[FieldE
         return None, errors
 
 
+def parse_spec(
+    raw: Any,
+) -> tuple[ActorSpec | None, StateProxyShorthand | None, list[FieldError]]:
+    """``spec`` with ``stateProxy`` as a list of mounts, or as the one-mount shorthand."""
+    if not isinstance(raw, dict):
+        invalid, problems = parse(ActorSpec, raw, "spec")
+        return invalid, None, problems
+    state_proxy = raw.get("stateProxy")
+    found: StateProxyShorthand | None = None
+    errors: list[FieldError] = []
+    if isinstance(state_proxy, dict):
+        found, errors = parse(StateProxyShorthand, state_proxy, "spec.stateProxy")
+        raw = {key: value for key, value in raw.items() if key != "stateProxy"}
+    elif state_proxy is not None and not isinstance(state_proxy, list):
+        errors.append(
+            FieldError(
+                "spec.stateProxy",
+                "must be a list of mounts or the shorthand {backend, bucket, consistency}, "
+                f"got {state_proxy!r}",
+            )
+        )
+        raw = {key: value for key, value in raw.items() if key != "stateProxy"}
+    spec, spec_errors = parse(ActorSpec, raw, "spec")
+    errors.extend(spec_errors)
+    if errors:
+        return None, None, errors
+    return spec, found, []
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
@@ -125,12 +168,26 @@ def validate_input(settings: FunctionInput) -> list[FieldError]:
         problem = _path_problem(value)
         if problem:
             errors.append(FieldError(path, problem))
-    name = settings.runtime_library.config_map_name
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+    image = settings.runtime_library.image
+    if image is not None and not _IMAGE.match(image):
+        errors.append(
+            FieldError("input.runtimeLibrary.image", f"must be an image reference, got {image!r}")
+        )
+    errors.extend(_pull_secret_errors("input.imagePullSecrets", settings.image_pull_secrets))
+    probes = settings.probes
+    if not 1 <= probes.startup_timeout_seconds <= MAX_PROBE_SECONDS:
         errors.append(
             FieldError(
-                "input.runtimeLibrary.configMapName",
-                f"must be a DNS-1123 subdomain (a ConfigMap name), got {name!r}",
+                "input.probes.startupTimeoutSeconds",
+                f"must be from 1 to {MAX_PROBE_SECONDS}, got {probes.startup_timeout_seconds}",
+            )
+        )
+    if not 0 <= probes.liveness_period_seconds <= MAX_PROBE_SECONDS:
+        errors.append(
+            FieldError(
+                "input.probes.livenessPeriodSeconds",
+                f"must be from 0 (no liveness probe) to {MAX_PROBE_SECONDS}, "
+                f"got {probes.liveness_period_seconds}",
             )
         )
     catalog = settings.catalog
@@ -152,22 +209,118 @@ def validate_input(settings: FunctionInput) -> list[FieldError]:
     return errors
 
 
+def _pull_secret_errors(at: str, secrets: Sequence[LocalObjectReference]) -> list[FieldError]:
+    return [
+        FieldError(f"{at}[{index}].name", f"must be a Secret name, got {secret.name!r}")
+        for index, secret in enumerate(secrets)
+        if len(secret.name) > 253 or not _DNS_SUBDOMAIN.match(secret.name)
+    ]
+
+
+def shorthand_errors(found: StateProxyShorthand) -> list[FieldError]:
+    """What the shorthand's backend needs and allows, at ``spec.stateProxy.*``."""
+    at, backend = "spec.stateProxy", found.backend
+    errors: list[FieldError] = []
+    allowed = short.CONSISTENCIES[backend]
+    if found.consistency is not None and found.consistency not in allowed:
+        errors.append(
+            FieldError(
+                f"{at}.consistency",
+                f"backend {backend} offers only {' or '.join(allowed)}, got {found.consistency!r}",
+            )
+        )
+    env_names = {var.name for var in found.env}
+    for field, value, names in (
+        ("bucket", found.bucket, short.BUCKET_ENV),
+        ("url", found.url, short.URL_ENV),
+    ):
+        variable = names.get(backend)
+        if value is not None and variable is None:
+            errors.append(FieldError(f"{at}.{field}", f"backend {backend} takes no {field}"))
+        elif value is not None and not value.strip():
+            errors.append(FieldError(f"{at}.{field}", "must not be empty"))
+        elif (
+            short.REQUIRED[backend] == field
+            and value is None
+            and variable not in env_names
+            and not found.env_from
+        ):
+            errors.append(
+                FieldError(
+                    f"{at}.{field}",
+                    f"required for backend {backend} (it sets {variable}), unless env or "
+                    f"envFrom provides {variable}",
+                )
+            )
+    derived = {
+        names[backend]: field
+        for field, value, names in (
+            ("bucket", found.bucket, short.BUCKET_ENV),
+            ("url", found.url, short.URL_ENV),
+        )
+        if value is not None and backend in names
+    }
+    for index, var in enumerate(found.env):
+        if var.name in derived:
+            errors.append(
+                FieldError(
+                    f"{at}.env[{index}].name",
+                    f"{var.name} is set by {at}.{derived[var.name]}; set it in one place",
+                )
+            )
+    errors.extend(_env_errors(f"{at}.env", found.env))
+    errors.extend(_env_from_errors(f"{at}.envFrom", found.env_from))
+    return errors
+
+
 def validate_actor(
-    xr_name: str, spec: ActorSpec, settings: FunctionInput, *, composes_deployment: bool
+    identity: Identity,
+    spec: ActorSpec,
+    settings: FunctionInput,
+    *,
+    composes_deployment: bool,
+    shorthand: bool = False,
 ) -> list[FieldError]:
-    """Rules of ``spec`` beyond its types; ``composes_deployment`` when no earlier step did."""
+    """Rules of ``spec`` beyond its types; ``composes_deployment`` when no earlier step did.
+
+    ``shorthand`` when ``spec.state_proxy`` is the one entry the shorthand stands for.
+    """
     errors: list[FieldError] = []
     if composes_deployment:
-        errors.extend(_deployment_source_errors(xr_name, spec, settings))
+        errors.extend(_deployment_source_errors(identity, spec, settings))
     elif spec.handler is not None and not _HANDLER.match(spec.handler):
         errors.append(FieldError("spec.handler", _bad_handler(spec.handler)))
+    if spec.actor is not None and (len(spec.actor) > 63 or not _LABEL_VALUE.match(spec.actor)):
+        errors.append(
+            FieldError(
+                "spec.actor",
+                f"must be a valid label value of at most 63 characters, got {spec.actor!r}",
+            )
+        )
     if spec.replicas is not None and spec.replicas < 0:
         errors.append(FieldError("spec.replicas", f"must be 0 or more, got {spec.replicas}"))
+    account = spec.service_account_name
+    if account is not None and (len(account) > 253 or not _DNS_SUBDOMAIN.match(account)):
+        errors.append(
+            FieldError("spec.serviceAccountName", f"must be a ServiceAccount name, got {account!r}")
+        )
+    errors.extend(_pull_secret_errors("spec.imagePullSecrets", spec.image_pull_secrets))
+    needs_prefix = any(
+        all(var.name != PREFIX_ENV for var in entry.connector.env) for entry in spec.state_proxy
+    )
+    if needs_prefix and not identity.actor:
+        errors.append(
+            FieldError(
+                "spec.actor",
+                f"required (or metadata.name): {PREFIX_ENV} defaults to <namespace>/<actor>/",
+            )
+        )
     seen_names: dict[str, int] = {}
     seen_paths: dict[str, int] = {}
     seen_ports: dict[int, int] = {}
     for index, entry in enumerate(spec.state_proxy):
-        at = f"spec.stateProxy[{index}]"
+        # The shorthand's one mount is reported at the field the user wrote.
+        at = "spec.stateProxy" if shorthand else f"spec.stateProxy[{index}]"
         errors.extend(_name_errors(at, entry, seen_names, settings))
         errors.extend(_path_errors(at, entry, seen_paths, spec.state_proxy, settings))
         errors.extend(_connector_errors(f"{at}.connector", entry, settings))
@@ -196,14 +349,14 @@ def _metrics_port_errors(
 
 
 def _deployment_source_errors(
-    xr_name: str, spec: ActorSpec, settings: FunctionInput
+    identity: Identity, spec: ActorSpec, settings: FunctionInput
 ) -> list[FieldError]:
     errors: list[FieldError] = []
     why = (
         f"no earlier pipeline step composed the Deployment "
         f"{settings.deployment_resource_name!r}, so the function composes it from the spec"
     )
-    if not xr_name:
+    if not identity.xr_name:
         errors.append(FieldError("metadata.name", f"required: {why}"))
     if not spec.image or not _IMAGE.match(spec.image):
         errors.append(FieldError("spec.image", f"required: {why}"))
@@ -211,11 +364,15 @@ def _deployment_source_errors(
         errors.append(FieldError("spec.handler", f"required: {why}"))
     elif not _HANDLER.match(spec.handler):
         errors.append(FieldError("spec.handler", _bad_handler(spec.handler)))
-    label_path, label = ("spec.actor", spec.actor) if spec.actor else ("metadata.name", xr_name)
-    if len(label) > 63 or not _LABEL_VALUE.match(label):
+    if (
+        not spec.actor
+        and identity.actor
+        and (len(identity.actor) > 63 or not _LABEL_VALUE.match(identity.actor))
+    ):
         errors.append(
             FieldError(
-                label_path, f"must be a valid label value of at most 63 characters, got {label!r}"
+                "metadata.name",
+                f"must be a valid label value of at most 63 characters, got {identity.actor!r}",
             )
         )
     return errors

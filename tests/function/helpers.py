@@ -50,6 +50,22 @@ def actor(*entries: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return xr(base)
 
 
+def wrapped(manifest: dict[str, Any], **status: Any) -> dict[str, Any]:
+    """A provider-kubernetes Object around ``manifest``; ``status`` as the provider reports it."""
+    body: dict[str, Any] = {
+        "apiVersion": "kubernetes.crossplane.io/v1alpha2",
+        "kind": "Object",
+        "spec": {
+            "watch": True,
+            "forProvider": {"manifest": manifest},
+            "providerConfigRef": {"name": "kubernetes-provider"},
+        },
+    }
+    if status:
+        body["status"] = status
+    return body
+
+
 def deployment(*containers: dict[str, Any], **pod: Any) -> dict[str, Any]:
     """A Deployment as an earlier pipeline step would compose it."""
     return {
@@ -100,7 +116,12 @@ class Outcome:
 
     @property
     def deployment(self) -> dict[str, Any]:
-        return self.resources["deployment"]
+        """The composed Deployment, unwrapped from a provider-kubernetes Object."""
+        composed = self.resources["deployment"]
+        if composed.get("kind") == "Object":
+            manifest: dict[str, Any] = composed["spec"]["forProvider"]["manifest"]
+            return manifest
+        return composed
 
     @property
     def pod(self) -> dict[str, Any]:
@@ -112,6 +133,9 @@ class Outcome:
 
     def sidecar(self, name: str) -> dict[str, Any]:
         return next(c for c in self.pod["initContainers"] if c["name"] == f"asya-state-{name}")
+
+    def volume(self, name: str) -> dict[str, Any]:
+        return next(v for v in self.pod["volumes"] if v["name"] == name)
 
     def env(self, container: dict[str, Any]) -> dict[str, Any]:
         return {

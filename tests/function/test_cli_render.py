@@ -12,6 +12,7 @@ import yaml
 
 from asya_state_cli.main import main
 
+from . import seeds
 from .helpers import EXAMPLES, PACKAGE, TAG, actor, deployment, mount
 
 COMPOSITION = PACKAGE / "configuration" / "composition.yaml"
@@ -57,8 +58,51 @@ def test_prints_the_composed_deployment_as_yaml() -> None:
     assert rendered["metadata"]["annotations"] == {
         "crossplane.io/composition-resource-name": "deployment"
     }
-    sidecars = rendered["spec"]["template"]["spec"]["initContainers"]
-    assert [c["name"] for c in sidecars] == ["asya-state-weights", "asya-state-cache"]
+    init = rendered["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init] == [
+        "asya-state-runtime-library",
+        "asya-state-weights",
+        "asya-state-cache",
+    ]
+
+
+def test_renders_the_virtual_actors_seed_verbatim_in_the_default_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "actor.yaml"
+    path.write_text(seeds.VIRTUAL_ACTORS)
+    status, documents, err = _render(capsys, str(path))
+    assert status == 0, err
+    assert err == ""
+    (deployment_,) = documents
+    assert deployment_["metadata"]["namespace"] == "default", "as kubectl apply would place it"
+    (copier, sidecar) = deployment_["spec"]["template"]["spec"]["initContainers"]
+    assert copier["name"] == "asya-state-runtime-library"
+    assert {"name": "STATE_PREFIX", "value": "default/chat-agent/"} in sidecar["env"]
+
+
+def test_patches_upstreams_object_wrapped_deployment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    actor_path = tmp_path / "actor.yaml"
+    actor_path.write_text(seeds.STATE_PROXY_PAGE)
+    upstream = _write(
+        tmp_path / "upstream.yaml", seeds.upstream_deployment(seeds.load(seeds.STATE_PROXY_PAGE))
+    )
+    status, documents, err = _render(capsys, str(actor_path), "--desired-deployment", upstream)
+    assert status == 0, err
+    (composed,) = documents
+    assert composed["kind"] == "Object"
+    pod = composed["spec"]["forProvider"]["manifest"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == [
+        "asya-state-runtime-library",
+        "asya-state-weights",
+    ]
+    assert err.startswith(
+        "warning: spec.stateProxy[0].connector.image: "
+        "ghcr.io/deliveryhero/asya-state-proxy-s3-buffered-lww:v1.0.0 is not from the connector "
+        "catalog"
+    )
 
 
 def test_reads_the_input_from_a_composition(
@@ -77,8 +121,9 @@ def test_reads_the_input_from_a_composition(
         capsys, str(EXAMPLES / "redis" / "actor.yaml"), "--composition", source
     )
     assert status == 0
-    (sidecar,) = documents[0]["spec"]["template"]["spec"]["initContainers"]
+    (copier, sidecar) = documents[0]["spec"]["template"]["spec"]["initContainers"]
     assert sidecar["image"] == "mirror.example.com/asya/asya-state-proxy-redis-buffered-cas:7.0.0"
+    assert copier["image"] == "mirror.example.com/asya/asya-state-proxy-runtime:7.0.0"
 
 
 def test_the_packaged_composition_renders_like_the_defaults(
@@ -90,8 +135,8 @@ def test_the_packaged_composition_renders_like_the_defaults(
     status, with_defaults, _ = _render(capsys, actor_path)
     assert status == 0
     assert with_composition == with_defaults
-    image = with_defaults[0]["spec"]["template"]["spec"]["initContainers"][0]["image"]
-    assert image == f"asya/asya-state-proxy-nats-kv-buffered-cas:{TAG}"
+    image = with_defaults[0]["spec"]["template"]["spec"]["initContainers"][1]["image"]
+    assert image == f"docker.io/asya/asya-state-proxy-nats-kv-buffered-cas:{TAG}"
 
 
 def test_patches_a_given_deployment_and_reports_warnings(
@@ -136,7 +181,8 @@ def test_patches_a_given_deployment_and_reports_warnings(
                 "--composition",
                 str(EXAMPLES / "s3" / "actor.yaml"),
             ],
-            f"asya-state render: {EXAMPLES / 's3' / 'actor.yaml'}: no Composition for asya.sh/v1alpha1 AsyncActor",
+            f"asya-state render: {EXAMPLES / 's3' / 'actor.yaml'}: no Composition for "
+            "asya.sh/v1alpha1 AsyncActor",
         ),
     ],
     ids=["missing-file", "not-an-actor", "no-composition"],

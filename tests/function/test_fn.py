@@ -8,6 +8,7 @@ import pytest
 from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
+from . import seeds
 from .cases import CACHE, CASES, EARLIER, SERVICE, Case
 from .helpers import actor, assert_valid_kubernetes, mount, request, run
 
@@ -27,6 +28,8 @@ async def test_run_function(case: Case) -> None:
     if case.check is not None:
         case.check(out)
     for name, composed in out.resources.items():
+        if composed.get("kind") == "Object":
+            composed = composed["spec"]["forProvider"]["manifest"]
         if composed.get("kind") == "Deployment":
             assert_valid_kubernetes(composed, f"{case.reason} ({name})")
 
@@ -37,6 +40,17 @@ IDEMPOTENCE = [
     ),
     pytest.param(
         request(actor(CACHE), desired={"deployment": EARLIER, "service": SERVICE}), id="patched"
+    ),
+    pytest.param(
+        request(
+            seeds.as_claimed(seeds.load(seeds.STATE_PROXY_PAGE)),
+            desired={"deployment": seeds.upstream_deployment(seeds.load(seeds.STATE_PROXY_PAGE))},
+        ),
+        id="upstream-object",
+    ),
+    pytest.param(
+        request(actor(stateProxy={"backend": "s3", "bucket": "b"})),
+        id="shorthand",
     ),
 ]
 
@@ -71,8 +85,11 @@ async def test_changed_entry_replaces_its_sidecar() -> None:
     )
     changed.desired.CopyFrom(first.response.desired)
     out = await run(changed)
-    assert [c["name"] for c in out.pod["initContainers"]] == ["asya-state-cache"]
-    assert out.sidecar("cache")["env"][-1] == {"name": "A", "value": "1"}
+    assert [c["name"] for c in out.pod["initContainers"]] == [
+        "asya-state-runtime-library",
+        "asya-state-cache",
+    ]
+    assert out.sidecar("cache")["env"][-2] == {"name": "A", "value": "1"}
 
 
 async def test_never_raises_on_a_malformed_composite() -> None:

@@ -71,10 +71,139 @@ INVALID = [
     ),
     # -- shapes and types
     Invalid(
-        "stateproxy-not-a-list",
-        "the shorthand object form is not the API; the error says a list is expected",
-        actor(stateProxy={"backend": "s3"}),
-        ["spec.stateProxy: must be a list, got {'backend': 's3'}"],
+        "stateproxy-scalar",
+        "stateProxy is a list of mounts or the shorthand object; the error names both",
+        actor(stateProxy="s3"),
+        [
+            "spec.stateProxy: must be a list of mounts or the shorthand {backend, bucket, "
+            "consistency}, got 's3'"
+        ],
+    ),
+    # -- the shorthand
+    Invalid(
+        "shorthand-bucket-missing",
+        "an S3 mount needs its bucket, here or in env",
+        actor(stateProxy={"backend": "s3", "consistency": "lww"}),
+        [
+            "spec.stateProxy.bucket: required for backend s3 (it sets STATE_BUCKET), unless env "
+            "or envFrom provides STATE_BUCKET"
+        ],
+    ),
+    Invalid(
+        "shorthand-url-missing",
+        "a Redis mount needs the server's URL",
+        actor(stateProxy={"backend": "redis"}),
+        [
+            "spec.stateProxy.url: required for backend redis (it sets REDIS_URL), unless env or "
+            "envFrom provides REDIS_URL"
+        ],
+    ),
+    Invalid(
+        "shorthand-unknown-backend",
+        "the backends are the four of the Virtual Actors page",
+        actor(stateProxy={"backend": "dynamodb", "bucket": "b"}),
+        ["spec.stateProxy.backend: must be 's3', 'gcs', 'redis' or 'nats-kv', got 'dynamodb'"],
+    ),
+    Invalid(
+        "shorthand-redis-lww",
+        "Redis and NATS KV connectors are compare-and-swap only",
+        actor(stateProxy={"backend": "redis", "url": "redis://r:6379/0", "consistency": "lww"}),
+        ["spec.stateProxy.consistency: backend redis offers only cas, got 'lww'"],
+    ),
+    Invalid(
+        "shorthand-consistency-unknown",
+        "consistency is lww or cas",
+        actor(stateProxy={"backend": "s3", "bucket": "b", "consistency": "strong"}),
+        ["spec.stateProxy.consistency: must be 'lww' or 'cas', got 'strong'"],
+    ),
+    Invalid(
+        "shorthand-bucket-on-redis",
+        "a field the backend does not use is refused, not ignored",
+        actor(stateProxy={"backend": "redis", "url": "redis://r:6379/0", "bucket": "b"}),
+        ["spec.stateProxy.bucket: backend redis takes no bucket"],
+    ),
+    Invalid(
+        "shorthand-url-on-gcs",
+        "GCS takes no URL; an emulator is set with STORAGE_EMULATOR_HOST in env",
+        actor(stateProxy={"backend": "gcs", "bucket": "b", "url": "http://gcs:4443"}),
+        ["spec.stateProxy.url: backend gcs takes no url"],
+    ),
+    Invalid(
+        "shorthand-empty-bucket",
+        "an empty bucket name cannot work",
+        actor(stateProxy={"backend": "s3", "bucket": " "}),
+        ["spec.stateProxy.bucket: must not be empty"],
+    ),
+    Invalid(
+        "shorthand-env-conflicts-with-bucket",
+        "one variable set in two places is ambiguous",
+        actor(
+            stateProxy={
+                "backend": "s3",
+                "bucket": "b",
+                "env": [{"name": "STATE_BUCKET", "value": "c"}],
+            }
+        ),
+        [
+            "spec.stateProxy.env[0].name: STATE_BUCKET is set by spec.stateProxy.bucket; set it in one place"
+        ],
+    ),
+    Invalid(
+        "shorthand-typo",
+        "a misspelt shorthand field is named",
+        actor(stateProxy={"backend": "s3", "bucket": "b", "consistancy": "lww"}),
+        ["spec.stateProxy.consistancy: unknown field"],
+    ),
+    Invalid(
+        "shorthand-env-reserved",
+        "the shorthand's env follows the list form's rules",
+        actor(
+            stateProxy={
+                "backend": "s3",
+                "bucket": "b",
+                "env": [{"name": "CONNECTOR_SOCKET", "value": "/x"}],
+            }
+        ),
+        [
+            "spec.stateProxy.env[0].name: CONNECTOR_SOCKET is set by the function (the mount's "
+            "socket); remove it"
+        ],
+    ),
+    Invalid(
+        "shorthand-socket-path-too-long",
+        "the shorthand's mount is named at spec.stateProxy, the field the user wrote",
+        actor(stateProxy={"backend": "redis", "url": "redis://r:6379/0"}),
+        [
+            f"spec.stateProxy.name: the socket path {'/' + 'd' * 101}/state.sock is longer than "
+            "107 bytes; shorten the name or input.socketDir"
+        ],
+        function_input={"socketDir": "/" + "d" * 101},
+    ),
+    # -- pod identity and sizes
+    Invalid(
+        "service-account-name",
+        "a ServiceAccount name is a DNS subdomain",
+        actor(serviceAccountName="Agent_S3"),
+        ["spec.serviceAccountName: must be a ServiceAccount name, got 'Agent_S3'"],
+    ),
+    Invalid(
+        "pull-secret-name",
+        "a pull secret is named like any Secret",
+        actor(imagePullSecrets=[{"name": "Bad Name"}]),
+        ["spec.imagePullSecrets[0].name: must be a Secret name, got 'Bad Name'"],
+    ),
+    Invalid(
+        "spill-size-limit",
+        "the spill limit is a quantity",
+        connector(spillSizeLimit="1GB"),
+        [f"{C0}.spillSizeLimit: must be a quantity like 100m, 64Mi or 1, got '1GB'"],
+    ),
+    Invalid(
+        "actor-not-label-when-patching",
+        "the actor name ends up in the key prefix and labels whichever step composes the Deployment",
+        actor(actor="a/b"),
+        ["spec.actor: must be a valid label value of at most 63 characters, got 'a/b'"],
+        earlier_deployment=True,
     ),
     Invalid(
         "name-missing",
@@ -452,14 +581,53 @@ INVALID = [
         function_input={"runtimeContainerName": "Runtime"},
     ),
     Invalid(
-        "input-configmap-name",
-        "the library ConfigMap name is a DNS subdomain",
+        "input-configmap-name-is-gone",
+        "the library travels in an image now; an old input that names a ConfigMap is told so",
         actor(),
-        [
-            "input.runtimeLibrary.configMapName: must be a DNS-1123 subdomain (a ConfigMap name), "
-            "got 'Hooks'"
-        ],
-        function_input={"runtimeLibrary": {"configMapName": "Hooks"}},
+        ["input.runtimeLibrary.configMapName: unknown field"],
+        function_input={"runtimeLibrary": {"configMapName": "hooks"}},
+    ),
+    Invalid(
+        "input-runtime-library-image",
+        "the library image is an image reference",
+        actor(),
+        ["input.runtimeLibrary.image: must be an image reference, got 'my image'"],
+        function_input={"runtimeLibrary": {"image": "my image"}},
+    ),
+    Invalid(
+        "input-startup-timeout",
+        "a hook that gives up at once would restart every sidecar forever",
+        actor(),
+        ["input.probes.startupTimeoutSeconds: must be from 1 to 3600, got 0"],
+        function_input={"probes": {"startupTimeoutSeconds": 0}},
+    ),
+    Invalid(
+        "input-liveness-period",
+        "a negative period is a mistake; 0 turns the probe off",
+        actor(),
+        ["input.probes.livenessPeriodSeconds: must be from 0 (no liveness probe) to 3600, got -1"],
+        function_input={"probes": {"livenessPeriodSeconds": -1}},
+    ),
+    Invalid(
+        "input-readiness",
+        "readiness checks nothing beyond the hook, or the backend",
+        actor(),
+        ["input.probes.readiness: must be 'none' or 'backend', got 'socket'"],
+        function_input={"probes": {"readiness": "socket"}},
+    ),
+    Invalid(
+        "input-pull-secret",
+        "the platform's pull secrets are Secret names",
+        actor(),
+        ["input.imagePullSecrets[0].name: must be a Secret name, got 'A'"],
+        function_input={"imagePullSecrets": [{"name": "A"}]},
+    ),
+    Invalid(
+        "input-spill-size-limit",
+        "the default spill limit is a quantity",
+        actor(),
+        ["input.defaults.spillSizeLimit: must be a quantity like 100m, 64Mi or 1, got 'big'"],
+        function_input={"defaults": {"spillSizeLimit": "big"}},
     ),
     Invalid(
         "input-library-path",

@@ -20,7 +20,6 @@ from kubernetes_validate import utils as kube_validate
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "helm" / "asya-state-proxy"
 CI_VALUES = sorted((ROOT / "helm" / "ci").glob("*-values.yaml"))
-RUNTIME_DIR = ROOT / "runtime"
 PACKAGE_DIR = ROOT / "package"
 PACKAGE_XRD = PACKAGE_DIR / "configuration" / "definition.yaml"
 PACKAGE_COMPOSITION = PACKAGE_DIR / "configuration" / "composition.yaml"
@@ -92,10 +91,3 @@ def only(manifests: list[Manifest], kind: str) -> Manifest:
 def notes(chart: helm.Chart, values: dict[str, Any] | None = None) -> str:
     rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     return next(text for template, text in rendered.items() if template.endswith("NOTES.txt"))
-
-
-def runtime_files() -> dict[str, bytes]:
-    """The runtime hook library as the ConfigMap must hold it: file name -> bytes."""
-    sources = [*sorted((RUNTIME_DIR / "asya_state_runtime").glob("*.py"))]
-    sources.append(RUNTIME_DIR / "sitecustomize.py")
-    return {path.name: path.read_bytes() for path in sources}

@@ -71,7 +71,6 @@ def test_function_names_the_package_and_its_runtime_config(scenario: Scenario) -
     function = only(scenario.manifests, "Function")
     spec = function.body["spec"]
     assert function.body["apiVersion"] == "pkg.crossplane.io/v1"
-    assert function.name == values["function"]["name"]
     assert spec["package"] == _expected_package(values)
     assert spec["packagePullPolicy"] == values["function"]["packagePullPolicy"]
     assert spec.get("packagePullSecrets", []) == values["function"]["packagePullSecrets"]

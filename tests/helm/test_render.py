@@ -3,7 +3,8 @@
 The chart's whole output (as ``helm template`` prints it) is the Composition
 file: with default values every example AsyncActor must compose the same pod
 as with the Crossplane package's Composition; with other values the catalog,
-the runtime library and the target Deployment from values must reach the pod.
+the runtime library, the probes and the target Deployment from values must
+reach the pod.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ def _actor(example: str) -> str:
     return str(EXAMPLES_DIR / example / "actor.yaml")
 
 
+def _render_args(actor: Path) -> list[str]:
+    upstream = actor.with_name("upstream-deployment.yaml")
+    return [str(actor), *(["--desired-deployment", str(upstream)] if upstream.exists() else [])]
+
+
 @pytest.mark.parametrize("actor", EXAMPLES, ids=lambda p: p.parent.name)
 def test_default_chart_renders_every_example_like_the_package(
     rendered: dict[str, Scenario], actor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chart = _chart_file(rendered["defaults"], tmp_path)
-    from_chart = _render(capsys, str(actor), "--composition", chart)
-    from_package = _render(capsys, str(actor), "--composition", str(PACKAGE_COMPOSITION))
+    from_chart = _render(capsys, *_render_args(actor), "--composition", chart)
+    from_package = _render(capsys, *_render_args(actor), "--composition", str(PACKAGE_COMPOSITION))
     assert from_chart == from_package
 
 
@@ -66,10 +72,11 @@ def test_catalog_from_values_reaches_the_sidecars(
         "nats-kv": "mirror.example.com/asya/asya-state-proxy-nats-kv-buffered-cas:0.1.0",
     }
     for example, image in images.items():
-        (sidecar,) = _pod(_render(capsys, _actor(example), "--composition", chart))[
-            "initContainers"
-        ]
+        pod = _pod(_render(capsys, _actor(example), "--composition", chart))
+        (copier, sidecar) = pod["initContainers"]
         assert sidecar["image"] == image, example
+        assert copier["image"] == "mirror.example.com/asya/runtime-library:0.1.0"
+        assert pod["imagePullSecrets"] == [{"name": "mirror-pull"}]
 
 
 def test_runtime_library_from_values_reaches_the_runtime_container(
@@ -80,12 +87,13 @@ def test_runtime_library_from_values_reaches_the_runtime_container(
     (runtime,) = pod["containers"]
     env = {item["name"]: item.get("value") for item in runtime["env"]}
     assert env["PYTHONPATH"].split(":")[0] == "/opt/hooks"
-    libraries = {v["name"] for v in pod["volumes"] if "configMap" in v}
-    assert {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v} == {
-        "asya-runtime-hooks"
-    }
-    mounts = {m["mountPath"] for m in runtime["volumeMounts"] if m["name"] in libraries}
-    assert mounts == {"/opt/hooks/asya_state_runtime", "/opt/hooks/sitecustomize.py"}
+    (library,) = [m for m in runtime["volumeMounts"] if m["mountPath"] == "/opt/hooks"]
+    volume = next(v for v in pod["volumes"] if v["name"] == library["name"])
+    assert "emptyDir" in volume, "no ConfigMap: the init container fills the volume"
+    sidecar = pod["initContainers"][1]
+    assert sidecar["lifecycle"]["postStart"]["exec"]["command"][6] == "60"
+    assert "livenessProbe" not in sidecar
+    assert sidecar["readinessProbe"]["exec"]["command"][-1] == "/v1/ready"
 
 
 def test_helm_test_pod_mounts_the_library_like_an_actor(
@@ -98,13 +106,12 @@ def test_helm_test_pod_mounts_the_library_like_an_actor(
     test_pod = of_kind(scenario.manifests, "Pod")[0].body["spec"]
     (check,) = test_pod["containers"]
 
-    def layout(spec: dict[str, Any], container: dict[str, Any]) -> set[tuple[str, str | None]]:
-        names = {v["name"] for v in spec["volumes"] if "configMap" in v}
-        return {
-            (m["mountPath"], m.get("subPath"))
-            for m in container["volumeMounts"]
-            if m["name"] in names
-        }
+    def layout(spec: dict[str, Any], container: dict[str, Any]) -> tuple[Any, ...]:
+        copier = spec["initContainers"][0]
+        (target,) = copier["volumeMounts"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == target["name"]]
+        volume = next(v for v in spec["volumes"] if v["name"] == target["name"])
+        return copier["image"], copier["command"], mount, volume
 
     assert layout(test_pod, check) == layout(pod, runtime)
     check_env = {item["name"]: item["value"] for item in check["env"]}

@@ -60,15 +60,49 @@ CASES = {
         "/images/tag",
         "not a valid image tag",
     ),
-    "namespace that is not a DNS label": Bad(
-        {"runtimeLibrary": {"namespaces": ["Team_A"]}},
-        "/runtimeLibrary/namespaces/0",
-        "no such namespace can exist; the install would fail half-way",
+    "the old namespace list": Bad(
+        {"runtimeLibrary": {"namespaces": ["agents"]}},
+        "additional properties 'namespaces'",
+        "the library travels in an image now; a stale values file is told, not ignored",
     ),
-    "namespace listed twice": Bad(
-        {"runtimeLibrary": {"namespaces": ["agents", "agents"]}},
-        "/runtimeLibrary/namespaces",
-        "two ConfigMaps with one name in one namespace fail the install",
+    "runtime library image without tag or digest": Bad(
+        {"runtimeLibrary": {"image": "mirror/runtime"}},
+        "/runtimeLibrary/image",
+        "an untagged library image floats to whatever :latest is",
+    ),
+    "composite kind in lower case": Bad(
+        {
+            "composition": {
+                "compositeTypeRef": {"apiVersion": "asya.sh/v1alpha1", "kind": "asyncactor"}
+            }
+        },
+        "/composition/compositeTypeRef/kind",
+        "a Kind is CamelCase; the Composition would never match an XR",
+    ),
+    "composite apiVersion without a version": Bad(
+        {"composition": {"compositeTypeRef": {"apiVersion": "asya.sh", "kind": "AsyncActor"}}},
+        "/composition/compositeTypeRef/apiVersion",
+        "compositeTypeRef needs group/version",
+    ),
+    "readiness that is not offered": Bad(
+        {"composition": {"probes": {"readiness": "socket"}}},
+        "/composition/probes/readiness",
+        "the function knows none and backend only",
+    ),
+    "startup hook that gives up at once": Bad(
+        {"composition": {"probes": {"startupTimeoutSeconds": 0}}},
+        "/composition/probes/startupTimeoutSeconds",
+        "every sidecar would restart forever",
+    ),
+    "spill limit that is not a quantity": Bad(
+        {"composition": {"defaults": {"spillSizeLimit": "1GB"}}},
+        "/composition/defaults/spillSizeLimit",
+        "the function refuses it on every actor",
+    ),
+    "connector pull secret as a bare string": Bad(
+        {"connectors": {"imagePullSecrets": ["regcred"]}},
+        "/connectors/imagePullSecrets/0",
+        "a pod wants {name: ...} objects",
     ),
     "relative library mount path": Bad(
         {"runtimeLibrary": {"mountPath": "opt/asya"}},

@@ -22,6 +22,9 @@ def test_xrd_is_the_package_xrd(scenario: Scenario) -> None:
     for key, value in (package["metadata"].get("labels") or {}).items():
         assert rendered["metadata"]["labels"].pop(key) == value
     rendered["metadata"].pop("labels")
+    assert rendered["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}, (
+        "helm uninstall must not delete the CRD and with it every AsyncActor"
+    )
     rendered["spec"].pop("defaultCompositionRef", None)
     package["spec"].pop("defaultCompositionRef", None)
     assert rendered == package, f"the chart's XRD differs from {PACKAGE_XRD}; {SYNC_HINT}"

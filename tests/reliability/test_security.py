@@ -22,8 +22,14 @@ CREDENTIAL_IN_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 
 
 def _entries(actor_path: Path) -> list[dict[str, Any]]:
+    """The stateProxy entries; the one-mount shorthand counts as one entry with its env."""
     actor = yaml.safe_load(actor_path.read_text())
-    entries: list[dict[str, Any]] = actor["spec"].get("stateProxy", [])
+    state_proxy = actor["spec"].get("stateProxy", [])
+    if isinstance(state_proxy, dict):
+        env = list(state_proxy.get("env", []))
+        env += [{"name": key, "value": state_proxy[key]} for key in ("url",) if key in state_proxy]
+        return [{"name": "state", "connector": {"env": env}}]
+    entries: list[dict[str, Any]] = state_proxy
     return entries
 
 
@@ -44,7 +50,13 @@ def test_examples_pass_secrets_only_by_reference(actor_path: Path) -> None:
 
 def _sidecars(render_path: Path) -> list[dict[str, Any]]:
     documents = list(yaml.safe_load_all(render_path.read_text()))
-    pods = [d["spec"]["template"]["spec"] for d in documents if d and d.get("kind") == "Deployment"]
+    # A Deployment, or one wrapped in a provider-kubernetes Object (upstream Asya's shape).
+    deployments = [
+        d["spec"]["forProvider"]["manifest"] if d.get("kind") == "Object" else d
+        for d in documents
+        if d
+    ]
+    pods = [d["spec"]["template"]["spec"] for d in deployments if d.get("kind") == "Deployment"]
     assert pods, f"{render_path} has no Deployment"
     return [
         c

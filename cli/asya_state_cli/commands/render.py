@@ -1,10 +1,12 @@
 """``asya-state render ACTOR.yaml``: print what the composition function composes.
 
-Owns: reading the AsyncActor, the function Input (from ``--input`` or from a
-Composition's pipeline step) and optional Deployments, running the real
-function in-process through RunFunction, and printing the composed
-resources as multi-document YAML (warnings and errors on stderr; exit 1 on
-a fatal result, 2 when the files cannot be used).
+Owns: reading the AsyncActor (the namespace a ``kubectl apply`` would give
+it when the file names none), the function Input (from ``--input`` or from
+the pipeline step of the Composition for the actor's kind) and optional
+Deployments (as is, or wrapped in a provider-kubernetes Object), running
+the real function in-process through RunFunction, and printing the
+composed resources as multi-document YAML (warnings and errors on stderr;
+exit 1 on a fatal result, 2 when the files cannot be used).
 
 Must not: import the function or its SDK at module import: connector images
 run other subcommands of this CLI without them.
@@ -20,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-XR_API_VERSION = "asya.sh/v1alpha1"
+XR_GROUP = "asya.sh/"
 XR_KIND = "AsyncActor"
+DEFAULT_NAMESPACE = "default"
 INPUT_GROUP = "stateproxy.fn.asya.sh/"
 RESOURCE_NAME_ANNOTATION = "crossplane.io/composition-resource-name"
+COMPOSED_KINDS = ("Deployment", "Object")
 
 # Keys printed first, in this order; the rest follow alphabetically.
 _KEY_ORDER = ("apiVersion", "kind", "metadata", "spec", "name", "namespace", "image")
@@ -65,26 +69,35 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--observed-deployment",
         metavar="FILE",
-        help="the Deployment as observed in the cluster (drives StateProxyReady and readiness)",
+        help=(
+            "the Deployment (or provider-kubernetes Object) as observed in the cluster "
+            "(drives StateProxyReady and readiness)"
+        ),
     )
     parser.add_argument(
         "--desired-deployment",
         metavar="FILE",
-        help="a Deployment composed by an earlier pipeline step; the function patches it",
+        help=(
+            "a Deployment, or a provider-kubernetes Object wrapping one, composed by an "
+            "earlier pipeline step (upstream Asya's composition makes the Object); the "
+            "function patches it"
+        ),
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        actor = _one(_load(args.actor), XR_KIND, args.actor)
+        actor = read_actor(args.actor)
         function_input: dict[str, Any] | None = None
         if args.input:
-            function_input = _one(_load(args.input), "Input", args.input)
+            function_input = read_input(args.input)
         elif args.composition:
-            function_input = input_from_composition(_load(args.composition), args.composition)
-        observed = _deployment(args.observed_deployment)
-        desired = _deployment(args.desired_deployment)
+            function_input = input_from_composition(
+                _load(args.composition), args.composition, actor
+            )
+        observed = _composed(args.observed_deployment)
+        desired = _composed(args.desired_deployment)
         rendered = render(actor, function_input, observed=observed, desired=desired)
     except RenderError as exc:
         print(f"asya-state render: {exc}", file=sys.stderr)
@@ -164,14 +177,18 @@ def render(
     return rendered
 
 
-def input_from_composition(documents: Iterable[Any], source: str) -> dict[str, Any]:
-    """The Input of the asya-state step of the AsyncActor Composition in ``documents``."""
+def input_from_composition(
+    documents: Iterable[Any], source: str, actor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Input of the asya-state step of the Composition for ``actor``'s kind in ``documents``."""
+    api_version = str((actor or {}).get("apiVersion", f"{XR_GROUP}v1alpha1"))
+    kind = str((actor or {}).get("kind", XR_KIND))
     for document in documents:
         if not isinstance(document, dict) or document.get("kind") != "Composition":
             continue
         spec = document.get("spec") or {}
         ref = spec.get("compositeTypeRef") or {}
-        if ref.get("apiVersion") != XR_API_VERSION or ref.get("kind") != XR_KIND:
+        if ref.get("apiVersion") != api_version or ref.get("kind") != kind:
             continue
         for step in spec.get("pipeline") or []:
             step_input = (step or {}).get("input") or {}
@@ -182,15 +199,26 @@ def input_from_composition(documents: Iterable[Any], source: str) -> dict[str, A
         raise RenderError(
             f"{source}: Composition {name!r} has no pipeline step with a {INPUT_GROUP}* input"
         )
-    raise RenderError(f"{source}: no Composition for {XR_API_VERSION} {XR_KIND}")
+    raise RenderError(f"{source}: no Composition for {api_version} {kind}")
 
 
 def dump(resources: Iterable[dict[str, Any]]) -> str:
-    """Multi-document YAML, keys in a stable, readable order."""
+    """Multi-document YAML, keys in a stable, readable order, multi-line strings as blocks."""
     import yaml
 
-    return yaml.safe_dump_all(
-        [_ordered(item) for item in resources], sort_keys=False, default_flow_style=False
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(
+        [_ordered(item) for item in resources],
+        Dumper=Dumper,
+        sort_keys=False,
+        default_flow_style=False,
     )
 
 
@@ -219,13 +247,41 @@ def _load(path: str) -> list[Any]:
         raise RenderError(f"{path}: not valid YAML: {exc}") from exc
 
 
-def _one(documents: list[Any], kind: str, path: str) -> dict[str, Any]:
-    found = [d for d in documents if isinstance(d, dict) and d.get("kind") == kind]
+def _one(documents: list[Any], kinds: tuple[str, ...], path: str) -> dict[str, Any]:
+    found = [d for d in documents if isinstance(d, dict) and d.get("kind") in kinds]
     if len(found) != 1:
-        raise RenderError(f"{path}: expected one {kind} document, found {len(found)}")
+        wanted = " or ".join(kinds)
+        raise RenderError(f"{path}: expected one {wanted} document, found {len(found)}")
     document: dict[str, Any] = found[0]
     return document
 
 
-def _deployment(path: str | None) -> dict[str, Any] | None:
-    return _one(_load(path), "Deployment", path) if path else None
+def _actor(documents: list[Any], path: str) -> dict[str, Any]:
+    """The one asya.sh document; a namespaced AsyncActor without a namespace gets ``default``."""
+    found = [
+        d
+        for d in documents
+        if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith(XR_GROUP)
+    ]
+    if len(found) != 1:
+        raise RenderError(f"{path}: expected one {XR_KIND} document, found {len(found)}")
+    actor: dict[str, Any] = found[0]
+    metadata = actor.setdefault("metadata", {}) or {}
+    if actor.get("kind") == XR_KIND and not metadata.get("namespace"):
+        # What kubectl apply does for a namespaced resource without one.
+        actor["metadata"] = {**metadata, "namespace": DEFAULT_NAMESPACE}
+    return actor
+
+
+def read_actor(path: str) -> dict[str, Any]:
+    """The AsyncActor in the file at ``path`` (``render`` and ``up`` read it the same way)."""
+    return _actor(_load(path), path)
+
+
+def read_input(path: str) -> dict[str, Any]:
+    """The function Input in the file at ``path``."""
+    return _one(_load(path), ("Input",), path)
+
+
+def _composed(path: str | None) -> dict[str, Any] | None:
+    return _one(_load(path), COMPOSED_KINDS, path) if path else None

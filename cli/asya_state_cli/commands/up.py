@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runner.from_render import UpError, local_pod
-    from .render import RenderError, _load, _one, render
+    from .render import RenderError, read_actor, read_input, render
 
     supplied: dict[str, str] = {}
     for item in args.env:
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         supplied[name] = value
     try:
-        actor = _one(_load(args.actor), "AsyncActor", args.actor)
-        function_input = _one(_load(args.input), "Input", args.input) if args.input else None
+        actor = read_actor(args.actor)
+        function_input = read_input(args.input) if args.input else None
         rendered = render(actor, function_input)
     except RenderError as exc:
         print(f"asya-state up: {exc}", file=sys.stderr)

@@ -97,9 +97,34 @@ Call with (dict "root" $ "name" "fs-buffered-lww").
 {{- end }}
 
 {{/*
-Namespaces that get the runtime library ConfigMap, as a JSON list: the
-release namespace first, then runtimeLibrary.namespaces, without repeats.
+The name of the Function object: function.name, else the name Crossplane
+gives the package when a Configuration depends on it,
+xpkg.ToDNSLabel(<repository path without registry host>): tag and digest
+dropped, '.', '/' and ':' become '-', other characters outside [a-z0-9-]
+dropped, cut at 63, '-' trimmed. tests/helm checks it against a port of
+Crossplane's rule.
 */}}
-{{- define "asya-state-proxy.runtimeNamespaces" -}}
-{{- prepend .Values.runtimeLibrary.namespaces .Release.Namespace | uniq | toJson }}
+{{- define "asya-state-proxy.functionName" -}}
+{{- if .Values.function.name }}
+{{- .Values.function.name }}
+{{- else }}
+{{- $reference := include "asya-state-proxy.functionPackage" . }}
+{{- $repository := regexReplaceAll ":[^/]*$" (regexReplaceAll "@.*$" $reference "") "" }}
+{{- $parts := splitList "/" $repository }}
+{{- $hub := true }}
+{{- if and (gt (len $parts) 1) (regexMatch "^(localhost|.*[.:].*)$" (first $parts)) }}
+{{- $hub = has (first $parts) (list "docker.io" "index.docker.io") }}
+{{- $parts = rest $parts }}
+{{- end }}
+{{- if and $hub (eq (len $parts) 1) }}
+{{- $parts = prepend $parts "library" }}
+{{- end }}
+{{- $label := regexReplaceAll "[./:]" (join "/" $parts | trunc 63) "-" }}
+{{- regexReplaceAll "[^a-z0-9-]" $label "" | trimAll "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The runtime hook library image: runtimeLibrary.image, else the catalog's. */}}
+{{- define "asya-state-proxy.runtimeLibraryImage" -}}
+{{- default (printf "%s/asya-state-proxy-runtime:%s" (include "asya-state-proxy.connectorRegistry" .) (include "asya-state-proxy.connectorTag" .)) .Values.runtimeLibrary.image }}
 {{- end }}
