@@ -52,7 +52,7 @@ class ConnectorProcess:
         env: Mapping[str, str] | None = None,
         *,
         ready_timeout: float = 30.0,
-        backend_timeout: float = 5.0,
+        backend_timeout: float = 3.0,
         log_path: str | Path | None = None,
     ) -> None:
         self.name = name
