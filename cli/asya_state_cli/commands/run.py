@@ -72,34 +72,39 @@ def add_run_options(
     )
     parser.add_argument(
         "--retry-base",
+        metavar="SECONDS",
         type=_seconds,
         default=0.05,
         help="requeue backoff base, seconds (default 0.05); the n-th retry waits up to base*2^(n-1)",
     )
     parser.add_argument(
         "--retry-cap",
+        metavar="SECONDS",
         type=_seconds,
         default=2.0,
         help="requeue backoff cap, seconds, at least --retry-base (default 2)",
     )
     parser.add_argument(
         "--max-attempts",
+        metavar="N",
         type=_at_least_one,
         default=10,
-        help="attempts per message ending in a CAS conflict before it fails (default 10)",
+        help="a message fails when N of its attempts ended in a CAS conflict (default 10)",
     )
     parser.add_argument(
         "--max-transient-attempts",
+        metavar="N",
         type=_at_least_one,
         default=20,
-        help="attempts per message ending in ConnectionError or TimeoutError (a connector "
-        "or backend briefly gone) before it fails (default 20)",
+        help="a message fails when N of its attempts ended in ConnectionError or TimeoutError "
+        "(a connector or backend briefly gone; default 20)",
     )
     parser.add_argument(
         "--max-crashes",
+        metavar="N",
         type=_at_least_one,
         default=3,
-        help="times one message may kill the handler process before it fails (default 3)",
+        help="a message fails when the handler process died N times running it (default 3)",
     )
 
 

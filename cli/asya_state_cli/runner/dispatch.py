@@ -38,7 +38,12 @@ SUMMARY_LINES = 20
 
 
 class HandlesMessages(Protocol):
-    def handle(self, message_id: int, payload: dict[str, Any]) -> dict[str, Any]: ...
+    def handle(self, message_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """``{"outputs"}``, ``{"error", "conflict", "transient", "traceback"}`` or ``{"crashed"}``.
+
+        ``message_id`` is the message's input line: the same for every attempt.
+        """
+        ...
 
 
 @dataclass(frozen=True)
