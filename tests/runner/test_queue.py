@@ -133,7 +133,6 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.mark.slow
 def test_messages_ride_out_a_backend_restart(redis: RedisServer, tmp_path: Path) -> None:
     """Redis stopped and started again mid-run: every message is applied, none reported failed."""
     args = run_args(
