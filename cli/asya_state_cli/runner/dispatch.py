@@ -1,13 +1,15 @@
 """The message queue shared by the local pods: requeue with backoff, and every line's outcome.
 
 Owns: one queue every pod pulls from (as replicas pull from one actor
-queue); requeueing a message, after an exponential backoff with full jitter,
-when its attempt hit a compare-and-swap conflict, a transient error (the
-handler raised ConnectionError or TimeoutError: a connector or backend
-briefly gone, a 503 while a connector drains) or a crash of the handler
-process, each kind with its own attempt limit; the outcome of every input
-line — applied, or failed with its reason, named by line number — and the
-summary at the end; writing outputs as JSON lines.
+queue), requeueing a message whose handler hit a compare-and-swap conflict
+after an exponential backoff with full jitter, reporting failures with the
+input line number, and writing outputs as JSON lines.
+
+A transient error (the handler raised ConnectionError or TimeoutError: a
+connector or backend briefly gone, a 503 while a connector drains) and a
+crash of the handler process requeue the message the same way; each kind of
+failed attempt has its own limit. Every input line ends applied or failed
+with its reason, and the summary at the end accounts for all of them.
 
 A message settles exactly once: its outputs are written only by the attempt
 that completed, so the messages reported applied are the handler calls that
