@@ -217,12 +217,12 @@ class Dispatcher:
     def _abort(self, reason: str) -> None:
         """No pod is left: every queued message fails with ``reason``; the input is not read on."""
         with self._cond:
-            self._aborted = reason
-            dropped = sorted(self._heap, key=lambda m: m.line)
+            # Reported before the run is marked aborted, which ends wait() and prints the summary.
+            for message in sorted(self._heap, key=lambda m: m.line):
+                self._fail(message.line, f"not run: {reason}")
             self._heap.clear()
+            self._aborted = reason
             self._cond.notify_all()
-        for message in dropped:
-            self._fail(message.line, f"not run: {reason}")
 
     # -- workers ----------------------------------------------------------
 
@@ -238,11 +238,11 @@ class Dispatcher:
                 reply = pod.handle(message.line, message.payload)
                 requeue = self._settle(message, reply)
             except Exception as exc:
-                self._lose(pod, message, exc)
+                self._lose(message, exc)
                 return
             self._done(requeue)
 
-    def _lose(self, pod: HandlesMessages, message: _Message, exc: Exception) -> None:
+    def _lose(self, message: _Message, exc: Exception) -> None:
         with self._cond:
             self._in_flight -= 1
             if self._stopped:
