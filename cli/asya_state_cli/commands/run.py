@@ -1,9 +1,11 @@
 """``asya-state run HANDLER``: run an actor's handler locally with state, no cluster.
 
 Owns: the command line of the local runner — handler, mounts, replicas,
-paths and retry policy — and the lifecycle of the pods it starts: every
-connector and handler process is stopped and the private socket directory
-removed on exit, Ctrl-C included.
+paths and retry policy, each option checked before anything starts — the
+lifecycle of the pods it starts (every connector and handler process is
+stopped and the private socket directory removed on exit, Ctrl-C included,
+quietly) and the exit status: 0 when every input line was applied, 1 when
+any failed, 2 for a usage error, 128 + the signal when interrupted.
 
 Must not: contain the dispatch or pod logic (see asya_state_cli.runner).
 """
@@ -11,6 +13,7 @@ Must not: contain the dispatch or pod logic (see asya_state_cli.runner).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -54,7 +57,10 @@ def add_run_options(
         "the actor file's directory)" if pod_defaults_from else ".)"
     )
     parser.add_argument(
-        "--replicas", type=int, default=None if pod_defaults_from else 1, help=replicas_help
+        "--replicas",
+        type=_at_least_one,
+        default=None if pod_defaults_from else 1,
+        help=replicas_help,
     )
     parser.add_argument(
         "--handler-path", default=None if pod_defaults_from else ".", help=path_help
@@ -65,14 +71,61 @@ def add_run_options(
         help="root of the local directory backend (default ./.asya-state)",
     )
     parser.add_argument(
-        "--retry-base", type=float, default=0.05, help="CAS requeue backoff base, seconds"
+        "--retry-base",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0.05,
+        help="requeue backoff base, seconds (default 0.05); the n-th retry waits up to base*2^(n-1)",
     )
     parser.add_argument(
-        "--retry-cap", type=float, default=2.0, help="CAS requeue backoff cap, seconds"
+        "--retry-cap",
+        metavar="SECONDS",
+        type=_seconds,
+        default=2.0,
+        help="requeue backoff cap, seconds, at least --retry-base (default 2)",
     )
     parser.add_argument(
-        "--max-attempts", type=int, default=10, help="attempts per message on CAS conflicts"
+        "--max-attempts",
+        metavar="N",
+        type=_at_least_one,
+        default=10,
+        help="a message fails when N of its attempts ended in a CAS conflict (default 10)",
     )
+    parser.add_argument(
+        "--max-transient-attempts",
+        metavar="N",
+        type=_at_least_one,
+        default=20,
+        help="a message fails when N of its attempts ended in ConnectionError or TimeoutError "
+        "(a connector or backend briefly gone; default 20)",
+    )
+    parser.add_argument(
+        "--max-crashes",
+        metavar="N",
+        type=_at_least_one,
+        default=3,
+        help="a message fails when the handler process died N times running it (default 3)",
+    )
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +176,13 @@ def run_mounts(
     from ..runner.dispatch import Dispatcher, RetryPolicy, run_pods
     from ..runner.pod import Pod, PodError, stop_all
 
+    if args.retry_cap < args.retry_base:
+        print(
+            f"asya-state run: --retry-cap ({args.retry_cap:g}) must not be below "
+            f"--retry-base ({args.retry_base:g})",
+            file=sys.stderr,
+        )
+        return 2
     if args.replicas < 1:
         print("asya-state run: --replicas must be at least 1", file=sys.stderr)
         return 2
@@ -144,8 +204,17 @@ def run_mounts(
         )
         for i in range(args.replicas)
     ]
-    dispatcher = Dispatcher(RetryPolicy(args.retry_base, args.retry_cap, args.max_attempts))
+    dispatcher = Dispatcher(
+        RetryPolicy(
+            args.retry_base,
+            args.retry_cap,
+            max_attempts=args.max_attempts,
+            max_transient_attempts=args.max_transient_attempts,
+            max_crashes=args.max_crashes,
+        )
+    )
     interrupted = False
+    status: int | None = None
     # Explicit handlers: a runner started in the background inherits an
     # ignored SIGINT, and SIGTERM (a CI timeout, a supervisor) deserves the
     # same clean stop as Ctrl-C.
@@ -157,16 +226,25 @@ def run_mounts(
         run_pods(dispatcher, list(pods), sys.stdin)
     except (PodError, ConnectorStartError) as exc:
         print(f"asya-state run: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     except KeyboardInterrupt as exc:
+        _ignore_signals()
         interrupted = True
         signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT.value
         print(f"asya-state run: {signal.Signals(signum).name}; stopping pods", file=sys.stderr)
-        return 128 + signum
+        status = 128 + signum
     finally:
+        _ignore_signals()  # a second Ctrl-C must not cut the stop short with a traceback
         stop_all(pods, interrupted=interrupted)
         shutil.rmtree(workdir, ignore_errors=True)
-    summary = dispatcher.summary
-    if summary.conflicts:
-        print(f"asya-state run: {summary.conflicts} CAS conflicts requeued", file=sys.stderr)
-    return 1 if summary.failed else 0
+    if interrupted and dispatcher.summary.lines:
+        dispatcher.report(interrupted=True)
+    if status is not None:
+        return status
+    dispatcher.report()
+    return 1 if dispatcher.summary.failed or dispatcher.aborted else 0
+
+
+def _ignore_signals() -> None:
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, signal.SIG_IGN)

@@ -5,7 +5,10 @@ socket in the pod's private directory, then the handler process with the
 same environment contract a Kubernetes pod gets (ASYA_STATE_PROXY_MOUNTS,
 ASYA_STATE_PROXY_SOCKET_DIR, ASYA_HANDLER, the runtime directory on
 PYTHONPATH); sending
-it one message at a time; stopping everything.
+it one message at a time; restarting, as the kubelet restarts a container, a
+connector or handler process that died (before the next message, noted on
+stderr), and telling the dispatcher when the handler process died on a
+message; stopping everything.
 
 Must not: decide retries or print results (the dispatcher does).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,7 +31,18 @@ from .mounts import Mount, mounts_env
 
 
 class PodError(RuntimeError):
-    """A pod could not start or its handler process died."""
+    """A pod could not start (or start its handler again), or was stopped."""
+
+
+def exit_reason(status: int) -> str:
+    """How a process ended, from its ``returncode``: ``exited with status 3``, ``was killed by SIGSEGV``."""
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    return f"was killed by {name}"
 
 
 def runtime_dir() -> Path:
@@ -59,17 +74,22 @@ class Pod:
         self.connector_env = connector_env
         self.connectors: list[ConnectorProcess] = []
         self.worker: subprocess.Popen[str] | None = None
+        # Held while a process is (re)started, so stop() never misses one.
+        self._lifecycle = threading.RLock()
+        self._stopping = False
 
     def start(self) -> None:
+        """Start the connectors, then the handler process; a restart starts only the latter."""
         self.socket_dir.mkdir(parents=True, exist_ok=True)
-        for mount in self.mounts:
-            process = ConnectorProcess(
-                mount.connector,
-                self.socket_dir / f"{mount.name}.sock",
-                {**self.connector_env, **mount.env},
-            )
-            self.connectors.append(process)
-            process.start()  # waits for readiness: the first message never races the sidecar
+        if not self.connectors:
+            for mount in self.mounts:
+                process = ConnectorProcess(
+                    mount.connector,
+                    self.socket_dir / f"{mount.name}.sock",
+                    {**self.connector_env, **mount.env},
+                )
+                self.connectors.append(process)
+                process.start()  # waits for readiness: the first message never races the sidecar
         env = dict(os.environ)
         env["ASYA_STATE_PROXY_MOUNTS"] = mounts_env(self.mounts)
         env["ASYA_STATE_PROXY_SOCKET_DIR"] = str(self.socket_dir)
@@ -103,23 +123,53 @@ class Pod:
         return self.worker.pid
 
     def handle(self, message_id: int, payload: dict[str, Any]) -> dict[str, Any]:
-        if self.worker is None or self.worker.stdin is None:
-            raise PodError(f"pod {self.index} is not running")
+        """The handler's reply to one message, or ``{"crashed": how}`` if its process died on it.
+
+        A connector or handler process that died since the last message is
+        restarted first; PodError when that fails or the pod was stopped.
+        """
+        worker = self._revive()
+        assert worker.stdin is not None
+        assert worker.stdout is not None
         try:
-            self.worker.stdin.write(json.dumps({"id": message_id, "payload": payload}) + "\n")
-            self.worker.stdin.flush()
-        except BrokenPipeError as exc:
-            raise PodError(f"pod {self.index}: the handler process exited") from exc
-        return self._receive()
+            worker.stdin.write(json.dumps({"id": message_id, "payload": payload}) + "\n")
+            worker.stdin.flush()
+            line = worker.stdout.readline()
+        except (BrokenPipeError, ValueError):  # ValueError: stop() closed the pipe meanwhile
+            line = ""
+        if line:
+            reply: dict[str, Any] = json.loads(line)
+            return reply
+        if self._stopping:
+            raise PodError(f"pod {self.index} was stopped")
+        return {"id": message_id, "crashed": exit_reason(worker.wait())}
+
+    def _revive(self) -> subprocess.Popen[str]:
+        """Restart what died since the last message, as the kubelet restarts a container."""
+        with self._lifecycle:
+            if self._stopping or self.worker is None:
+                raise PodError(f"pod {self.index} is not running")
+            for connector in self.connectors:
+                status = connector.exit_status
+                if status is not None:
+                    self._event(f"connector {connector.name} {exit_reason(status)}; restarting it")
+                    connector.restart()
+            if self.worker.poll() is not None:
+                self.start()  # the dispatcher already said on which message it died
+            return self.worker
+
+    def _event(self, text: str) -> None:
+        print(f"asya-state run: pod {self.index}: {text}", file=sys.stderr, flush=True)
 
     def _receive(self) -> dict[str, Any]:
-        assert self.worker is not None
-        stdout: IO[str] | None = self.worker.stdout
-        assert stdout is not None
+        worker = self.worker
+        assert worker is not None
+        assert worker.stdout is not None
+        stdout: IO[str] = worker.stdout
         line = stdout.readline()
         if not line:
-            status = self.worker.wait()
-            raise PodError(f"pod {self.index}: the handler process exited with status {status}")
+            status = exit_reason(worker.wait())
+            raise PodError(f"pod {self.index}: the handler process {status} while starting")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
@@ -129,6 +179,11 @@ class Pod:
         After the last message the handler exits on end of input; when
         interrupted its current message is abandoned, so it is terminated.
         """
+        self._stopping = True
+        with self._lifecycle:
+            self._stop_processes(interrupted)
+
+    def _stop_processes(self, interrupted: bool) -> None:
         worker, self.worker = self.worker, None
         if worker is not None:
             with contextlib.suppress(OSError):

@@ -3,7 +3,9 @@
 Owns: resolving ``spec.handler`` (``module.func`` or ``module.Class.method``),
 calling every handler shape (sync or async function, generator, async
 generator; a class instantiated once per process), and reporting each
-message's outputs or failure to the runner as JSON lines. The runtime hooks
+message's outputs or failure to the runner as JSON lines, with whether the
+failure is worth a retry (a CAS conflict, or a transient error: the
+``transient`` field). The runtime hooks
 are already active in this process (``sitecustomize`` on PYTHONPATH), exactly
 as in a pod, and so is the handler's revision scope: the pod passes
 ``ASYA_HANDLER``, and the runtime gives every call of that handler (every
@@ -128,6 +130,17 @@ def is_cas_conflict(exc: BaseException, cas_mounts: list[str]) -> bool:
     return any(path == m or path.startswith(m.rstrip("/") + "/") for m in cas_mounts)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try after a pause: something the handler talks to was briefly gone.
+
+    The runtime raises ConnectionError for a connector that is unreachable,
+    a lost connection and a 503 (a connector draining, a backend down), and
+    TimeoutError for a timeout and a 504; a handler's own network calls
+    raise the same classes.
+    """
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 def serve(handler_spec: str, channel: TextIO) -> int:
     try:
         runner = Runner(resolve_handler(handler_spec))
@@ -160,6 +173,7 @@ def serve(handler_spec: str, channel: TextIO) -> int:
                     # The runner's own complaint (an output that is not a dict) has no handler frame.
                     "traceback": None if isinstance(exc, HandlerError) else describe(exc),
                     "conflict": is_cas_conflict(exc, cas_mounts),
+                    "transient": is_transient(exc),
                 },
             )
     return 0

@@ -54,6 +54,8 @@ from ._threads import BlockingChunks, BlockingPool, spool
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
 
 MAX_OBJECT_SIZE = 5 * 1024**4
+# One readiness check: below the server's bound on /ready (READY_CHECK_SECONDS).
+HEALTH_TIMEOUT_SECONDS = 1.5
 
 
 def _meta(key: str, blob: Any) -> ObjectMeta:
@@ -170,8 +172,13 @@ class _GcsConnector(Connector):
             gcs.pool.shutdown()
 
     async def check_health(self) -> None:
+        # One bounded try: readiness is asked again and again (by the kubelet,
+        # by the local runner) and must say why within the probe's timeout,
+        # not after retrying for GCS_RETRY_DEADLINE_SECONDS.
         try:
-            await self.gcs.call(None, self.gcs.bucket.reload, **self._io)
+            await self.gcs.call(
+                None, self.gcs.bucket.reload, timeout=HEALTH_TIMEOUT_SECONDS, retry=None
+            )
         except NotFound as exc:
             raise BackendUnavailable(
                 f"the bucket {self.config.bucket!r} does not exist: {exc.message}"

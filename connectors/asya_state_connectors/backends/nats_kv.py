@@ -50,6 +50,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors as nx
@@ -110,6 +111,12 @@ CHUNK = 256 * 1024
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
+def _without_credentials(url: str) -> str:
+    """``url`` without a user and password, for error messages."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 @dataclass(slots=True)
 class _Session:
     nc: Any
@@ -156,6 +163,8 @@ class NatsKvBufferedCas(Connector):
         self._session: _Session | None = None
         self._connecting = asyncio.Lock()
         self._failed_at = 0.0
+        self._unusable: ConnectorError | None = None  # why the last connect failed
+        self._last_error = ""  # the client's last complaint (refusals arrive only there)
         self._violations = 0
         self._inflight: set[asyncio.Timeout] = set()
 
@@ -232,14 +241,24 @@ class NatsKvBufferedCas(Connector):
         async with self._connecting:
             if self._session is not None and self._session.nc.is_connected:
                 return self._session
-            if time.monotonic() - self._failed_at < RECONNECT_COOLDOWN:
-                raise BackendUnavailable("NATS is unreachable (retrying shortly)")
+            failure = self._unusable
+            if failure is not None and time.monotonic() - self._failed_at < RECONNECT_COOLDOWN:
+                raise type(failure)(f"{failure.message} (retrying shortly)")
+            self._last_error = ""
             try:
                 self._session = await self._connect()
-            except ConnectorError:
+            except ConnectorError as exc:
                 self._failed_at = time.monotonic()
-                raise
+                self._unusable = self._explained(exc)
+                raise self._unusable from exc
+            self._unusable = None
             return self._session
+
+    def _explained(self, exc: ConnectorError) -> ConnectorError:
+        """A failed connect, naming the servers tried and the client's last complaint."""
+        servers = ", ".join(_without_credentials(s) for s in self._servers)
+        cause = f": {self._last_error}" if self._last_error else ""
+        return type(exc)(f"{exc.message} (NATS_URL {servers}{cause})")
 
     async def _connect(self) -> _Session:
         nc = None
@@ -313,6 +332,7 @@ class NatsKvBufferedCas(Connector):
     async def _on_error(self, exc: Exception) -> None:
         # The client reports refusals only here: a denied publish then times
         # out, a refused login ends as "no servers available".
+        self._last_error = str(exc) or type(exc).__name__
         text = str(exc).lower()
         if "permissions violation" in text or "authorization violation" in text:
             self._violations += 1

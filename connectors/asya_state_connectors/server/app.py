@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..errors import (
+    BackendUnavailable,
     BadRequest,
     ConnectorError,
     Draining,
@@ -34,6 +35,8 @@ from .observability import Metrics, key_hash
 log = logging.getLogger("asya_state_connectors.server")
 
 CHUNK = 256 * 1024
+# How long /ready waits for the backend; ``asya-state probe`` waits 3 s for the answer.
+READY_CHECK_SECONDS = 2.0
 Answer = Response | StreamResponse
 Handler = Callable[[Request, str, dict[str, str]], Awaitable[Answer]]
 
@@ -311,7 +314,18 @@ class ProtocolApp:
         return json_response(200, {"status": "ok"})
 
     async def ready(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        await self.connector.check_health()
+        # Answer within the probe's own timeout: a backend that does not
+        # answer is reported as that, not as a probe that timed out.
+        try:
+            async with asyncio.timeout(READY_CHECK_SECONDS) as limit:
+                await self.connector.check_health()
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise BackendUnavailable(
+                f"{self.connector.name}: the backend did not answer the readiness check "
+                f"within {READY_CHECK_SECONDS:g}s"
+            ) from None
         return json_response(200, {"status": "ready"})
 
     async def render_metrics(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
