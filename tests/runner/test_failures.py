@@ -77,12 +77,12 @@ def test_a_runtime_error_deep_in_the_handler_shows_every_handler_frame(tmp_path:
     # The runtime's and the runner's own files are not shown.
     assert "asya_state_runtime" not in report
     assert "asya_state_cli" not in report
-    assert (
-        report.rstrip()
-        .splitlines()[-1]
-        .strip()
-        .startswith("FileNotFoundError: [Errno 2] no object at 'absent.json'")
+    # The traceback ends with the exception; only the run's summary follows it.
+    *_, last_of_traceback, summary = report.rstrip().splitlines()
+    assert last_of_traceback.strip().startswith(
+        "FileNotFoundError: [Errno 2] no object at 'absent.json'"
     )
+    assert summary == "asya-state run: 1 line: 0 applied, 1 failed (line 1)"
 
 
 def test_an_async_handler_shows_its_frames_and_the_chained_cause(tmp_path: Path) -> None:
