@@ -19,6 +19,11 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   ignore it the same answer). Copy and rename are server-side rewrites;
   rename deletes the source only at the generation it copied.
 - Listing is the objects list with prefix, delimiter and page tokens.
+- Files and directories: a write not conditional on a revision read, a copy
+  and a rename first look at the target's ancestors (one metadata request
+  each) and below it (a list of one name), all at once: one round trip. GCS
+  has no transaction to hold that answer, so a concurrent creator of the
+  directory can still race the write.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
@@ -251,6 +256,8 @@ class _GcsConnector(Connector):
         content_type: str | None = None,
     ) -> ObjectMeta:
         precondition = _precondition(condition, key)
+        if condition.if_match is None:  # a revision read means the key holds an object
+            await self.check_path(key)
         spooled, total = await spool(body, self.gcs.pool)
         try:
             blob = self._blob(key, chunk_size=self.config.chunk_size)
@@ -353,12 +360,14 @@ class _GcsConnector(Connector):
     async def copy(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
+        await self.check_path(target)
         meta, _ = await self._rewrite(source, target)
         return meta
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
+        await self.check_path(target)
         meta, copied = await self._rewrite(source, target)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.

@@ -26,7 +26,10 @@ from ..interface import (
     RangeSpec,
     ReadStream,
     WriteCondition,
+    is_a_directory,
+    not_a_directory,
 )
+from ..keys import ancestors
 from ..listing import paginate
 from ..settings import Settings
 
@@ -66,11 +69,24 @@ class MemoryConnector(Connector):
             raise NotFound(f"no object at {key!r}", key=key)
         return entry
 
-    def _check(self, key: str, condition: WriteCondition) -> _Entry | None:
+    def _check_path(self, key: str) -> None:
+        """A new object at ``key`` must not sit below a file or shadow a directory (under the lock)."""
+        now = time.time()
+        for parent in ancestors(key):
+            entry = self._objects.get(parent)
+            if entry is not None and not entry.expired(now):
+                raise not_a_directory(key, parent)
+        below = key + "/"
+        if any(k.startswith(below) and not e.expired(now) for k, e in self._objects.items()):
+            raise is_a_directory(key)
+
+    def _check(self, key: str, condition: WriteCondition, *, creates: bool = True) -> _Entry | None:
         try:
             current: _Entry | None = self._get(key)
         except NotFound:
             current = None
+        if current is None and creates:
+            self._check_path(key)
         if condition.if_none_match and current is not None:
             raise Conflict(f"{key!r} already exists", key=key)
         if condition.if_match is not None and (
@@ -145,6 +161,7 @@ class MemoryConnector(Connector):
     async def rename(self, source: str, target: str) -> ObjectMeta:
         async with self._lock:
             entry = self._get(source)
+            self._check(target, UNCONDITIONAL)
             del self._objects[source]
             meta = replace(entry.meta, key=target, etag=f"m{next(self._revisions)}")
             self._objects[target] = replace(entry, meta=meta)
@@ -152,7 +169,7 @@ class MemoryConnector(Connector):
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         async with self._lock:
-            if self._check(key, condition) is None:
+            if self._check(key, condition, creates=False) is None:
                 raise NotFound(f"no object at {key!r}", key=key)
             del self._objects[key]
 
