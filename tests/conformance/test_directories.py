@@ -138,13 +138,13 @@ async def test_reading_a_directory_is_is_a_directory_error(served: Target) -> No
         (base / "dir" / "child.txt").write_text("child")
         for path in (base / "dir", "/state", "/state/"):
             with pytest.raises(IsADirectoryError) as caught:
-                open(path).close()  # noqa: SIM115 - the open itself must fail
+                open(path).close()
             assert caught.value.errno == errno.EISDIR
         with pytest.raises(IsADirectoryError) as caught:
             (base / "dir").read_bytes()
         _says(caught.value, "is_a_directory")
         with pytest.raises(IsADirectoryError):
-            open(f"{base}/dir/").close()  # noqa: SIM115
+            open(f"{base}/dir/").close()
 
 
 async def test_writing_a_directory_is_refused_and_it_stays_a_directory(served: Target) -> None:
@@ -152,15 +152,15 @@ async def test_writing_a_directory_is_refused_and_it_stays_a_directory(served: T
         (base / "dir" / "sub").mkdir(parents=True)
         (base / "dir" / "sub" / "child.txt").write_text("child")
         for mode in ("w", "a", "wb"):
-            with pytest.raises(IsADirectoryError) as caught:
-                with open(base / "dir", mode) as f:
-                    f.write("shadow" if "b" not in mode else b"shadow")  # type: ignore[arg-type]
+            with pytest.raises(IsADirectoryError) as caught, open(base / "dir", mode) as f:
+                f.write("shadow" if "b" not in mode else b"shadow")  # type: ignore[arg-type]
             assert caught.value.filename == str(base / "dir")
         with pytest.raises(IsADirectoryError):
             (base / "dir" / "sub").write_text("shadow")
         assert os.listdir(base) == ["dir"]
         assert os.listdir(base / "dir") == ["sub"]
-        assert os.path.isdir(base / "dir") and os.path.isdir(base / "dir" / "sub")
+        assert os.path.isdir(base / "dir")
+        assert os.path.isdir(base / "dir" / "sub")
         assert (base / "dir" / "sub" / "child.txt").read_text() == "child"
 
 
@@ -169,7 +169,7 @@ async def test_a_trailing_slash_on_a_file_is_not_a_directory_error(served: Targe
         (base / "f.txt").write_text("file")
         for mode in ("r", "rb", "w", "a", "r+"):
             with pytest.raises(NotADirectoryError) as caught:
-                open(f"{base}/f.txt/", mode).close()  # noqa: SIM115
+                open(f"{base}/f.txt/", mode).close()
             assert caught.value.errno == errno.ENOTDIR
         with pytest.raises(NotADirectoryError):
             os.stat(f"{base}/f.txt/")
@@ -179,7 +179,7 @@ async def test_a_trailing_slash_on_a_file_is_not_a_directory_error(served: Targe
             os.remove(f"{base}/f.txt/")
         assert (base / "f.txt").read_text() == "file"
         with pytest.raises(FileNotFoundError):
-            open(f"{base}/missing/").close()  # noqa: SIM115
+            open(f"{base}/missing/").close()
 
 
 async def test_a_file_used_as_a_parent_is_not_a_directory_error(served: Target) -> None:
@@ -198,6 +198,7 @@ async def test_a_file_used_as_a_parent_is_not_a_directory_error(served: Target) 
             os.stat(below)
         _says(stat_failure.value, "not_a_directory")  # carried by the HEAD answer's headers
         assert not os.path.exists(below)
-        assert not os.path.isdir(below) and not os.path.isfile(below)
+        assert not os.path.isdir(below)
+        assert not os.path.isfile(below)
         assert os.listdir(base) == ["f.txt"]
         assert (base / "f.txt").read_text() == "file"
