@@ -78,6 +78,16 @@ async def test_an_overwrite_and_a_sibling_are_not_refused(target: Target) -> Non
     )
 
 
+async def test_names_with_pattern_characters_match_only_themselves(target: Target) -> None:
+    await put(target.connector, target.key("dAB/child"), b"child")
+    for name in ("d?B", "d*", "d[A]B", "d\\AB"):
+        await put(target.connector, target.key(name), b"a file, not the directory dAB")
+    with pytest.raises(NotADirectory):
+        await put(target.connector, target.key("d*/x"), b"below a file")
+    with pytest.raises(IsADirectory):
+        await put(target.connector, target.key("dAB"), b"shadow")
+
+
 async def test_copy_and_rename_onto_a_directory_or_below_a_file_are_refused(
     target: Target,
 ) -> None:

@@ -16,7 +16,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Self
 
-from ..errors import BadRequest, Conflict, NotFound, TooLarge
+from ..errors import (
+    BadRequest,
+    Conflict,
+    ConnectorError,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    TooLarge,
+)
 from ..interface import (
     UNCONDITIONAL,
     Capability,
@@ -79,6 +87,13 @@ class MemoryConnector(Connector):
         below = key + "/"
         if any(k.startswith(below) and not e.expired(now) for k, e in self._objects.items()):
             raise is_a_directory(key)
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        try:
+            self._check_path(key)
+        except (IsADirectory, NotADirectory) as exc:
+            return exc
+        return None
 
     def _check(self, key: str, condition: WriteCondition, *, creates: bool = True) -> _Entry | None:
         try:

@@ -125,12 +125,19 @@ def _redis_errors(key: str | None = None) -> Iterator[None]:
         raise _map_redis_error(exc, key) from exc
 
 
-def _refuse_path(key: str, status: int) -> None:
-    """Raise the file-versus-directory refusal a script answered with, if any."""
+def _path_error(key: str, status: int) -> ConnectorError | None:
+    """The file-versus-directory refusal a script answered with, if any."""
     if status == lua.NOT_A_DIRECTORY:
-        raise NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+        return NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
     if status == lua.IS_A_DIRECTORY:
-        raise is_a_directory(key)
+        return is_a_directory(key)
+    return None
+
+
+def _refuse_path(key: str, status: int) -> None:
+    refusal = _path_error(key, status)
+    if refusal is not None:
+        raise refusal
 
 
 def glob_escape(raw: bytes) -> bytes:
@@ -455,6 +462,12 @@ class RedisBufferedCas(Connector):
         if isinstance(reply, int):
             _refuse_path(target, reply)
         return _meta(target, reply)
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        # One script call: the same check the writing scripts make.
+        with _redis_errors(key):
+            status = await self._link.run("PROBE", [self._data(key), *self._ancestor_metas(key)])
+        return _path_error(key, int(status))
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         with _redis_errors(key):

@@ -55,7 +55,7 @@ local function meta(key)
 end
 -- Whether an object lives below ``dir`` (a data key ending with '/').
 local function has_objects_below(dir)
-  local pattern = string.gsub(dir, '[%*%?%[%]\\]', '\\%0') .. '*\0meta'
+  local pattern = string.gsub(dir, '[%*%?%[%]\\\\]', '\\\\%0') .. '*\\0meta'
   local cursor = '0'
   repeat
     local reply = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
@@ -183,6 +183,15 @@ return meta(KEYS[4])
 """
 )
 
+# KEYS: data, the metadata hash of each ancestor. Why a missing key is
+# missing: 0 (it is), NOT_A_DIRECTORY or IS_A_DIRECTORY. Read-only.
+PROBE = (
+    _PRELUDE
+    + """
+return path_conflict(KEYS[1], 2, #KEYS)
+"""
+)
+
 # KEYS: data, meta  ARGV: seconds (negative: never expire; 0: expire now).
 EXPIRE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
@@ -205,4 +214,4 @@ return 1
 """
 
 # Every script the connector runs, by the name of its constant here.
-SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "EXPIRE", "SET_TYPE")
+SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "PROBE", "EXPIRE", "SET_TYPE")
