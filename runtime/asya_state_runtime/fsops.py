@@ -5,7 +5,8 @@ mtime when the backend records one, a stable inode per key), directory
 listings and ``scandir`` entries (a directory is a non-empty prefix; a mount
 root always is one), remove, rename (within one mount; a directory renames
 object by object), mkdir/rmdir (accepted, nothing stored), extended
-attributes under ``user.asya.``, rmtree and touch.
+attributes under ``user.asya.``, rmtree and touch. A path given with a
+trailing slash must name a directory (``os.stat("f.txt/")`` is ENOTDIR).
 
 Must not: fall back to the local filesystem; every answer comes from the
 mount's connector or from these rules.

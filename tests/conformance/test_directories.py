@@ -100,6 +100,9 @@ async def test_copy_and_rename_onto_a_directory_or_below_a_file_are_refused(
             await move(source, target.key("dir"))
         with pytest.raises(NotADirectory):
             await move(source, target.key("f.txt/x"))
+        # A missing source comes first: the runtime then moves a directory object by object.
+        with pytest.raises(NotFound):
+            await move(target.key("missing"), target.key("dir"))
     assert await get(target.connector, source) == b"moving"
     assert await names_under(target, target.ns) == (
         [target.key("f.txt"), source],

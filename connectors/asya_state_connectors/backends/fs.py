@@ -14,6 +14,11 @@ Owns: the embedded default backend. Objects are files under
   LWW writer cannot slip between a CAS writer's check and rename.
 - ``content_type`` is a ``user.asya.content_type`` extended attribute set on
   the temporary file before the rename, so it lands atomically with the data.
+- Files and directories come from the filesystem itself: a directory at
+  the key fails the rename (EISDIR), a file as a parent fails the temporary
+  file (ENOTDIR). Every OSError goes through ``fs_files.map_os_error``, so a
+  full disk is ``no_space`` (507) and a name over the filesystem's limit
+  ``name_too_long``.
 - ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
   slower); without it a process crash still never exposes a partial file.
 - A writer killed mid-write leaves a hidden temporary file; listings never

@@ -30,6 +30,7 @@ Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
@@ -341,7 +342,11 @@ class _GcsConnector(Connector):
 
     async def _rewrite(self, source: str, target: str) -> tuple[ObjectMeta, str]:
         """Server-side copy; returns the target's meta and the source generation copied."""
-        origin = await self._loaded(source)
+        # A missing source outranks a conflict at the target: the runtime then
+        # moves a directory object by object.
+        origin, conflict = await asyncio.gather(self._loaded(source), self.path_conflict(target))
+        if conflict is not None:
+            raise conflict
         generation = str(origin.generation)
         destination = self._blob(target)
         token: str | None = None
@@ -360,14 +365,12 @@ class _GcsConnector(Connector):
     async def copy(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        await self.check_path(target)
         meta, _ = await self._rewrite(source, target)
         return meta
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        await self.check_path(target)
         meta, copied = await self._rewrite(source, target)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.

@@ -20,6 +20,9 @@ and the atomic scripts live in ``redis_scripts``.
 - TTL: ``user.asya.ttl`` reads the remaining seconds (-1: none) and sets or
   removes the expiry. An overwrite or append keeps the key's expiry (like
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
+- Files and directories: the scripts that create a key refuse one below an
+  object or over a prefix with objects, atomically (see ``redis_scripts``);
+  a missing key is explained by the same check in one script call.
 - Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
   when a prefix is given), sorted, paginated by the last name returned.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the

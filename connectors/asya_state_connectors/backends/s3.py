@@ -332,16 +332,27 @@ class _S3Connector(Connector):
             new_etag = strip_etag(answer["CopyObjectResult"]["ETag"])
         return ObjectMeta(key=target, size=size, etag=new_etag, content_type=kept_type)
 
+    async def _check_move(self, source: str, target: str) -> ObjectMeta:
+        """The source's metadata and the target's directory checks, at once.
+
+        A missing source outranks a conflict at the target: the runtime then
+        moves a directory object by object.
+        """
+        head, conflict = await asyncio.gather(self.stat(source), self.path_conflict(target))
+        if conflict is not None:
+            raise conflict
+        return head
+
     async def copy(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        await self.check_path(target)
+        await self._check_move(source, target)
         return await self._copy_over(source, target)
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        head, _ = await asyncio.gather(self.stat(source), self.check_path(target))
+        head = await self._check_move(source, target)
         meta = await self._copy_over(source, target)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.
