@@ -21,8 +21,7 @@ and the atomic scripts live in ``redis_scripts``.
   removes the expiry. An overwrite or append keeps the key's expiry (like
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
 - Files and directories: the scripts that create a key refuse one below an
-  object or over a prefix with objects, atomically (see ``redis_scripts``);
-  a missing key is explained by the same check in one script call.
+  object or over a prefix with objects, atomically (see ``redis_scripts``).
 - Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
   when a prefix is given), sorted, paginated by the last name returned.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
@@ -128,19 +127,12 @@ def _redis_errors(key: str | None = None) -> Iterator[None]:
         raise _map_redis_error(exc, key) from exc
 
 
-def _path_error(key: str, status: int) -> ConnectorError | None:
-    """The file-versus-directory refusal a script answered with, if any."""
-    if status == lua.NOT_A_DIRECTORY:
-        return NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
-    if status == lua.IS_A_DIRECTORY:
-        return is_a_directory(key)
-    return None
-
-
 def _refuse_path(key: str, status: int) -> None:
-    refusal = _path_error(key, status)
-    if refusal is not None:
-        raise refusal
+    """Raise the file-versus-directory refusal a script answered with, if any."""
+    if status == lua.NOT_A_DIRECTORY:
+        raise NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+    if status == lua.IS_A_DIRECTORY:
+        raise is_a_directory(key)
 
 
 def glob_escape(raw: bytes) -> bytes:
@@ -465,12 +457,6 @@ class RedisBufferedCas(Connector):
         if isinstance(reply, int):
             _refuse_path(target, reply)
         return _meta(target, reply)
-
-    async def path_conflict(self, key: str) -> ConnectorError | None:
-        # One script call: the same check the writing scripts make.
-        with _redis_errors(key):
-            status = await self._link.run("PROBE", [self._data(key), *self._ancestor_metas(key)])
-        return _path_error(key, int(status))
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         with _redis_errors(key):

@@ -24,8 +24,11 @@ rename target) first checks, in the same atomic call, that no ancestor is an
 object (EXISTS on each ancestor's metadata hash, passed in KEYS) and that no
 object lives below it (``has_objects_below``). An overwrite skips both: an
 existing object never has either. ``has_objects_below`` walks SCAN with a
-MATCH pattern today, which costs time in the number of keys in the database;
-an index of names can replace its body without changing any script.
+MATCH pattern today, which costs time in the number of keys in the database
+and holds Redis for that long; an index of names can replace its body
+without changing any script. (Why a missing key is missing, asked on the
+read path, needs no atomicity and uses the connector's listing, which does
+not hold Redis.)
 
 Must not: talk to Redis (the connector module runs these) or hold policy such
 as size limits beyond the number it is given.
@@ -183,15 +186,6 @@ return meta(KEYS[4])
 """
 )
 
-# KEYS: data, the metadata hash of each ancestor. Why a missing key is
-# missing: 0 (it is), NOT_A_DIRECTORY or IS_A_DIRECTORY. Read-only.
-PROBE = (
-    _PRELUDE
-    + """
-return path_conflict(KEYS[1], 2, #KEYS)
-"""
-)
-
 # KEYS: data, meta  ARGV: seconds (negative: never expire; 0: expire now).
 EXPIRE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
@@ -214,4 +208,4 @@ return 1
 """
 
 # Every script the connector runs, by the name of its constant here.
-SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "PROBE", "EXPIRE", "SET_TYPE")
+SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "EXPIRE", "SET_TYPE")
