@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -54,8 +54,13 @@ class ConnectorProcess:
         ready_timeout: float = 30.0,
         backend_timeout: float = 3.0,
         log_path: str | Path | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.name = name
+        # A command that runs the connector's command line given as its
+        # arguments, exec-ing it so signals reach the connector (tests use
+        # ``unshare`` to give a connector a filesystem of its own).
+        self.wrapper = list(wrapper)
         self.socket_path = str(socket_path)
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
@@ -100,7 +105,7 @@ class ConnectorProcess:
         Path(self.socket_path).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "asya_state_cli", "connector", self.name],
+                [*self.wrapper, sys.executable, "-m", "asya_state_cli", "connector", self.name],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -19,7 +19,14 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
-from .errors import ERRORS_BY_CODE, BackendError, ConnectorError, RangeNotSatisfiable
+from .errors import (
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    ERRORS_BY_CODE,
+    BackendError,
+    ConnectorError,
+    RangeNotSatisfiable,
+)
 from .interface import (
     UNCONDITIONAL,
     Capability,
@@ -257,10 +264,21 @@ async def _raise_for_error(response: aiohttp.ClientResponse) -> None:
     if response.status < 400:
         return
     raw = await response.read()
+    body: Any
+    if not raw and ERROR_CODE_HEADER in response.headers:
+        # A HEAD answer: the code and message travel in headers.
+        body = {
+            "code": response.headers[ERROR_CODE_HEADER],
+            "message": response.headers.get(ERROR_MESSAGE_HEADER, ""),
+        }
+    else:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
     try:
-        body = json.loads(raw)
         code, message = body["code"], body["message"]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise BackendError(f"HTTP {response.status}: {raw[:200]!r}") from None
     cls = ERRORS_BY_CODE.get(code, ConnectorError)
     if cls is RangeNotSatisfiable:

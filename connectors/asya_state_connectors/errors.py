@@ -6,11 +6,17 @@ Backends translate their client's exceptions into these (each backend keeps
 its own mapping table); the server turns them into responses; the runtime
 turns responses into the Python exceptions handler code catches.
 
+The file-versus-directory errors are 400s, never 409: a 409 means a lost
+compare-and-swap, which callers retry; a directory in the way stays in the way.
+
 Must not: import a backend client or the server.
 
     ConnectorError                      500 backend_error
     ├── BadRequest                      400 bad_request
     │   └── InvalidKey                  400 invalid_key
+    ├── IsADirectory                    400 is_a_directory    (objects live below the key)
+    ├── NotADirectory                   400 not_a_directory   (an ancestor of the key is an object)
+    ├── NameTooLong                     400 name_too_long     (a segment exceeds the backend's limit)
     ├── PermissionDenied                403 permission_denied
     ├── NotFound                        404 not_found
     │   └── NoSuchAttribute             404 no_such_attribute
@@ -19,6 +25,7 @@ Must not: import a backend client or the server.
     ├── RangeNotSatisfiable             416 range_not_satisfiable
     ├── Unsupported                     501 unsupported       (capability not declared)
     ├── BackendError                    500 backend_error
+    ├── NoSpace                         507 no_space          (disk or quota full)
     ├── BackendUnavailable              503 unavailable
     │   └── Draining                    503 draining
     └── BackendTimeout                  504 timeout
@@ -27,6 +34,12 @@ Must not: import a backend client or the server.
 from __future__ import annotations
 
 from typing import ClassVar
+
+# Error answers repeat their code and a short, printable-ASCII message in
+# these headers: a HEAD answer has no body, and a failed stat must still say
+# what happened.
+ERROR_CODE_HEADER = "X-Asya-Error-Code"
+ERROR_MESSAGE_HEADER = "X-Asya-Error-Message"
 
 
 class ConnectorError(Exception):
@@ -54,6 +67,27 @@ class BadRequest(ConnectorError):
 
 class InvalidKey(BadRequest):
     code = "invalid_key"
+
+
+class IsADirectory(ConnectorError):
+    """The key is a directory (objects live below it): it cannot be read or written as a file."""
+
+    status = 400
+    code = "is_a_directory"
+
+
+class NotADirectory(ConnectorError):
+    """An ancestor of the key (or the key, named with a trailing ``/``) is an object, not a directory."""
+
+    status = 400
+    code = "not_a_directory"
+
+
+class NameTooLong(ConnectorError):
+    """A segment of the key is longer than the backend stores (a file name on a local disk)."""
+
+    status = 400
+    code = "name_too_long"
 
 
 class PermissionDenied(ConnectorError):
@@ -103,6 +137,13 @@ class BackendError(ConnectorError):
     code = "backend_error"
 
 
+class NoSpace(ConnectorError):
+    """The backend has no room left (a full disk or an exhausted quota); nothing was stored."""
+
+    status = 507
+    code = "no_space"
+
+
 class BackendUnavailable(ConnectorError):
     status = 503
     code = "unavailable"
@@ -126,6 +167,9 @@ ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
     for cls in (
         BadRequest,
         InvalidKey,
+        IsADirectory,
+        NotADirectory,
+        NameTooLong,
         PermissionDenied,
         NotFound,
         NoSuchAttribute,
@@ -134,6 +178,7 @@ ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
         RangeNotSatisfiable,
         Unsupported,
         BackendError,
+        NoSpace,
         BackendUnavailable,
         Draining,
         BackendTimeout,

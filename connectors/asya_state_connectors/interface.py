@@ -18,17 +18,35 @@ Rules every backend follows (the conformance suite checks them):
   compare-and-swap because the object then holds exactly what was read.
 - Keys arrive validated (``keys.validate_key``); a backend joins them under
   its own prefix and never lets them escape it.
+- Files and directories behave as on a local disk: a write (or copy, rename,
+  append) never creates an object at a key that has objects below it
+  (IsADirectory) or below a key that is an object (NotADirectory). The check
+  runs before the write is applied, atomically with it where the backend has
+  transactions; a write conditional on a revision the writer read skips it,
+  since the key then holds an object. Reads and stats of a missing key say
+  NotFound; the server then asks ``path_conflict`` why, so only the
+  not-found path pays for the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
-from .errors import NoSuchAttribute, RangeNotSatisfiable, Unsupported
+from .errors import (
+    ConnectorError,
+    IsADirectory,
+    NoSuchAttribute,
+    NotADirectory,
+    NotFound,
+    RangeNotSatisfiable,
+    Unsupported,
+)
+from .keys import ancestors
 from .settings import Settings
 
 
@@ -120,6 +138,14 @@ class ReadStream:
             await closer()
 
 
+def is_a_directory(key: str) -> IsADirectory:
+    return IsADirectory(f"{key!r} is a directory", key=key)
+
+
+def not_a_directory(key: str, parent: str) -> NotADirectory:
+    return NotADirectory(f"{parent!r} is a file, so {key!r} cannot be below it", key=key)
+
+
 # Attributes every connector exposes from ``stat``; backends add their own.
 STANDARD_XATTRS = ("etag", "content_type")
 
@@ -200,6 +226,43 @@ class Connector(ABC):
         With a delimiter, keys with a further delimiter after the prefix are
         rolled up into ``prefixes`` (each ending with the delimiter).
         """
+
+    # -- files and directories -------------------------------------------
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        """What a local disk would say about using ``key`` as a file, or None if it may be one.
+
+        NotADirectory when an ancestor of ``key`` is an object, IsADirectory
+        when objects live below ``key``. This form asks the backend: a stat of
+        every ancestor and a one-entry listing under ``key/``, all at once, so
+        it costs one round trip. It is not atomic with anything that follows;
+        backends with transactions check inside the write instead.
+        """
+        parents = ancestors(key)
+        below, *found = await asyncio.gather(
+            self._has_objects_below(key), *(self._is_object(parent) for parent in parents)
+        )
+        for parent, is_object in zip(parents, found, strict=True):
+            if is_object:
+                return not_a_directory(key, parent)
+        return is_a_directory(key) if below else None
+
+    async def check_path(self, key: str) -> None:
+        """Raise what ``path_conflict`` finds; called before a write that is not known to be an overwrite."""
+        conflict = await self.path_conflict(key)
+        if conflict is not None:
+            raise conflict
+
+    async def _has_objects_below(self, key: str) -> bool:
+        page = await self.list(key + "/", delimiter="/", limit=1)
+        return bool(page.entries or page.prefixes)
+
+    async def _is_object(self, key: str) -> bool:
+        try:
+            await self.stat(key)
+        except (NotFound, NotADirectory):
+            return False
+        return True
 
     # -- optional operations ---------------------------------------------
 

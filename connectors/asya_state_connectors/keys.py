@@ -74,6 +74,12 @@ def decode_key(encoded: str, *, allow_empty: bool = False) -> str:
     return validate_key(key, allow_empty=allow_empty)
 
 
+def ancestors(key: str) -> list[str]:
+    """The keys a local disk would need to be directories for ``key``: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = key.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def encode_key(key: str) -> str:
     """Percent-encode a key for a request path; ``/`` stays as the separator."""
     return quote(key, safe="/")

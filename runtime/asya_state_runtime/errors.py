@@ -1,10 +1,15 @@
 """Translation of connector answers and transport failures into the exceptions handlers catch.
 
-Owns: the status -> exception table of the wire protocol (404
-FileNotFoundError, 403 PermissionError, 409 FileExistsError, 413
-OSError(EFBIG), 400 OSError(EINVAL), 501 OSError(ENOTSUP), 500 OSError(EIO),
-503 ConnectionError, 504 TimeoutError) and the errors for an unreachable or
-silent connector. Every exception carries the handler's path as its
+Owns: the one table of the wire protocol's errors, by stable code first and
+by status for codes it does not know (404 FileNotFoundError, 403
+PermissionError, 409 FileExistsError, 413 OSError(EFBIG), 400
+OSError(EINVAL), 501 OSError(ENOTSUP), 507 OSError(ENOSPC), 500 OSError(EIO),
+503 ConnectionError, 504 TimeoutError; is_a_directory IsADirectoryError,
+not_a_directory NotADirectoryError, name_too_long OSError(ENAMETOOLONG),
+no_such_attribute OSError(ENODATA)), and the errors for an unreachable or
+silent connector. The code and message come from the JSON body, or from the
+``X-Asya-Error-Code``/``X-Asya-Error-Message`` headers when there is no body
+(a HEAD answer). Every exception carries the handler's path as its
 ``filename`` so its message names the path.
 
 Must not: perform I/O. An unreachable connector is a ConnectionError, never
@@ -19,9 +24,19 @@ import json
 
 from .config import Mount
 
-NO_SUCH_ATTRIBUTE = "no_such_attribute"
+ERROR_CODE_HEADER = "X-Asya-Error-Code"
+ERROR_MESSAGE_HEADER = "X-Asya-Error-Message"
 
-# Statuses whose exception class follows from the errno (OSError picks the subclass).
+# What a stable code means, whatever its status; OSError picks the subclass
+# (IsADirectoryError, NotADirectoryError, ...) from the errno.
+_ERRNO_BY_CODE = {
+    "is_a_directory": errno.EISDIR,
+    "not_a_directory": errno.ENOTDIR,
+    "name_too_long": errno.ENAMETOOLONG,
+    "no_space": errno.ENOSPC,
+    "no_such_attribute": errno.ENODATA,
+}
+# Statuses whose exception class follows from the errno, for codes not above.
 _ERRNO_BY_STATUS = {
     400: errno.EINVAL,
     403: errno.EACCES,
@@ -30,10 +45,11 @@ _ERRNO_BY_STATUS = {
     413: errno.EFBIG,
     416: errno.EINVAL,
     501: errno.ENOTSUP,
+    507: errno.ENOSPC,
 }
 
 
-def describe(body: bytes) -> tuple[str | None, str]:
+def describe(body: bytes) -> tuple[str | None, str | None]:
     """The stable code and message of an error body; tolerates a body that is not JSON."""
     try:
         parsed = json.loads(body.decode("utf-8"))
@@ -44,24 +60,36 @@ def describe(body: bytes) -> tuple[str | None, str]:
         message = parsed.get("message")
         return (
             code if isinstance(code, str) else None,
-            message if isinstance(message, str) and message else "no detail",
+            message if isinstance(message, str) and message else None,
         )
     text = body.decode("utf-8", "replace").strip()
-    return None, text[:300] or "no detail"
+    return None, text[:300] or None
 
 
-def from_status(status: int, body: bytes, path: str, mount: Mount) -> OSError:
-    """The exception a handler sees for an error answer of the connector."""
+def from_status(
+    status: int,
+    body: bytes,
+    path: str,
+    mount: Mount,
+    header_code: str | None = None,
+    header_message: str | None = None,
+) -> OSError:
+    """The exception a handler sees for an error answer of the connector.
+
+    ``header_code`` and ``header_message`` are the answer's error headers;
+    the body, when there is one, says the same at full length.
+    """
     code, message = describe(body)
+    code = code or header_code
+    message = message or header_message or "no detail"
     detail = f"{message} (mount {mount.name!r}, HTTP {status}{', ' + code if code else ''})"
-    if status == 404 and code == NO_SUCH_ATTRIBUTE:
-        return OSError(errno.ENODATA, detail, path)
+    if code in _ERRNO_BY_CODE:
+        return OSError(_ERRNO_BY_CODE[code], detail, path)
     if status == 503:
         return ConnectionError(errno.ECONNABORTED, f"connector unavailable: {detail}", path)
     if status == 504:
         return TimeoutError(errno.ETIMEDOUT, f"backend timed out: {detail}", path)
-    number = _ERRNO_BY_STATUS.get(status, errno.EIO)
-    return OSError(number, detail, path)
+    return OSError(_ERRNO_BY_STATUS.get(status, errno.EIO), detail, path)
 
 
 def unreachable(mount: Mount, path: str, cause: OSError) -> ConnectionError:

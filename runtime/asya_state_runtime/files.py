@@ -599,6 +599,19 @@ def _make_raw(target: Target, name: str | bytes, spec: ModeSpec) -> StateRaw:
     return SpoolRaw(target, name, spec)
 
 
+def _refuse_directory_path(target: Target, spec: ModeSpec) -> None:
+    """``open("f.txt/")``: a path ending with ``/`` names a directory, which open() cannot open.
+
+    Costs one HEAD, only for such paths: the trailing slash is gone from the key.
+    """
+    meta = target.client.head(target.key, target.path)
+    if meta is not None and not meta.is_dir:
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", target.path)
+    if meta is None and spec.kind == "r":
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", target.path)
+    raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
+
+
 def open_file(
     target: Target,
     name: str | bytes,
@@ -612,6 +625,8 @@ def open_file(
     spec = parse_mode(mode, buffering, encoding, errors, newline)
     if not target.key:
         raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
+    if target.dir_only:
+        _refuse_directory_path(target, spec)
     raw = _make_raw(target, name, spec)
     try:
         opened = _stack(raw, spec, mode, buffering, encoding, errors, newline)

@@ -5,7 +5,8 @@ mtime when the backend records one, a stable inode per key), directory
 listings and ``scandir`` entries (a directory is a non-empty prefix; a mount
 root always is one), remove, rename (within one mount; a directory renames
 object by object), mkdir/rmdir (accepted, nothing stored), extended
-attributes under ``user.asya.``, rmtree and touch.
+attributes under ``user.asya.``, rmtree and touch. A path given with a
+trailing slash must name a directory (``os.stat("f.txt/")`` is ENOTDIR).
 
 Must not: fall back to the local filesystem; every answer comes from the
 mount's connector or from these rules.
@@ -108,12 +109,18 @@ def _not_found(path: str) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, "No such file or directory", path)
 
 
+def _not_a_directory(path: str) -> NotADirectoryError:
+    return NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+
+
 def stat(target: Target) -> os.stat_result:
     if not target.key:
         return make_stat(target, is_dir=True, size=0, mtime=None)
     meta = _head(target)
     if meta is None:
         raise _not_found(target.path)
+    if target.dir_only and not meta.is_dir:
+        raise _not_a_directory(target.path)
     return make_stat(target, is_dir=meta.is_dir, size=meta.size, mtime=meta.mtime)
 
 
@@ -150,7 +157,7 @@ def _listing(target: Target) -> Iterator[Entry]:
         if meta is None:
             raise _not_found(target.path)
         if not meta.is_dir:
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", target.path)
+            raise _not_a_directory(target.path)
     return iter(())
 
 
@@ -250,7 +257,7 @@ def rmdir(target: Target) -> None:
         raise OSError(errno.ENOTEMPTY, "Directory not empty", target.path)
     meta = target.client.head(target.key, target.path)
     if meta is not None and not meta.is_dir:
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", target.path)
+        raise _not_a_directory(target.path)
     _forget_dirs(target)
 
 
@@ -259,6 +266,10 @@ def rmdir(target: Target) -> None:
 
 def remove(target: Target) -> None:
     if not target.key:
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
+    if target.dir_only:
+        # "f.txt/" names a directory: nothing it names can be unlinked.
+        stat(target)
         raise IsADirectoryError(errno.EISDIR, "Is a directory", target.path)
     if target.client.delete(target.key, target.path):
         return

@@ -1,9 +1,9 @@
 """Which paths belong to a state mount, and under which key.
 
 Owns: turning whatever a file API received (str, bytes, os.PathLike) into a
-``Target`` (mount client, key, normalized path) by longest-prefix match on
-the normalized absolute path. Relative paths resolve against the current
-directory like the OS would.
+``Target`` (mount client, key, normalized path, whether a trailing slash
+demands a directory) by longest-prefix match on the normalized absolute
+path. Relative paths resolve against the current directory like the OS would.
 
 Must not: claim anything the OS should handle: integer file descriptors,
 paths relative to a ``dir_fd``, objects that are not paths, and every path
@@ -22,11 +22,16 @@ from .connector import MountClient
 
 @dataclass(frozen=True)
 class Target:
-    """A path on a state mount: ``key`` is the path below the mount ("" for its root)."""
+    """A path on a state mount: ``key`` is the path below the mount ("" for its root).
+
+    ``dir_only`` is set when the path as given ends with ``/`` (or ``/.``):
+    normalizing drops that, but a local disk then demands a directory.
+    """
 
     client: MountClient
     key: str
     path: str
+    dir_only: bool = False
 
     @property
     def mount(self) -> Mount:
@@ -61,10 +66,11 @@ class MountTable:
                 path = os.path.join(os.getcwd(), path)
             except OSError:
                 return None
+        dir_only = path.endswith(("/", "/."))
         path = normalize(path)
         for root, prefix, client in self._entries:
             if path == root:
                 return Target(client, "", path)
             if path.startswith(prefix):
-                return Target(client, path[len(prefix) :], path)
+                return Target(client, path[len(prefix) :], path, dir_only)
         return None

@@ -241,7 +241,14 @@ class Reply:
 
     def error(self) -> OSError:
         """The handler-facing exception for this (error) reply; consumes the body."""
-        return errors.from_status(self.status, self.read_all(), self.path, self._pool.mount)
+        return errors.from_status(
+            self.status,
+            self.read_all(),
+            self.path,
+            self._pool.mount,
+            self.header(errors.ERROR_CODE_HEADER),
+            self.header(errors.ERROR_MESSAGE_HEADER),
+        )
 
     def readinto(self, buffer: memoryview) -> int:
         try:

@@ -89,6 +89,23 @@ async def test_errors_have_stable_json_bodies(served: Target, raw: aiohttp.Clien
         assert body["key"] == f"{target.ns}missing"
 
 
+async def test_head_errors_carry_their_code_in_headers(
+    served: Target, raw: aiohttp.ClientSession
+) -> None:
+    """A HEAD answer has no body: its headers say what happened."""
+    target = served
+    await put(target.connector, target.key("f.txt"), b"file")
+    cases = [("f.txt/x", 400, "not_a_directory"), ("missing", 404, "not_found")]
+    for name, status, code in cases:
+        url = URL(f"{BASE}/v1/objects/{target.ns}{name}", encoded=True)
+        async with raw.head(url) as response:
+            assert response.status == status
+            assert response.headers["X-Asya-Error-Code"] == code
+            message = response.headers["X-Asya-Error-Message"]
+            assert target.ns in message
+            assert await response.read() == b""
+
+
 async def test_info_declares_capabilities(served: Target, raw: aiohttp.ClientSession) -> None:
     async with raw.get(f"{BASE}/v1/info") as response:
         info = await response.json()

@@ -120,11 +120,12 @@ async def test_a_retried_script_reports_its_own_success_not_a_conflict(
     write = raw.register_script(lua.WRITE)
     data = (prefix + "retried").encode()
     keys = [data, data + lua.META_SUFFIX]
-    assert (await write(keys=keys, args=["*", "e1", "", b"v1"]))[0] == lua.OK
+    # ARGV: condition, new etag, content type, number of ancestors (none here), value.
+    assert (await write(keys=keys, args=["*", "e1", "", 0, b"v1"]))[0] == lua.OK
     for _ in range(2):
-        assert (await write(keys=keys, args=["e1", "e2", "", b"v2"]))[0] == lua.OK
+        assert (await write(keys=keys, args=["e1", "e2", "", 0, b"v2"]))[0] == lua.OK
     assert await raw.get(data) == b"v2"
-    assert (await write(keys=keys, args=["e1", "e3", "", b"v3"]))[0] == lua.CONFLICT
+    assert (await write(keys=keys, args=["e1", "e3", "", 0, b"v3"]))[0] == lua.CONFLICT
 
 
 # -- the script connections ------------------------------------------------------

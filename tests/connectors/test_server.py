@@ -21,6 +21,7 @@ from asya_state_cli.commands.probe import check
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import Draining
+from asya_state_connectors.server.app import header_text
 from tests.conformance.helpers import chunks_of, pattern_body, pattern_digest
 from tests.memory import PeakRss
 from tests.rawhttp import exchange
@@ -151,6 +152,15 @@ def test_malformed_requests_never_crash_or_500(
     assert fs_connector.process.poll() is None, "connector died"
     healthy, detail = check(fs_connector.socket_path, ready=True, timeout=3)
     assert healthy, detail
+
+
+def test_error_headers_carry_a_bounded_printable_message() -> None:
+    """A message may hold any key; as a header it is one printable ASCII line."""
+    text = header_text("no object at 'bad\r\nX-Injected: 1\x00 caf\u00e9" + "x" * 500)
+    assert text.isascii()
+    assert text.isprintable()
+    assert len(text) <= 200
+    assert text.startswith("no object at 'bad\\r\\nX-Injected: 1\\x00 caf\\xe9")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,10 @@ def body(code: str, message: str = "detail") -> bytes:
         (503, "unavailable", ConnectionError, errno.ECONNABORTED),
         (504, "timeout", TimeoutError, errno.ETIMEDOUT),
         (404, "no_such_attribute", OSError, errno.ENODATA),
+        (400, "is_a_directory", IsADirectoryError, errno.EISDIR),
+        (400, "not_a_directory", NotADirectoryError, errno.ENOTDIR),
+        (400, "name_too_long", OSError, errno.ENAMETOOLONG),
+        (507, "no_space", OSError, errno.ENOSPC),
     ],
 )
 def test_status_mapping(status: int, code: str, exc_type: type[OSError], number: int) -> None:
@@ -41,6 +45,21 @@ def test_status_mapping(status: int, code: str, exc_type: type[OSError], number:
     assert "the detail" in str(exc)
     assert PATH in str(exc)
     assert "'cache'" in str(exc)
+
+
+def test_a_head_answer_explains_itself_through_its_headers() -> None:
+    exc = errors.from_status(
+        400, b"", PATH, MOUNT, "not_a_directory", "a parent of 'k.json' is a file"
+    )
+    assert type(exc) is NotADirectoryError
+    assert "a parent of 'k.json' is a file" in str(exc)
+    assert "no detail" not in str(exc)
+
+
+def test_an_unknown_code_falls_back_to_its_status() -> None:
+    exc = errors.from_status(507, body("some_future_code"), PATH, MOUNT)
+    assert exc.errno == errno.ENOSPC
+    assert "some_future_code" in str(exc)
 
 
 def test_a_missing_attribute_is_not_a_missing_file() -> None:

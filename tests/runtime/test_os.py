@@ -122,6 +122,22 @@ def test_remove_and_unlink(tree: str) -> None:
         os.remove(f"{tree}/sub")
 
 
+def test_a_name_too_long_for_the_local_disk_is_enametoolong(hooks: Connectors, ns: str) -> None:
+    path = f"/cas/{ns}/{'n' * 300}.json"  # a file name on ext4 and tmpfs is at most 255 bytes
+    with pytest.raises(OSError) as written:  # noqa: PT011 - the errno is the point
+        write(path)
+    with pytest.raises(OSError) as stated:  # noqa: PT011
+        os.stat(path)
+    with pytest.raises(OSError) as opened:  # noqa: PT011
+        read(path)
+    for caught in (written, stated, opened):
+        assert caught.value.errno == errno.ENAMETOOLONG
+        assert caught.value.filename == path
+        assert "name_too_long" in str(caught.value)
+    assert not os.path.exists(path)
+    assert not os.path.isdir(f"/cas/{ns}"), "the failed write left nothing behind"
+
+
 def test_rename_and_replace(tree: str, tmp_path: Path) -> None:
     os.rename(f"{tree}/a.txt", f"{tree}/moved/a2.txt")
     assert read(f"{tree}/moved/a2.txt") == "aaa"

@@ -17,6 +17,11 @@ Owns: the embedded default backend. Objects are files under
   under them.
 - ``content_type`` is a ``user.asya.content_type`` extended attribute set on
   the temporary file before the rename, so it lands atomically with the data.
+- Files and directories come from the filesystem itself: a directory at
+  the key fails the rename (EISDIR), a file as a parent fails the temporary
+  file (ENOTDIR). Every OSError goes through ``fs_files.map_os_error``, so a
+  full disk is ``no_space`` (507) and a name over the filesystem's limit
+  ``name_too_long``.
 - ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
   slower); without it a process crash still never exposes a partial file.
 - A writer killed mid-write leaves a hidden temporary file; listings never
@@ -52,6 +57,8 @@ from ..errors import (
     BackendUnavailable,
     ConfigError,
     Conflict,
+    ConnectorError,
+    IsADirectory,
     NotFound,
     TooLarge,
     Unsupported,
@@ -65,6 +72,7 @@ from ..interface import (
     RangeSpec,
     ReadStream,
     WriteCondition,
+    is_a_directory,
 )
 from ..keys import RESERVED_SEGMENT_PREFIX
 from ..listing import paginate
@@ -81,6 +89,7 @@ from .fs_files import (
     gather_head,
     has_files,
     map_os_error,
+    os_errors,
     read_content_type,
     write_content_type,
 )
@@ -172,10 +181,7 @@ class _FsConnector(Connector):
     def _open_sync(
         self, key: str, byte_range: RangeSpec | None
     ) -> tuple[IO[bytes], ObjectMeta, int, int, bytes]:
-        try:
-            handle = open(self._path(key), "rb")  # noqa: SIM115 - closed by the read stream
-        except OSError as exc:
-            raise map_os_error(exc, key) from exc
+        handle = open(self._path(key), "rb")  # noqa: SIM115 - closed by the read stream
         try:
             st = os.fstat(handle.fileno())
             if not stat_mod.S_ISREG(st.st_mode):
@@ -193,9 +199,10 @@ class _FsConnector(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         # The open descriptor pins the inode: a concurrent rename cannot mix versions.
-        handle, meta, start, length, first = await self._run(
-            lambda wait: self._open_sync(key, byte_range)
-        )
+        with os_errors(key):
+            handle, meta, start, length, first = await self._run(
+                lambda wait: self._open_sync(key, byte_range)
+            )
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -203,7 +210,8 @@ class _FsConnector(Connector):
                 if first:
                     yield first
                 while remaining > 0:
-                    chunk = await asyncio.to_thread(handle.read, min(remaining, CHUNK))
+                    with os_errors(key):
+                        chunk = await asyncio.to_thread(handle.read, min(remaining, CHUNK))
                     if not chunk:
                         break
                     remaining -= len(chunk)
@@ -223,6 +231,19 @@ class _FsConnector(Connector):
         size: int | None = None,
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
+    ) -> ObjectMeta:
+        # A directory in the way or a file as a parent needs no look of its
+        # own: creating the temporary file (ENOTDIR) and the rename over the
+        # key (EISDIR) report them, and the table maps every errno.
+        with os_errors(key):
+            return await self._write(key, body, condition, content_type)
+
+    async def _write(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        condition: WriteCondition,
+        content_type: str | None,
     ) -> ObjectMeta:
         head, rest = await gather_head(body, SMALL_BODY)
         self._enforce_limit(key, len(head))
@@ -279,10 +300,6 @@ class _FsConnector(Connector):
                 return tmp, open(tmp, "xb")
             except FileNotFoundError:
                 continue  # no directory yet, or a concurrent delete pruned it
-            except NotADirectoryError as exc:
-                raise Conflict(f"a parent of {key!r} is a file", key=key) from exc
-            except OSError as exc:
-                raise map_os_error(exc, key) from exc
         raise BackendError(f"could not create a temporary file for {key!r}", key=key)
 
     def _commit(
@@ -319,13 +336,13 @@ class _FsConnector(Connector):
 
     def _check_condition(self, key: str, target: Path, condition: WriteCondition) -> None:
         if condition.unconditional:
-            if target.is_dir():
-                raise Conflict(f"{key!r} is a directory", key=key)
-            return
+            return  # a directory at the key makes the rename fail with EISDIR
         try:
             current = os.stat(target)
         except FileNotFoundError:
             current = None
+        if current is not None and stat_mod.S_ISDIR(current.st_mode):
+            raise IsADirectory(f"{key!r} is a directory", key=key)
         if condition.if_none_match and current is not None:
             raise Conflict(f"{key!r} already exists", key=key)
         if condition.if_match is not None and (
@@ -334,6 +351,10 @@ class _FsConnector(Connector):
             raise Conflict(f"{key!r} changed since it was read", key=key)
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        with os_errors(key):
+            return await self._append(key, body)
+
+    async def _append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
         tmp, handle = await asyncio.to_thread(self._create_temp, key)
         committed = False
         try:
@@ -487,7 +508,13 @@ class _FsConnector(Connector):
             # The server asks this of every missing key (is it a directory?):
             # one stat on the loop answers it without a worker-thread hop.
             return ListPage([], [])
-        return await asyncio.to_thread(self._list_sync, prefix, delimiter, page_token, limit)
+        with os_errors(prefix):
+            return await asyncio.to_thread(self._list_sync, prefix, delimiter, page_token, limit)
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        # A file as a parent needs no look: the filesystem answered ENOTDIR
+        # (NotADirectory) before anything asks. Only objects below remain.
+        return is_a_directory(key) if await self._has_objects_below(key) else None
 
     def _may_list_something(self, prefix: str) -> bool:
         try:

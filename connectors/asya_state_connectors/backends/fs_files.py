@@ -15,25 +15,55 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from ..errors import BackendError, ConnectorError, NotFound, PermissionDenied, TooLarge
+from ..errors import (
+    BackendError,
+    ConnectorError,
+    IsADirectory,
+    NameTooLong,
+    NoSpace,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+)
 from ..keys import RESERVED_SEGMENT_PREFIX
 
 CONTENT_TYPE_XATTR = "user.asya.content_type"
 
 
 def map_os_error(exc: OSError, key: str) -> ConnectorError:
-    """The fs backend's error table."""
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+    """The fs backend's error table: every OSError of the local filesystem goes through it."""
+    number = exc.errno
+    if number == errno.ENOENT:
         return NotFound(f"no object at {key!r}", key=key)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    # EEXIST: objects are never created exclusively here, so it can only come
+    # from making the directories of a key where one of them is a file.
+    if number in (errno.ENOTDIR, errno.EEXIST):
+        return NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+    if number == errno.EISDIR:
+        return IsADirectory(f"{key!r} is a directory", key=key)
+    if number == errno.ENAMETOOLONG:
+        return NameTooLong(f"a name in {key!r} is too long for this filesystem", key=key)
+    if number in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDenied(f"permission denied for {key!r}: {exc.strerror}", key=key)
-    if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
-        return TooLarge(f"no room to store {key!r}: {exc.strerror}", key=key)
+    if number == errno.EFBIG:
+        return TooLarge(f"{key!r} is larger than this filesystem allows", key=key)
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"no room to store {key!r}: {exc.strerror}", key=key)
     return BackendError(f"filesystem error on {key!r}: {exc.strerror}", key=key)
+
+
+@contextlib.contextmanager
+def os_errors(key: str) -> Iterator[None]:
+    """Inside, an OSError of the filesystem becomes the ConnectorError ``map_os_error`` names."""
+    try:
+        yield
+    except OSError as exc:
+        raise map_os_error(exc, key) from exc
 
 
 def etag_of(st: os.stat_result) -> str:

@@ -19,12 +19,18 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   ignore it the same answer). Copy and rename are server-side rewrites;
   rename deletes the source only at the generation it copied.
 - Listing is the objects list with prefix, delimiter and page tokens.
+- Files and directories: a write not conditional on a revision read, a copy
+  and a rename first look at the target's ancestors (one metadata request
+  each) and below it (a list of one name), all at once: one round trip. GCS
+  has no transaction to hold that answer, so a concurrent creator of the
+  directory can still race the write.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
@@ -258,6 +264,8 @@ class _GcsConnector(Connector):
         content_type: str | None = None,
     ) -> ObjectMeta:
         precondition = _precondition(condition, key)
+        if condition.if_match is None:  # a revision read means the key holds an object
+            await self.check_path(key)
         spooled, total = await spool(body, self.gcs.pool)
         try:
             blob = self._blob(key, chunk_size=self.config.chunk_size)
@@ -341,7 +349,11 @@ class _GcsConnector(Connector):
 
     async def _rewrite(self, source: str, target: str) -> tuple[ObjectMeta, str]:
         """Server-side copy; returns the target's meta and the source generation copied."""
-        origin = await self._loaded(source)
+        # A missing source outranks a conflict at the target: the runtime then
+        # moves a directory object by object.
+        origin, conflict = await asyncio.gather(self._loaded(source), self.path_conflict(target))
+        if conflict is not None:
+            raise conflict
         generation = str(origin.generation)
         destination = self._blob(target)
         token: str | None = None

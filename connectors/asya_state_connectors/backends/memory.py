@@ -3,6 +3,8 @@
 Owns: an in-process store with every optional capability, used as the
 reference the conformance suite measures other backends against and by the
 benchmark as the floor of the proxy path. State is lost when the process exits.
+Names are also kept in order, so listings and the directory checks of a write
+(under the store's lock, atomic with it) are binary searches.
 
 Must not: be used for data anyone needs to keep.
 """
@@ -10,13 +12,22 @@ Must not: be used for data anyone needs to keep.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Self
 
-from ..errors import BadRequest, Conflict, NotFound, TooLarge
+from ..errors import (
+    BadRequest,
+    Conflict,
+    ConnectorError,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    TooLarge,
+)
 from ..interface import (
     UNCONDITIONAL,
     Capability,
@@ -26,7 +37,10 @@ from ..interface import (
     RangeSpec,
     ReadStream,
     WriteCondition,
+    is_a_directory,
+    not_a_directory,
 )
+from ..keys import ancestors
 from ..listing import paginate
 from ..settings import Settings
 
@@ -51,6 +65,9 @@ class MemoryConnector(Connector):
     def __init__(self, max_object_size: int | None) -> None:
         self.max_object_size = max_object_size
         self._objects: dict[str, _Entry] = {}
+        # Every stored name in order, so "is anything stored below this key?"
+        # is a binary search rather than a pass over the whole store.
+        self._names: list[str] = []
         self._revisions = itertools.count(1)
         self._lock = asyncio.Lock()
 
@@ -62,15 +79,53 @@ class MemoryConnector(Connector):
     def _get(self, key: str) -> _Entry:
         entry = self._objects.get(key)
         if entry is None or entry.expired(time.time()):
-            self._objects.pop(key, None)
+            self._drop(key)
             raise NotFound(f"no object at {key!r}", key=key)
         return entry
 
-    def _check(self, key: str, condition: WriteCondition) -> _Entry | None:
+    def _check_path(self, key: str) -> None:
+        """A new object at ``key`` must not sit below a file or shadow a directory (under the lock)."""
+        now = time.time()
+        for parent in ancestors(key):
+            entry = self._objects.get(parent)
+            if entry is not None and not entry.expired(now):
+                raise not_a_directory(key, parent)
+        if next(self._live_below(key + "/"), None) is not None:
+            raise is_a_directory(key)
+
+    def _live_below(self, prefix: str) -> Iterator[tuple[str, _Entry]]:
+        """Unexpired (name, entry) pairs whose name starts with ``prefix``, in name order."""
+        now, names = time.time(), self._names
+        index = bisect.bisect_left(names, prefix)
+        while index < len(names) and names[index].startswith(prefix):
+            entry = self._objects[names[index]]
+            if not entry.expired(now):
+                yield names[index], entry
+            index += 1
+
+    def _set(self, key: str, entry: _Entry) -> None:
+        if key not in self._objects:
+            bisect.insort(self._names, key)
+        self._objects[key] = entry
+
+    def _drop(self, key: str) -> None:
+        if self._objects.pop(key, None) is not None:
+            del self._names[bisect.bisect_left(self._names, key)]
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        try:
+            self._check_path(key)
+        except (IsADirectory, NotADirectory) as exc:
+            return exc
+        return None
+
+    def _check(self, key: str, condition: WriteCondition, *, creates: bool = True) -> _Entry | None:
         try:
             current: _Entry | None = self._get(key)
         except NotFound:
             current = None
+        if current is None and creates:
+            self._check_path(key)
         if condition.if_none_match and current is not None:
             raise Conflict(f"{key!r} already exists", key=key)
         if condition.if_match is not None and (
@@ -99,7 +154,7 @@ class MemoryConnector(Connector):
         )
         # An overwrite keeps the key's expiry, like Redis SET ... KEEPTTL.
         expires = previous.expires_at if previous is not None else None
-        self._objects[key] = _Entry(data, meta, expires)
+        self._set(key, _Entry(data, meta, expires))
         return meta
 
     async def stat(self, key: str) -> ObjectMeta:
@@ -145,16 +200,17 @@ class MemoryConnector(Connector):
     async def rename(self, source: str, target: str) -> ObjectMeta:
         async with self._lock:
             entry = self._get(source)
-            del self._objects[source]
+            self._check(target, UNCONDITIONAL)
+            self._drop(source)
             meta = replace(entry.meta, key=target, etag=f"m{next(self._revisions)}")
-            self._objects[target] = replace(entry, meta=meta)
+            self._set(target, replace(entry, meta=meta))
             return meta
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         async with self._lock:
-            if self._check(key, condition) is None:
+            if self._check(key, condition, creates=False) is None:
                 raise NotFound(f"no object at {key!r}", key=key)
-            del self._objects[key]
+            self._drop(key)
 
     async def list(
         self,
@@ -164,12 +220,8 @@ class MemoryConnector(Connector):
         page_token: str | None = None,
         limit: int = 1000,
     ) -> ListPage:
-        now = time.time()
-        live = sorted(
-            (k, e) for k, e in self._objects.items() if k.startswith(prefix) and not e.expired(now)
-        )
         return paginate(
-            live,
+            self._live_below(prefix),
             lambda item: item[0],
             lambda item: item[1].meta,
             prefix,

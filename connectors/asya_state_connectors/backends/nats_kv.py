@@ -28,6 +28,9 @@ NATS error table in ``nats_messages``.
   entry had. Without per-message TTL the attribute is read-only and reports
   the bucket's max age. Expired entries and delete markers are absent.
 - Rename is copy then delete: NATS KV has no multi-key transaction.
+- Files and directories: a write that may create a key first looks at its
+  ancestors and below it, at once and beside the read of the current entry;
+  without a multi-key transaction a concurrent creator can still race it.
 
 Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_KV_BUCKET`` (default ``asya-state``), ``NATS_KV_CREATE_BUCKET``
@@ -436,6 +439,26 @@ class NatsKvBufferedCas(Connector):
         expires = entry.expires_at(session.max_age)
         return -1.0 if expires is None else max(1.0, expires - time.time())
 
+    async def _has_objects_below(self, key: str) -> bool:
+        """The first message on any subject below ``key``: one request, not a consumer.
+
+        Only live values count; a delete marker a purge left behind is skipped.
+        """
+        session = await self._connection()
+        subjects = self._subject_root + prefix_filter(self._prefix + key + "/")
+        seq = 1
+        while True:
+            async with self._errors(key):
+                try:
+                    msg = await session.js.get_msg(
+                        self._stream, seq=seq, subject=subjects, next=True, direct=session.direct
+                    )
+                except jx.NotFoundError:
+                    return False
+            if not is_absent(msg.headers):
+                return True
+            seq = int(msg.seq) + 1
+
     # -- stat and read ----------------------------------------------------------
 
     async def stat(self, key: str) -> ObjectMeta:
@@ -500,9 +523,19 @@ class NatsKvBufferedCas(Connector):
         session = await self._connection()
         data = await self._collect(session, key, body, size)
         if condition.if_none_match:
+            await self.check_path(key)
             seq = await self._create(session, key, data, content_type)
         else:
-            current = await self._latest(session, key)
+            if condition.if_match is None:
+                # Looked at beside the current entry: the answer matters only
+                # when there is none (an existing object is never a directory).
+                current, conflict = await asyncio.gather(
+                    self._latest(session, key), self.path_conflict(key)
+                )
+                if conflict is not None and (current is None or not current.live):
+                    raise conflict
+            else:
+                current = await self._latest(session, key)
             expected = None  # unconditional: the last writer wins
             if condition.if_match is not None:
                 if current is None or not current.live or str(current.seq) != condition.if_match:

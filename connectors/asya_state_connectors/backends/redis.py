@@ -20,6 +20,8 @@ and the atomic scripts live in ``redis_scripts``.
 - TTL: ``user.asya.ttl`` reads the remaining seconds (-1: none) and sets or
   removes the expiry. An overwrite or append keeps the key's expiry (like
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
+- Files and directories: the scripts that create a key refuse one below an
+  object or over a prefix with objects, atomically (see ``redis_scripts``).
 - Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
   when a prefix is given), sorted, paginated by the last name returned.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
@@ -59,6 +61,7 @@ from ..errors import (
     ConfigError,
     Conflict,
     ConnectorError,
+    NotADirectory,
     NotFound,
     PermissionDenied,
     TooLarge,
@@ -72,7 +75,9 @@ from ..interface import (
     RangeSpec,
     ReadStream,
     WriteCondition,
+    is_a_directory,
 )
+from ..keys import ancestors
 from ..listing import paginate
 from ..settings import Settings
 from . import redis_scripts as lua
@@ -120,6 +125,14 @@ def _redis_errors(key: str | None = None) -> Iterator[None]:
         raise
     except (rx.RedisError, OSError) as exc:
         raise _map_redis_error(exc, key) from exc
+
+
+def _refuse_path(key: str, status: int) -> None:
+    """Raise the file-versus-directory refusal a script answered with, if any."""
+    if status == lua.NOT_A_DIRECTORY:
+        raise NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+    if status == lua.IS_A_DIRECTORY:
+        raise is_a_directory(key)
 
 
 def glob_escape(raw: bytes) -> bytes:
@@ -233,6 +246,10 @@ class RedisBufferedCas(Connector):
     def _keys(self, key: str) -> list[bytes]:
         data = self._data(key)
         return [data, data + lua.META_SUFFIX]
+
+    def _ancestor_metas(self, key: str) -> list[bytes]:
+        """The metadata hashes whose existence would make ``key``'s ancestors files."""
+        return [self._data(parent) + lua.META_SUFFIX for parent in ancestors(key)]
 
     def _staging_key(self, key: str) -> bytes:
         return self._data(key) + lua.STAGED_INFIX + secrets.token_hex(8).encode()
@@ -371,10 +388,11 @@ class RedisBufferedCas(Connector):
         if size is not None:
             self._check_size(key, size)
         inline, staging = await self._take_body(key, body)
-        keys = self._keys(key)
+        parents = self._ancestor_metas(key)
+        keys = [*self._keys(key), *parents]
         etag = secrets.token_hex(12)
         expected = "*" if condition.if_none_match else (condition.if_match or "")
-        args: list[bytes | str] = [expected, etag, content_type or ""]
+        args: list[bytes | str | int] = [expected, etag, content_type or "", len(parents)]
         if staging is None:
             args.append(inline)
         else:
@@ -385,6 +403,7 @@ class RedisBufferedCas(Connector):
         finally:
             if staging is not None:
                 await self._discard(staging)
+        _refuse_path(key, reply[0])
         if reply[0] == lua.CONFLICT:
             if condition.if_none_match:
                 raise Conflict(f"{key!r} already exists", key=key)
@@ -398,12 +417,13 @@ class RedisBufferedCas(Connector):
         )
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
-        keys = self._keys(key)
+        parents = self._ancestor_metas(key)
+        keys = [*self._keys(key), *parents]
         with _redis_errors(key):
             current = int(await self._client.strlen(keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = secrets.token_hex(12)
-        args: list[bytes | str | int] = [etag, self._limit]
+        args: list[bytes | str | int] = [etag, self._limit, len(parents)]
         if staging is None:
             args.append(inline)
         else:
@@ -414,6 +434,7 @@ class RedisBufferedCas(Connector):
         finally:
             if staging is not None:
                 await self._discard(staging)
+        _refuse_path(key, reply[0])
         if reply[0] == lua.CONFLICT:
             raise TooLarge(f"appending would exceed {self._limit} bytes", key=key)
         return ObjectMeta(
@@ -427,10 +448,14 @@ class RedisBufferedCas(Connector):
     async def rename(self, source: str, target: str) -> ObjectMeta:
         with _redis_errors(source):
             reply = await self._link.run(
-                "RENAME", [*self._keys(source), *self._keys(target)], [secrets.token_hex(12)]
+                "RENAME",
+                [*self._keys(source), *self._keys(target), *self._ancestor_metas(target)],
+                [secrets.token_hex(12)],
             )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
+        if isinstance(reply, int):
+            _refuse_path(target, reply)
         return _meta(target, reply)
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:

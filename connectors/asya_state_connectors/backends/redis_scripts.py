@@ -19,6 +19,17 @@ Idempotent retries: a writer sends the etag its write will create. If that
 etag is already stored, the script did run and only the reply was lost, so a
 retry reports success instead of a false conflict.
 
+Files and directories: a script that creates an object (write, append,
+rename target) first checks, in the same atomic call, that no ancestor is an
+object (EXISTS on each ancestor's metadata hash, passed in KEYS) and that no
+object lives below it (``has_objects_below``). An overwrite skips both: an
+existing object never has either. ``has_objects_below`` walks SCAN with a
+MATCH pattern today, which costs time in the number of keys in the database
+and holds Redis for that long; an index of names can replace its body
+without changing any script. (Why a missing key is missing, asked on the
+read path, needs no atomicity and uses the connector's listing, which does
+not hold Redis.)
+
 Must not: talk to Redis (the connector module runs these) or hold policy such
 as size limits beyond the number it is given.
 """
@@ -34,8 +45,10 @@ META_FIELDS = ("etag", "size", "type", "mtime")
 OK = 1
 CONFLICT = 0
 MISSING = -1
+NOT_A_DIRECTORY = -2
+IS_A_DIRECTORY = -3
 
-_NOW = """
+_PRELUDE = """
 local function now()
   local t = redis.call('TIME')
   return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -43,17 +56,44 @@ end
 local function meta(key)
   return redis.call('HMGET', key, 'etag', 'size', 'type', 'mtime')
 end
+-- Whether an object lives below ``dir`` (a data key ending with '/').
+local function has_objects_below(dir)
+  local pattern = string.gsub(dir, '[%*%?%[%]\\\\]', '\\\\%0') .. '*\\0meta'
+  local cursor = '0'
+  repeat
+    local reply = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    if #reply[2] > 0 then return true end
+    cursor = reply[1]
+  until cursor == '0'
+  return false
+end
+-- 0 when an object may be created at ``data``, else NOT_A_DIRECTORY (one of
+-- the ancestors' metadata hashes KEYS[first..last] exists) or IS_A_DIRECTORY.
+local function path_conflict(data, first, last)
+  for i = first, last do
+    if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
+  end
+  if has_objects_below(data .. '/') then return -3 end
+  return 0
+end
 """
 
-# KEYS: data, meta[, staged]  ARGV: condition ('' | '*' | etag read), new etag,
-# content type ('' for none)[, inline value]. An overwrite keeps the key's expiry.
+# KEYS: data, meta, the metadata hash of each ancestor[, staged]  ARGV:
+# condition ('' | '*' | etag read), new etag, content type ('' for none),
+# number of ancestors[, inline value]. An overwrite keeps the key's expiry.
 WRITE = (
-    _NOW
+    _PRELUDE
     + """
+local parents = tonumber(ARGV[4])
+local staged = KEYS[3 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[2] then
   local m = meta(KEYS[2])
   return {1, m[2], m[4]}
+end
+if not current then
+  local refused = path_conflict(KEYS[1], 3, 2 + parents)
+  if refused ~= 0 then return {refused} end
 end
 if ARGV[1] == '*' then
   if current then return {0} end
@@ -61,10 +101,10 @@ elseif ARGV[1] ~= '' and current ~= ARGV[1] then
   return {0}
 end
 local ttl = redis.call('PTTL', KEYS[2])
-if KEYS[3] then
-  redis.call('RENAME', KEYS[3], KEYS[1])
+if staged then
+  redis.call('RENAME', staged, KEYS[1])
 else
-  redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[1], ARGV[5])
 end
 local size = redis.call('STRLEN', KEYS[1])
 local mtime = now()
@@ -81,21 +121,29 @@ return {1, size, mtime}
 """
 )
 
-# KEYS: data, meta[, staged]  ARGV: new etag, size limit (0: none)[, inline tail].
-# Reply: {1, size, mtime, type} or {0} when the result would exceed the limit.
+# KEYS: data, meta, the metadata hash of each ancestor[, staged]  ARGV: new
+# etag, size limit (0: none), number of ancestors[, inline tail]. Reply:
+# {1, size, mtime, type}, {0} when the result would exceed the limit, or
+# {NOT_A_DIRECTORY} / {IS_A_DIRECTORY}.
 APPEND = (
-    _NOW
+    _PRELUDE
     + """
+local parents = tonumber(ARGV[3])
+local staged = KEYS[3 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[1] then
   local m = meta(KEYS[2])
   return {1, m[2], m[4], m[3]}
 end
-if not current then redis.call('DEL', KEYS[1]) end
-local tail = ARGV[3]
-if KEYS[3] then
-  tail = redis.call('GET', KEYS[3]) or ''
-  redis.call('DEL', KEYS[3])
+if not current then
+  local refused = path_conflict(KEYS[1], 3, 2 + parents)
+  if refused ~= 0 then return {refused} end
+  redis.call('DEL', KEYS[1])
+end
+local tail = ARGV[4]
+if staged then
+  tail = redis.call('GET', staged) or ''
+  redis.call('DEL', staged)
 end
 local size = redis.call('STRLEN', KEYS[1]) + #tail
 local limit = tonumber(ARGV[2])
@@ -116,14 +164,20 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
 
-# KEYS: source data, source meta, target data, target meta  ARGV: new etag.
-# The object keeps its content type and expiry; a target is replaced.
+# KEYS: source data, source meta, target data, target meta, the metadata
+# hash of each of the target's ancestors  ARGV: new etag. The object keeps its
+# content type and expiry; a target is replaced. Reply: the target's metadata,
+# nil when the source is missing, or NOT_A_DIRECTORY / IS_A_DIRECTORY.
 RENAME = (
-    _NOW
+    _PRELUDE
     + """
 if not redis.call('HGET', KEYS[2], 'etag') then
   if redis.call('HGET', KEYS[4], 'etag') == ARGV[1] then return meta(KEYS[4]) end
   return nil
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local refused = path_conflict(KEYS[3], 5, #KEYS)
+  if refused ~= 0 then return refused end
 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('RENAME', KEYS[2], KEYS[4])

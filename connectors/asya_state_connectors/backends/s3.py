@@ -21,12 +21,18 @@ multipart transfers in ``s3_multipart``).
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
 - Listing is ListObjectsV2; its continuation token is the page token.
+- Files and directories: a write not conditional on a revision read, a copy
+  and a rename first look at the target's ancestors (HeadObject each) and
+  below it (ListObjectsV2 of one key), all at once: one round trip. S3 has
+  no transaction to hold that answer, so a concurrent creator of the
+  directory can still race the write.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
@@ -189,6 +195,11 @@ class _S3Connector(Connector):
 
     # -- write ------------------------------------------------------------------
 
+    async def _check_new_path(self, key: str, condition: WriteCondition) -> None:
+        """The directory checks before a write; one conditional on a revision read needs none."""
+        if condition.if_match is None:
+            await self.check_path(key)
+
     async def _put(
         self,
         key: str,
@@ -321,15 +332,27 @@ class _S3Connector(Connector):
             new_etag = strip_etag(answer["CopyObjectResult"]["ETag"])
         return ObjectMeta(key=target, size=size, etag=new_etag, content_type=kept_type)
 
+    async def _check_move(self, source: str, target: str) -> ObjectMeta:
+        """The source's metadata and the target's directory checks, at once.
+
+        A missing source outranks a conflict at the target: the runtime then
+        moves a directory object by object.
+        """
+        head, conflict = await asyncio.gather(self.stat(source), self.path_conflict(target))
+        if conflict is not None:
+            raise conflict
+        return head
+
     async def copy(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
+        await self._check_move(source, target)
         return await self._copy_over(source, target)
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        head = await self.stat(source)
+        head = await self._check_move(source, target)
         meta = await self._copy_over(source, target)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.
@@ -393,6 +416,7 @@ class _S3Buffered(_S3Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
+        await self._check_new_path(key, condition)
         spooled, total = await spool(body, self.s3.pool)
         try:
             if total <= SINGLE_REQUEST_LIMIT:
@@ -427,6 +451,7 @@ class S3Passthrough(_S3Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
+        await self._check_new_path(key, condition)
         part_size = part_size_for(size, self.config.part_size)
         parts = regroup(body, part_size)
         first = await anext(parts, b"")

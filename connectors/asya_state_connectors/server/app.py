@@ -17,10 +17,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..errors import (
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    BackendError,
     BackendUnavailable,
     BadRequest,
     ConnectorError,
     Draining,
+    IsADirectory,
+    NotFound,
     RangeNotSatisfiable,
     TooLarge,
     Unsupported,
@@ -41,8 +46,17 @@ Answer = Response | StreamResponse
 Handler = Callable[[Request, str, dict[str, str]], Awaitable[Answer]]
 
 
+MAX_HEADER_MESSAGE = 200
+
+
+def header_text(message: str) -> str:
+    """``message`` as one printable-ASCII header value: escapes for anything else, bounded."""
+    text = message.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= MAX_HEADER_MESSAGE else text[: MAX_HEADER_MESSAGE - 3] + "..."
+
+
 def error_response(exc: ConnectorError) -> Response:
-    headers: dict[str, str] = {}
+    headers = {ERROR_CODE_HEADER: exc.code, ERROR_MESSAGE_HEADER: header_text(exc.message)}
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"
     response = json_response(exc.status, exc.to_json(), headers)
@@ -100,7 +114,7 @@ class ProtocolApp:
         except Exception:
             log.exception("unexpected error in %s", operation)
             status, code = 500, "backend_error"
-            return json_response(500, {"code": code, "message": "internal connector error"})
+            return error_response(BackendError("internal connector error"))
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
@@ -172,7 +186,14 @@ class ProtocolApp:
     async def read(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
         spec = rq.byte_range(request.headers.get("Range"))
-        stream = await self.connector.read(key, spec)
+        try:
+            stream = await self.connector.read(key, spec)
+        except NotFound as exc:
+            # Only a missing key pays for asking whether it is a directory.
+            conflict = await self.connector.path_conflict(key)
+            if conflict is not None:
+                raise conflict from exc
+            raise
         try:
             headers = meta_headers(stream.meta)
             if_none_match = request.headers.get("If-None-Match")
@@ -204,12 +225,13 @@ class ProtocolApp:
             try:
                 meta = await self.connector.stat(key)
                 return Response(200, headers=meta_headers(meta))
-            except ConnectorError as exc:
-                if exc.status != 404:
-                    raise
-            page = await self.connector.list(key + "/", delimiter="/", limit=1)
-            if not page.entries and not page.prefixes:
-                return Response(404)
+            except NotFound as exc:
+                missing = exc
+            conflict = await self.connector.path_conflict(key)
+            if conflict is None:
+                raise missing
+            if not isinstance(conflict, IsADirectory):
+                raise conflict from missing
         return Response(200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
 
     async def write(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
