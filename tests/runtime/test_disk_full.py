@@ -64,12 +64,11 @@ def full_sockets() -> Iterator[Path]:
 @pytest.fixture
 def full_mount(full_sockets: Path) -> Iterator[str]:
     asya_state_runtime.install("full:/full", socket_dir=str(full_sockets))
-    asya_state_runtime.reset_revisions()
     try:
-        yield "/full"
+        with asya_state_runtime.revision_scope():
+            yield "/full"
     finally:
         asya_state_runtime.uninstall()
-        asya_state_runtime.reset_revisions()
 
 
 @pytest.mark.parametrize(

@@ -419,7 +419,8 @@ class _FsConnector(Connector):
                 # prunes an empty directory without its lock, and a writer could
                 # then make a new one and lock that instead of the one we hold.
                 # (The source's directory holds the source.)
-                pin = self._create_temp(target)
+                with os_errors(target):  # a file where a parent of the target should be
+                    pin = self._create_temp(target)
                 pin[1].close()
             meta = self._rename_locked(source, target, src, dst, wait)
             renamed = True
