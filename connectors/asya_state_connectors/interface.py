@@ -168,6 +168,10 @@ class Connector(ABC):
     max_object_size: int | None = None
     #: The revision is a digest of the content, not a per-write stamp.
     revision_follows_content: ClassVar[bool] = False
+    #: Operations whose retry with the same request id returns the original
+    #: outcome (``write``, ``create``, ``append``, ``rename``, ``delete``; see
+    #: idempotency): the conformance suite checks each one declared.
+    idempotent_retries: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     @abstractmethod
@@ -263,6 +267,22 @@ class Connector(ABC):
         except (NotFound, NotADirectory):
             return False
         return True
+
+    # -- idempotent retries (see idempotency) -----------------------------
+
+    async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
+        """``key``'s metadata if its current content was written by request ``request_id``.
+
+        Asked only after a write, append or rename failed its condition or
+        found its source gone. A backend that stores the id of the last
+        request that changed an object overrides this; the default knows
+        nothing, and the failure stands.
+        """
+        return None
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        """Whether request ``request_id`` deleted ``key`` (asked after a 404 or 409)."""
+        return False
 
     # -- optional operations ---------------------------------------------
 

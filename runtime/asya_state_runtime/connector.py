@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import errno
 import json
+import secrets
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 from urllib.parse import quote, urlencode
 
 from . import revisions, transport
@@ -35,6 +37,14 @@ INFO = "/v1/info"
 
 UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
+REQUEST_ID = "Asya-Request-Id"
+# How long a mutating request whose outcome is unknown is retried (seconds):
+# covers a connector restart (about a second) and a backend failover.
+RETRY_WINDOW = 15.0
+_FIRST_DELAY = 0.05
+_MAX_DELAY = 1.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,11 @@ def _in_doubt(exc: BaseException) -> bool:
     if isinstance(exc, FileExistsError | ConnectionError | TimeoutError):
         return True
     return not isinstance(exc, OSError) or exc.errno in (errno.EIO, None)
+
+
+def new_request_id() -> dict[str, str]:
+    """The header naming one logical mutating operation, reused by its retries."""
+    return {REQUEST_ID: secrets.token_hex(16)}
 
 
 def _float_or_none(value: object) -> float | None:
@@ -211,19 +226,54 @@ class MountClient:
     def put(
         self, key: str, path: str, source: IO[bytes], size: int, headers: Mapping[str, str]
     ) -> None:
-        """Store ``size`` bytes read from ``source`` as ``key`` in one request."""
-        self._send_all(self.start_put(key, path, headers, size), key, path, source, size)
+        """Store ``size`` bytes read from ``source`` as ``key`` in one request (retried, see _once)."""
+        headers = {**headers, **new_request_id()}
+        self._send_all(lambda: self.start_put(key, path, headers, size), key, path, source, size)
 
     def _send_all(
-        self, upload: transport.Upload, key: str, path: str, source: IO[bytes], size: int
+        self,
+        start: Callable[[], transport.Upload],
+        key: str,
+        path: str,
+        source: IO[bytes],
+        size: int,
     ) -> None:
+        origin = source.tell()
+
+        def attempt() -> None:
+            source.seek(origin)
+            upload = start()
+            try:
+                _copy_into(source, upload, size)
+            except BaseException:
+                upload.abort()  # an early answer (409) or a broken connection
+                raise
+            self.finish(upload, key, path, forget=False)
+
         try:
-            _copy_into(source, upload, size)
+            self._once(attempt)
         except BaseException as exc:
-            upload.abort()
-            self.failed(exc, key)  # an early answer (409) or a broken connection
+            self.failed(exc, key)
             raise
-        self.finish(upload, key, path)
+
+    def _once(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` (one request carrying a request id) until its outcome is known.
+
+        Only a failure that leaves the outcome unknown is retried, and with
+        the same id, so the connector can recognise a request it applied.
+        """
+        deadline = time.monotonic() + min(self.mount.timeout, RETRY_WINDOW)
+        delay = _FIRST_DELAY
+        tries = 0
+        while True:
+            try:
+                return attempt()
+            except (ConnectionError, TimeoutError):
+                tries += 1
+                if tries > 1 and time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY)
 
     def start_put(
         self, key: str, path: str, headers: Mapping[str, str], size: int | None
@@ -237,20 +287,23 @@ class MountClient:
             size=size,
         )
 
-    def start_append(self, key: str, path: str, size: int | None) -> transport.Upload:
+    def start_append(
+        self, key: str, path: str, size: int | None, headers: Mapping[str, str] | None = None
+    ) -> transport.Upload:
         return transport.start_upload(
             self.pool,
             "POST",
             OBJECTS + encode_key(key, path) + "?op=append",
             path=path,
-            headers={},
+            headers=headers or {},
             size=size,
         )
 
     def append(self, key: str, path: str, source: IO[bytes], size: int) -> None:
-        self._send_all(self.start_append(key, path, size), key, path, source, size)
+        headers = new_request_id()
+        self._send_all(lambda: self.start_append(key, path, size, headers), key, path, source, size)
 
-    def finish(self, upload: transport.Upload, key: str, path: str) -> None:
+    def finish(self, upload: transport.Upload, key: str, path: str, *, forget: bool = True) -> None:
         """Complete a write and remember the revision it created (or forget the key, see failed)."""
         try:
             reply = upload.finish()
@@ -258,18 +311,27 @@ class MountClient:
                 raise reply.error()
             reply.read_all()
         except BaseException as exc:
-            self.failed(exc, key)
+            if forget:
+                self.failed(exc, key)
             raise
         revisions.remember(self.mount.name, key, reply.header("ETag"))
 
     def move(self, op: str, key: str, target_key: str, path: str) -> None:
         """``op`` is copy or rename; the target's new revision is remembered."""
         query = encode_query({"op": op, "to": target_key}, path)
-        try:
-            reply = self._request("POST", OBJECTS + encode_key(key, path) + "?" + query, path)
+        headers = new_request_id()
+
+        def attempt() -> transport.Reply:
+            reply = self._request(
+                "POST", OBJECTS + encode_key(key, path) + "?" + query, path, headers
+            )
             if reply.status != 200:
                 raise reply.error()
             reply.read_all()
+            return reply
+
+        try:
+            reply = self._once(attempt)
         except BaseException as exc:
             self.failed(exc, key, target_key)
             raise
@@ -281,19 +343,26 @@ class MountClient:
         """Delete ``key`` (conditionally on its remembered revision); False if it was absent."""
         condition = self.write_condition(key, path)
         condition.pop("If-None-Match", None)
-        try:
-            reply = self._request("DELETE", OBJECTS + encode_key(key, path), path, condition)
+        headers = {**condition, **new_request_id()}
+
+        def attempt() -> bool:
+            reply = self._request("DELETE", OBJECTS + encode_key(key, path), path, headers)
             if reply.status == 404:
                 reply.read_all()
                 return False
             if reply.status not in (200, 204):
                 raise reply.error()
             reply.read_all()
+            return True
+
+        try:
+            found = self._once(attempt)
         except BaseException as exc:
             self.failed(exc, key)
             raise
-        revisions.remember(self.mount.name, key, None)
-        return True
+        if found:
+            revisions.remember(self.mount.name, key, None)
+        return found
 
     # -- listing -----------------------------------------------------------
 
@@ -333,19 +402,29 @@ class MountClient:
         return reply.read_all().decode("utf-8")
 
     def set_xattr(self, key: str, name: str, value: str, path: str) -> None:
-        reply = self._request(
-            "PUT",
-            self._xattr_target(key, name, path),
-            path,
-            {"Content-Type": "text/plain; charset=utf-8"},
-            value.encode("utf-8"),
+        # Setting a value twice leaves the same value: the retry needs no recognition.
+        headers = {"Content-Type": "text/plain; charset=utf-8", **new_request_id()}
+        self._once(
+            lambda: self._no_content(
+                "PUT", self._xattr_target(key, name, path), path, headers, value.encode("utf-8")
+            )
         )
-        if reply.status not in (200, 204):
-            raise reply.error()
-        reply.read_all()
 
     def remove_xattr(self, key: str, name: str, path: str) -> None:
-        reply = self._request("DELETE", self._xattr_target(key, name, path), path)
+        headers = new_request_id()
+        self._once(
+            lambda: self._no_content("DELETE", self._xattr_target(key, name, path), path, headers)
+        )
+
+    def _no_content(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+    ) -> None:
+        reply = self._request(method, target, path, headers, body)
         if reply.status not in (200, 204):
             raise reply.error()
         reply.read_all()

@@ -213,6 +213,7 @@ class OneAnswerPerConnection:
         self.listener.listen(8)
         self.connections = 0
         self.requests: list[str] = []
+        self.request_ids: list[tuple[str, str | None]] = []  # every request, answered or not
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -228,8 +229,13 @@ class OneAnswerPerConnection:
         with conn, conn.makefile("rb") as stream:
             for answered in range(2):
                 request_line = stream.readline().decode()
-                while stream.readline() not in (b"\r\n", b""):
-                    pass
+                request_id = None
+                while (line := stream.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.lower() == "asya-request-id":
+                        request_id = value.strip()
+                if request_line:
+                    self.request_ids.append((request_line.split(" ")[0], request_id))
                 if not request_line or answered:
                     return  # the stale connection: read the request, answer nothing
                 self.requests.append(request_line.split(" ")[0])
@@ -242,7 +248,7 @@ class OneAnswerPerConnection:
         self.listener.close()
 
 
-def test_stale_connections_are_retried_once_for_idempotent_requests_only(
+def test_lost_requests_are_sent_again_writes_with_the_same_request_id(
     private_socket_dir: Path,
 ) -> None:
     peer = OneAnswerPerConnection(private_socket_dir / "flaky.sock")
@@ -251,9 +257,14 @@ def test_stale_connections_are_retried_once_for_idempotent_requests_only(
         assert os.stat("/flaky/k").st_size == 1
         assert os.stat("/flaky/k").st_size == 1  # stale connection, retried on a new one
         assert peer.connections == 2
-        with pytest.raises(ConnectionError, match="lost"):
-            write("/flaky/other", "x")  # a write is never replayed
-        assert peer.requests == ["HEAD", "HEAD"]
+        write("/flaky/other", "x")  # lost on the stale connection, sent again
+        assert peer.requests == ["HEAD", "HEAD", "PUT"]
+        puts = [request_id for method, request_id in peer.request_ids if method == "PUT"]
+        assert len(puts) == 2
+        assert puts[0] is not None
+        assert puts[0] == puts[1]  # the connector can tell it is one write
+        write("/flaky/third", "y")  # the next write is another operation: another id
+        assert peer.request_ids[-1][1] not in (None, puts[0])
     finally:
         asya_state_runtime.uninstall()
         peer.close()

@@ -22,6 +22,15 @@ and the atomic scripts live in ``redis_scripts``.
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
 - Files and directories: the scripts that create a key refuse one below an
   object or over a prefix with objects, atomically (see ``redis_scripts``).
+- Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
+  writes, so a retried write, append or rename whose first attempt was
+  applied finds its own etag and succeeds inside the same script (until
+  someone writes the key again); a delete leaves a record of its id for
+  ten minutes.
+- Abandoned uploads: a staging key's name carries its owner, a digest of the
+  host name and the connector's socket (what a restarted sidecar of the same
+  pod has again); when a connector starts it deletes the staged values of
+  its previous life. The one-hour expiry covers owners that never return.
 - Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
   when a prefix is given), sorted, paginated by the last name returned.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
@@ -43,7 +52,9 @@ the scripts touch several keys, which Redis Cluster would spread over slots.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
+import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -53,6 +64,7 @@ from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from .. import idempotency
 from ..errors import (
     BackendError,
     BackendTimeout,
@@ -163,6 +175,14 @@ def _meta(key: str, fields: Sequence[Any]) -> ObjectMeta:
     )
 
 
+def staging_owner(socket_path: str | None) -> str:
+    """The owner part of staging keys: stable across restarts of one sidecar, else random."""
+    if not socket_path:
+        return secrets.token_hex(6)
+    seed = f"{socket.gethostname()}\x00{socket_path}".encode()
+    return hashlib.sha256(seed).hexdigest()[:12]
+
+
 def _parse_ttl(value: str, key: str) -> int:
     try:
         return int(value.strip())
@@ -185,6 +205,7 @@ class RedisBufferedCas(Connector):
         }
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete"})
 
     def __init__(
         self,
@@ -194,9 +215,12 @@ class RedisBufferedCas(Connector):
         *,
         max_connections: int,
         timeout: float,
+        owner: str | None = None,
     ) -> None:
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
+        # Who stages uploads: the same name after a restart of this sidecar.
+        self._owner = (owner or secrets.token_hex(6)).encode()
         self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
         self._link = RedisLink(pool, max_connections, timeout)
@@ -236,7 +260,14 @@ class RedisBufferedCas(Connector):
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
-        return cls(pool, settings.prefix, limit, max_connections=max_connections, timeout=timeout)
+        return cls(
+            pool,
+            settings.prefix,
+            limit,
+            max_connections=max_connections,
+            timeout=timeout,
+            owner=staging_owner(settings.optional("CONNECTOR_SOCKET")),
+        )
 
     # -- layout -------------------------------------------------------------
 
@@ -252,9 +283,33 @@ class RedisBufferedCas(Connector):
         return [self._data(parent) + lua.META_SUFFIX for parent in ancestors(key)]
 
     def _staging_key(self, key: str) -> bytes:
-        return self._data(key) + lua.STAGED_INFIX + secrets.token_hex(8).encode()
+        return (
+            self._data(key)
+            + lua.STAGED_INFIX
+            + self._owner
+            + b"\x00"
+            + secrets.token_hex(8).encode()
+        )
 
     # -- lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        # Best effort: a Redis that is not there yet leaves them to their expiry.
+        with contextlib.suppress(rx.RedisError, OSError):
+            await self.discard_abandoned_uploads()
+
+    async def discard_abandoned_uploads(self) -> int:
+        """Delete the staged values this connector's previous life left behind; how many."""
+        pattern = (
+            glob_escape(self._data(""))
+            + b"*"
+            + glob_escape(lua.STAGED_INFIX + self._owner + b"\x00")
+            + b"*"
+        )
+        found = [raw async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT)]
+        if found:
+            await self._client.delete(*found)
+        return len(found)
 
     async def close(self) -> None:
         await self._link.close()
@@ -390,7 +445,7 @@ class RedisBufferedCas(Connector):
         inline, staging = await self._take_body(key, body)
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), *parents]
-        etag = secrets.token_hex(12)
+        etag = idempotency.new_etag()
         expected = "*" if condition.if_none_match else (condition.if_match or "")
         args: list[bytes | str | int] = [expected, etag, content_type or "", len(parents)]
         if staging is None:
@@ -422,7 +477,7 @@ class RedisBufferedCas(Connector):
         with _redis_errors(key):
             current = int(await self._client.strlen(keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
-        etag = secrets.token_hex(12)
+        etag = idempotency.new_etag()
         args: list[bytes | str | int] = [etag, self._limit, len(parents)]
         if staging is None:
             args.append(inline)
@@ -450,7 +505,7 @@ class RedisBufferedCas(Connector):
             reply = await self._link.run(
                 "RENAME",
                 [*self._keys(source), *self._keys(target), *self._ancestor_metas(target)],
-                [secrets.token_hex(12)],
+                [idempotency.new_etag()],
             )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
@@ -460,7 +515,15 @@ class RedisBufferedCas(Connector):
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         with _redis_errors(key):
-            status = await self._link.run("DELETE", self._keys(key), [condition.if_match or ""])
+            status = await self._link.run(
+                "DELETE",
+                [*self._keys(key), self._data(key) + lua.DELETED_SUFFIX],
+                [
+                    condition.if_match or "",
+                    idempotency.current() or "",
+                    idempotency.DELETE_RECORD_SECONDS * 1000,
+                ],
+            )
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
         if status == lua.MISSING:

@@ -8,16 +8,20 @@ Each object is two keys (three while a large body uploads):
 
     D                  string  the value (D = STATE_PREFIX + key, readable with GET)
     D "\\0meta"         hash    etag, size, mtime and, when set, type (content type)
-    D "\\0tmp\\0" <hex>   string  a streamed body being staged; expires if abandoned
+    D "\\0tmp\\0" <owner> "\\0" <hex>   string  a streamed body being staged; expires if abandoned
+    D "\\0gone"        string  the request id of the last delete, for ten minutes
 
 Keys never contain NUL, so the suffixes cannot collide with an object's name.
 An object exists when its metadata hash exists. Both keys always carry the
 same expiry: every script that changes one sets the other in the same call,
 and Redis freezes time for the length of a script.
 
-Idempotent retries: a writer sends the etag its write will create. If that
-etag is already stored, the script did run and only the reply was lost, so a
-retry reports success instead of a false conflict.
+Idempotent retries: a writer sends the etag its write will create (the
+request's id when it has one, so the runtime's own retries send the same).
+If that etag is already stored, the script did run and only the reply was
+lost, so a retry reports success instead of a false conflict. A delete with
+a request id records it in ``D "\\0gone"``; a retry that finds the key
+gone or changed and its own id there reports success.
 
 Files and directories: a script that creates an object (write, append,
 rename target) first checks, in the same atomic call, that no ancestor is an
@@ -37,6 +41,7 @@ as size limits beyond the number it is given.
 from __future__ import annotations
 
 META_SUFFIX = b"\x00meta"
+DELETED_SUFFIX = b"\x00gone"
 STAGED_INFIX = b"\x00tmp\x00"
 # Field order of every metadata reply below.
 META_FIELDS = ("etag", "size", "type", "mtime")
@@ -155,13 +160,22 @@ return {1, size, mtime, redis.call('HGET', KEYS[2], 'type')}
 """
 )
 
-# KEYS: data, meta  ARGV: etag the deleter read ('' for unconditional).
+# KEYS: data, meta, delete record  ARGV: etag the deleter read ('' for
+# unconditional), request id ('' for none), milliseconds the record lives.
 DELETE = """
 local current = redis.call('HGET', KEYS[2], 'etag')
-if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
-if not current then return -1 end
-redis.call('DEL', KEYS[1], KEYS[2])
-return 1
+local refused = 0
+if ARGV[1] ~= '' and current ~= ARGV[1] then
+  refused = 0
+elseif not current then
+  refused = -1
+else
+  redis.call('DEL', KEYS[1], KEYS[2])
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3]) end
+  return 1
+end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then return 1 end
+return refused
 """
 
 # KEYS: source data, source meta, target data, target meta, the metadata

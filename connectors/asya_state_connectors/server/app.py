@@ -16,12 +16,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .. import idempotency
 from ..errors import (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
     BackendError,
     BackendUnavailable,
     BadRequest,
+    Conflict,
     ConnectorError,
     Draining,
     IsADirectory,
@@ -102,7 +104,14 @@ class ProtocolApp:
                 raise Draining("the connector is shutting down")
             path, params = rq.split_target(request.target)
             handler, operation, rest = self._route(request.method, path)
-            response = await handler(request, rest, params)
+            request_id = None
+            if request.method in _MUTATING:
+                request_id = idempotency.parse(request.headers.get(idempotency.HEADER))
+            bound = idempotency.bind(request_id)
+            try:
+                response = await handler(request, rest, params)
+            finally:
+                idempotency.unbind(bound)
             status = response.status
             return response
         except ConnectorError as exc:
@@ -241,14 +250,30 @@ class ProtocolApp:
         )
         self._check_condition(condition, key)
         size = request.content_length
-        meta = await self.connector.write(
-            key,
-            self._body(request, key),
-            size=size,
-            condition=condition,
-            content_type=request.headers.get("Content-Type"),
-        )
+        try:
+            meta = await self.connector.write(
+                key,
+                self._body(request, key),
+                size=size,
+                condition=condition,
+                content_type=request.headers.get("Content-Type"),
+            )
+        except Conflict as exc:
+            meta = await self._retried_write(key, exc)
         return Response(200, headers=_written(meta))
+
+    async def _retried_write(self, key: str, failure: ConnectorError) -> ObjectMeta:
+        """The current metadata if the current object is this request's own write, else re-raise.
+
+        Runs only on a failed condition: a retry whose first attempt was
+        applied (its reply lost) fails its condition against its own result.
+        """
+        request_id = idempotency.current()
+        if request_id is not None:
+            meta = await self.connector.applied_write(key, request_id)
+            if meta is not None:
+                return meta
+        raise failure
 
     async def action(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest)
@@ -262,7 +287,11 @@ class ProtocolApp:
             if op == "copy":
                 meta = await self.connector.copy(key, target)
             else:
-                meta = await self.connector.rename(key, target)
+                try:
+                    meta = await self.connector.rename(key, target)
+                except NotFound as exc:
+                    # A retried rename finds its source gone: it was moved by this request.
+                    meta = await self._retried_write(target, exc)
         else:
             raise BadRequest("op must be one of append, copy, rename", key=key)
         return Response(200, headers=_written(meta))
@@ -271,7 +300,12 @@ class ProtocolApp:
         key = rq.object_key(rest)
         condition = rq.write_condition(request.headers.get("If-Match"), None)
         self._check_condition(condition, key)
-        await self.connector.delete(key, condition=condition)
+        try:
+            await self.connector.delete(key, condition=condition)
+        except (NotFound, Conflict):
+            request_id = idempotency.current()
+            if request_id is None or not await self.connector.applied_delete(key, request_id):
+                raise
         return Response(204)
 
     async def list(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
@@ -389,6 +423,9 @@ class ProtocolApp:
             raise BadRequest(f"body ended after {received} of {declared} bytes", key=key)
         if request.content.exception() is not None:
             raise BadRequest("the request body was cut off", key=key)
+
+
+_MUTATING = frozenset({"PUT", "POST", "DELETE"})
 
 
 def metrics_response(metrics: Metrics) -> Response:

@@ -1,0 +1,72 @@
+"""Idempotent retries of mutating requests: the request id and what backends do with it.
+
+Owns: the ``Asya-Request-Id`` header's name and syntax, the id of the request
+being served (a context variable the server sets around one mutating
+request, so backends need no new parameters), and the small helpers a
+backend uses to store it with what it writes and to recognise it later.
+
+The runtime chooses one random id per logical operation (a write, append,
+delete, rename, attribute change) and sends it again when it retries after a
+lost reply (a timeout, a dropped connection, a restarted connector). A
+backend stores the id of the last request that changed an object beside the
+object's metadata (or, for a delete, a short-lived record); when a retry
+then fails its condition (409) or finds the key gone (404), the server asks
+the backend whether the current state was made by this very request and, if
+so, answers with success and the current metadata instead. The check runs
+only on that failure path: the common path costs storing the id.
+
+Must not: talk to a backend or know HTTP beyond the header's name.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import secrets
+
+from .errors import BadRequest
+
+HEADER = "Asya-Request-Id"
+# What a request id looks like: the runtime sends 32 hex digits; anything
+# printable and short enough to live in metadata and headers is accepted.
+_SYNTAX = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+# How long a delete's record lives where the backend needs one (seconds):
+# long enough for any retry of the runtime's (bounded by its timeout).
+DELETE_RECORD_SECONDS = 600
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "asya_request_id", default=None
+)
+
+
+def parse(value: str | None) -> str | None:
+    """The request id from its header value; BadRequest names a malformed one."""
+    if value is None or value == "":
+        return None
+    if not _SYNTAX.match(value):
+        raise BadRequest(f"{HEADER} must be 8 to 64 letters, digits, '-' or '_'")
+    return value
+
+
+def current() -> str | None:
+    """The id of the mutating request being served, if its client sent one."""
+    return _current.get()
+
+
+def bind(request_id: str | None) -> contextvars.Token[str | None]:
+    return _current.set(request_id)
+
+
+def unbind(token: contextvars.Token[str | None]) -> None:
+    _current.reset(token)
+
+
+def new_etag(length: int = 24) -> str:
+    """A fresh revision for a backend that makes its own: the request id when there is one.
+
+    A backend whose commit script already treats "the new etag is the
+    current one" as "this write already happened" (Redis) then recognises a
+    retry of the same request for free, inside the same atomic step.
+    """
+    request_id = _current.get()
+    return request_id if request_id is not None else secrets.token_hex(length // 2)

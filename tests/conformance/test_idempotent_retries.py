@@ -1,0 +1,131 @@
+"""A retried mutating request (same ``Asya-Request-Id``) returns its original outcome.
+
+The runtime sends a request again when its reply was lost (a timeout, a
+dropped connection, a restarted connector). Each case here applies a request,
+then sends exactly the same request again, as the runtime would: a backend
+that declares the operation in ``idempotent_retries`` must answer success
+with the same revision, apply nothing twice, and still refuse the same
+request under another id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from asya_state_connectors.idempotency import HEADER
+from asya_state_connectors.registry import connector_class
+
+from .conftest import Target
+
+BASE = "http://connector"
+
+
+@pytest.fixture
+async def raw(served: Target) -> AsyncIterator[aiohttp.ClientSession]:
+    assert served.socket is not None
+    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=served.socket))
+    yield session
+    await session.close()
+
+
+def _declared(target: Target, operation: str) -> None:
+    if operation not in connector_class(target.name).idempotent_retries:
+        pytest.skip(f"{target.name} does not declare idempotent {operation} retries")
+
+
+def _url(target: Target, name: str, query: str = "") -> URL:
+    return URL(f"{BASE}/v1/objects/{target.ns}{name}{query}", encoded=True)
+
+
+def _id() -> dict[str, str]:
+    return {HEADER: uuid.uuid4().hex}
+
+
+async def _send(
+    raw: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: dict[str, str],
+    body: bytes | None = None,
+) -> tuple[int, str | None]:
+    async with raw.request(method, url, headers=headers, data=body) as response:
+        await response.read()
+        return response.status, response.headers.get("ETag")
+
+
+async def _read(raw: aiohttp.ClientSession, url: URL) -> bytes | None:
+    async with raw.get(url) as response:
+        return await response.read() if response.status == 200 else None
+
+
+async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "write")
+    url = _url(served, "counter")
+    status, first = await _send(raw, "PUT", url, _id(), b"0")
+    assert status == 200
+    assert first is not None
+    once = {"If-Match": first, **_id()}
+    status, etag = await _send(raw, "PUT", url, once, b"1")
+    assert status == 200
+    assert etag != first
+    assert await _send(raw, "PUT", url, once, b"1") == (200, etag)
+    assert await _read(raw, url) == b"1"
+    # The same stale condition under another id is the conflict it always was.
+    assert (await _send(raw, "PUT", url, {"If-Match": first, **_id()}, b"2"))[0] == 409
+    assert await _read(raw, url) == b"1"
+
+
+async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "create")
+    url = _url(served, "made")
+    once = {"If-None-Match": "*", **_id()}
+    status, etag = await _send(raw, "PUT", url, once, b"new")
+    assert status == 200
+    assert await _send(raw, "PUT", url, once, b"new") == (200, etag)
+    assert (await _send(raw, "PUT", url, {"If-None-Match": "*", **_id()}, b"x"))[0] == 409
+    assert await _read(raw, url) == b"new"
+
+
+async def test_delete_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "delete")
+    url = _url(served, "gone")
+    _, etag = await _send(raw, "PUT", url, _id(), b"x")
+    assert etag is not None
+    once = {"If-Match": etag, **_id()}
+    assert (await _send(raw, "DELETE", url, once))[0] == 204
+    assert (await _send(raw, "DELETE", url, once))[0] == 204
+    assert (await _send(raw, "DELETE", url, _id()))[0] == 404
+    assert (await _send(raw, "DELETE", url, {"If-Match": etag, **_id()}))[0] in (404, 409)
+
+
+async def test_rename_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "rename")
+    source, target = _url(served, "from"), _url(served, "to")
+    await _send(raw, "PUT", source, _id(), b"moved")
+    query = f"?op=rename&to={served.ns}to"
+    once = _id()
+    status, etag = await _send(raw, "POST", _url(served, "from", query), once)
+    assert status == 200
+    assert await _send(raw, "POST", _url(served, "from", query), once) == (200, etag)
+    assert (await _send(raw, "POST", _url(served, "from", query), _id()))[0] == 404
+    assert await _read(raw, target) == b"moved"
+
+
+async def test_append_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "append")
+    url = _url(served, "log", "?op=append")
+    once = _id()
+    status, etag = await _send(raw, "POST", url, once, b"line\n")
+    assert status == 200
+    assert await _send(raw, "POST", url, once, b"line\n") == (200, etag)
+    assert await _read(raw, _url(served, "log")) == b"line\n"
+
+
+async def test_malformed_request_id_is_refused(served: Target, raw: aiohttp.ClientSession) -> None:
+    status, _ = await _send(raw, "PUT", _url(served, "k"), {HEADER: "no spaces allowed"}, b"x")
+    assert status == 400
