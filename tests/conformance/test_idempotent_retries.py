@@ -18,6 +18,7 @@ import pytest
 from yarl import URL
 
 from asya_state_connectors.idempotency import HEADER
+from asya_state_connectors.interface import Capability
 from asya_state_connectors.registry import connector_class
 
 from .conftest import Target
@@ -33,9 +34,12 @@ async def raw(served: Target) -> AsyncIterator[aiohttp.ClientSession]:
     await session.close()
 
 
-def _declared(target: Target, operation: str) -> None:
-    if operation not in connector_class(target.name).idempotent_retries:
+def _declared(target: Target, operation: str, needs: Capability | None = None) -> None:
+    cls = connector_class(target.name)
+    if operation not in cls.idempotent_retries:
         pytest.skip(f"{target.name} does not declare idempotent {operation} retries")
+    if needs is not None and needs not in cls.capabilities:
+        pytest.skip(f"{target.name} has no {needs.value}")
 
 
 def _url(target: Target, name: str, query: str = "") -> URL:
@@ -64,7 +68,7 @@ async def _read(raw: aiohttp.ClientSession, url: URL) -> bytes | None:
 
 
 async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSession) -> None:
-    _declared(served, "write")
+    _declared(served, "write", Capability.CAS)
     url = _url(served, "counter")
     status, first = await _send(raw, "PUT", url, _id(), b"0")
     assert status == 200
@@ -81,7 +85,7 @@ async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSess
 
 
 async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
-    _declared(served, "create")
+    _declared(served, "create", Capability.CREATE_ONLY)
     url = _url(served, "made")
     once = {"If-None-Match": "*", **_id()}
     status, etag = await _send(raw, "PUT", url, once, b"new")
@@ -92,7 +96,7 @@ async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -
 
 
 async def test_delete_retried(served: Target, raw: aiohttp.ClientSession) -> None:
-    _declared(served, "delete")
+    _declared(served, "delete", Capability.CAS)
     url = _url(served, "gone")
     _, etag = await _send(raw, "PUT", url, _id(), b"x")
     assert etag is not None

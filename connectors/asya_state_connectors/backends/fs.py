@@ -9,6 +9,11 @@ Owns: the embedded default backend. Objects are files under
   leaves the old version.
 - Revisions: the ETag is derived from inode, mtime and size; every write
   makes a new inode, so it changes on every write without storing anything.
+- Idempotent retries: a write stores its request id in the file's
+  ``user.asya.request`` attribute (set on the temporary file, so it arrives
+  with the rename); a retried write or create that fails its condition and
+  finds its own id there succeeds, until the file is written again. Deletes,
+  renames and appends are not recognised (a retried delete reports 404).
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
   LWW writer cannot slip between a CAS writer's check and rename. A rename
@@ -91,6 +96,7 @@ from .fs_files import (
     map_os_error,
     os_errors,
     read_content_type,
+    read_request_id,
     write_content_type,
 )
 
@@ -108,6 +114,7 @@ T = TypeVar("T")
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
+    idempotent_retries = frozenset({"write", "create"})
 
     def __init__(
         self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True
@@ -333,6 +340,18 @@ class _FsConnector(Connector):
             content_type=content_type or None,
             last_modified=st.st_mtime,
         )
+
+    async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
+        def check() -> ObjectMeta | None:
+            path = self._path(key)
+            if read_request_id(path) != request_id:
+                return None
+            try:
+                return self._stat_sync(key)
+            except NotFound:
+                return None
+
+        return await asyncio.to_thread(check)
 
     def _check_condition(self, key: str, target: Path, condition: WriteCondition) -> None:
         if condition.unconditional:

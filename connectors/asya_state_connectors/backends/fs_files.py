@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from .. import idempotency
 from ..errors import (
     BackendError,
     ConnectorError,
@@ -33,6 +34,9 @@ from ..errors import (
 from ..keys import RESERVED_SEGMENT_PREFIX
 
 CONTENT_TYPE_XATTR = "user.asya.content_type"
+# The id of the request that wrote the file (see idempotency): a retry of it
+# that fails its condition finds its own id here and reports success.
+REQUEST_XATTR = "user.asya.request"
 
 
 def map_os_error(exc: OSError, key: str) -> ConnectorError:
@@ -160,13 +164,16 @@ async def gather_head(
 def finish_temp(handle: IO[bytes], content_type: str | None, *, fsync: bool) -> os.stat_result:
     """Flush and close a finished temporary file, tagging its content type first."""
     handle.flush()
-    if content_type:
-        try:
+    request_id = idempotency.current()
+    try:
+        if content_type:
             write_content_type(handle.fileno(), content_type)
-        except OSError as exc:
-            # A filesystem without user xattrs still stores the data.
-            if exc.errno != errno.ENOTSUP:
-                raise
+        if request_id is not None:
+            os.setxattr(handle.fileno(), REQUEST_XATTR, request_id.encode())
+    except OSError as exc:
+        # A filesystem without user xattrs still stores the data.
+        if exc.errno != errno.ENOTSUP:
+            raise
     if fsync:
         os.fsync(handle.fileno())
     st = os.fstat(handle.fileno())
@@ -178,6 +185,14 @@ def discard(tmp: Path, handle: IO[bytes]) -> None:
     handle.close()
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
+
+
+def read_request_id(target: str | Path) -> str | None:
+    """The id of the request that wrote ``target``, if one was stored."""
+    try:
+        return os.getxattr(target, REQUEST_XATTR).decode("ascii", "replace")
+    except OSError:
+        return None
 
 
 def read_content_type(target: str | Path | int) -> str | None:

@@ -39,6 +39,11 @@ Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_USER``/``NATS_PASSWORD`` or ``NATS_TOKEN``, ``NATS_TIMEOUT_SECONDS``
 (default 5), ``NATS_MAX_VALUE_BYTES``, ``STATE_PREFIX``.
 
+Idempotent retries: every value carries its request's ``Asya-Request-Id``
+header; a retried write or create that fails its condition and finds its own
+id on the latest value succeeds, until the key is written again. Deletes
+(whose markers are purged), renames and appends are not recognised.
+
 Must not: write without a revision check where the caller gave one, or
 report a key whose stored name it cannot decode.
 """
@@ -60,6 +65,7 @@ import nats.errors as nx
 import nats.js.errors as jx
 from nats.js import api
 
+from .. import idempotency
 from ..errors import (
     BackendError,
     BackendUnavailable,
@@ -136,6 +142,7 @@ class NatsKvBufferedCas(Connector):
         {Capability.CAS, Capability.CREATE_ONLY, Capability.TTL, Capability.LAST_MODIFIED}
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
+    idempotent_retries = frozenset({"write", "create"})
 
     def __init__(
         self,
@@ -420,6 +427,9 @@ class NatsKvBufferedCas(Connector):
 
     async def _send(self, session: _Session, key: str, data: bytes, headers: dict[str, str]) -> int:
         """Publish to ``key``'s subject; a failed expected-sequence check is a Conflict."""
+        request_id = idempotency.current()
+        if request_id is not None:
+            headers[idempotency.HEADER] = request_id
         async with self._errors(key):
             try:
                 ack = await session.js.publish(self._subject(key), data, headers=headers or None)
@@ -556,6 +566,15 @@ class NatsKvBufferedCas(Connector):
             content_type=content_type or None,
             last_modified=time.time(),
         )
+
+    async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
+        session = await self._connection()
+        entry = await self._latest(session, key)
+        if entry is None or not entry.live:
+            return None
+        if header(entry.headers, idempotency.HEADER) != request_id:
+            return None
+        return entry.meta(key)
 
     async def _create(
         self, session: _Session, key: str, data: bytes, content_type: str | None
