@@ -582,3 +582,36 @@ async def test_a_stalled_server_times_out_and_late_replies_never_answer_later_co
             assert meta.size == len(b"other value")
         finally:
             await connector.close()
+
+
+# -- abandoned uploads -------------------------------------------------------------
+
+
+async def test_a_killed_connectors_staged_upload_is_discarded_when_it_starts_again(
+    redis_server: RedisServer, raw: aioredis.Redis, socket_dir: Path, prefix: str
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "STATE_PREFIX": prefix}
+    staged = f"{prefix}*".encode() + lua.STAGED_INFIX + b"*"
+
+    async def leftovers() -> list[bytes]:
+        return [k async for k in raw.scan_iter(match=staged)]
+
+    with ConnectorProcess("redis-buffered-cas", socket_dir / "redis-kill.sock", env) as process:
+        # 3 MiB declared, 2 MiB sent: the connector stages what it has and waits for the rest.
+        _reader, writer = await asyncio.open_unix_connection(process.socket_path)
+        writer.write(
+            f"PUT /v1/objects/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {3 * MiB}\r\n\r\n".encode()
+        )
+        writer.write(b"z" * (2 * MiB))
+        await writer.drain()
+
+        async def staging() -> bool:
+            return bool(await leftovers())
+
+        await _eventually(staging, "the upload is staged")
+        process.kill()
+        writer.close()
+        assert len(await leftovers()) == 1  # the killed connector could not clean up
+        process.restart()
+        assert await leftovers() == []
+        assert await raw.exists(f"{prefix}big.bin".encode()) == 0
