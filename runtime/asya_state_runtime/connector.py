@@ -40,7 +40,7 @@ _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
 # How long a mutating request whose outcome is unknown is retried (seconds):
 # covers a connector restart (about a second) and a backend failover.
-RETRY_WINDOW = 15.0
+RETRY_WINDOW = 5.0
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 1.0
 

@@ -154,8 +154,10 @@ def test_messages_ride_out_a_backend_restart(redis: RedisServer, tmp_path: Path)
         result = run.finish()
     assert result.status == 0, result.stderr
     assert sorted(o["n"] for o in result.outputs) == list(range(1, 41))
+    # A write that met the outage is retried by the runtime itself (same request
+    # id); a read that met it requeues the message. Either way nothing fails.
     assert re.search(
-        r"40 lines: 40 applied, 0 failed; requeued \d+ after transient errors", result.stderr
+        r"40 lines: 40 applied, 0 failed(; requeued \d+ after transient errors)?\n", result.stderr
     ), result.stderr
     check = asya_run(
         "queue_handlers.count_done",
@@ -167,6 +169,8 @@ def test_messages_ride_out_a_backend_restart(redis: RedisServer, tmp_path: Path)
     assert check.outputs == [{"done": list(range(1, 41))}], check.stderr
 
 
+# Each of the 9 attempts first rides the runtime's own retry window (5 s).
+@pytest.mark.slow
 def test_a_backend_gone_for_good_fails_each_message_with_its_reason(
     redis: RedisServer, tmp_path: Path
 ) -> None:
