@@ -21,13 +21,21 @@ from ..errors import (
     ConnectorError,
     Draining,
     RangeNotSatisfiable,
+    RequestTimeout,
     TooLarge,
     Unsupported,
 )
-from ..interface import Capability, Connector, ObjectMeta, WriteCondition
+from ..interface import (
+    Capability,
+    Connector,
+    ObjectMeta,
+    WriteCondition,
+    check_content_type,
+    valid_content_type,
+)
 from ..keys import validate_key
 from . import requests as rq
-from .http import Request, Response, StreamResponse, json_response
+from .http import BodyTimeout, Request, Response, StreamResponse, json_response
 from .http_wire import http_date
 from .observability import Metrics, key_hash
 
@@ -42,6 +50,8 @@ def error_response(exc: ConnectorError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"
+    elif isinstance(exc, _MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
     response = json_response(exc.status, exc.to_json(), headers)
     if isinstance(exc, Draining):
         response.force_close()
@@ -53,7 +63,9 @@ def meta_headers(meta: ObjectMeta) -> dict[str, str]:
     headers["ETag"] = rq.quote_etag(meta.etag)
     headers["X-Asya-Size"] = str(meta.size)
     headers["X-Asya-Kind"] = "file"
-    if meta.content_type:
+    # A content type stored by other means (an xattr set on the directory
+    # itself) that could not be sent as a header is left out, not sent.
+    if meta.content_type and valid_content_type(meta.content_type):
         headers["Content-Type"] = meta.content_type
     if meta.last_modified is not None:
         headers["X-Asya-Mtime"] = repr(meta.last_modified)
@@ -200,7 +212,9 @@ class ProtocolApp:
         if key:
             try:
                 meta = await self.connector.stat(key)
-                return Response(200, headers=meta_headers(meta))
+                headers = meta_headers(meta)
+                headers["Content-Length"] = str(meta.size)  # what a GET would send
+                return Response(200, headers=headers)
             except ConnectorError as exc:
                 if exc.status != 404:
                     raise
@@ -215,13 +229,15 @@ class ProtocolApp:
             request.headers.get("If-Match"), request.headers.get("If-None-Match")
         )
         self._check_condition(condition, key)
+        content_type = request.headers.get("Content-Type")
+        check_content_type(content_type, key=key)
         size = request.content_length
         meta = await self.connector.write(
             key,
             self._body(request, key),
             size=size,
             condition=condition,
-            content_type=request.headers.get("Content-Type"),
+            content_type=content_type,
         )
         return Response(200, headers=_written(meta))
 
@@ -288,12 +304,13 @@ class ProtocolApp:
         raw = await request.content.read(4097)
         if len(raw) > 4096:
             raise TooLarge("attribute values are limited to 4096 bytes", key=key)
-        if request.content.exception() is not None:
-            raise BadRequest("the attribute value was cut off", key=key)
+        self._check_complete(request, key, "the attribute value was cut off")
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("attribute values must be UTF-8 text", key=key) from None
+        if name == "content_type":
+            check_content_type(value, key=key, field="user.asya.content_type")
         await self.connector.set_xattr(key, name, value)
         return Response(204)
 
@@ -349,10 +366,17 @@ class ProtocolApp:
             if limit is not None and received > limit:
                 raise TooLarge(f"the body exceeds the limit of {limit} bytes", key=key)
             yield chunk
+        self._check_complete(request, key, "the request body was cut off")
         if declared is not None and received != declared:
             raise BadRequest(f"body ended after {received} of {declared} bytes", key=key)
-        if request.content.exception() is not None:
-            raise BadRequest("the request body was cut off", key=key)
+
+    @staticmethod
+    def _check_complete(request: Request, key: str, message: str) -> None:
+        cause = request.content.exception()
+        if isinstance(cause, BodyTimeout):
+            raise RequestTimeout(str(cause), key=key)
+        if cause is not None:
+            raise BadRequest(message, key=key)
 
 
 def metrics_response(metrics: Metrics) -> Response:
@@ -384,3 +408,4 @@ class _MethodNotAllowed(ConnectorError):
 
     def __init__(self, method: str, allowed: list[str]) -> None:
         super().__init__(f"method {method} not allowed here; allowed: {', '.join(allowed)}")
+        self.allowed = allowed

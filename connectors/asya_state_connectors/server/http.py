@@ -1,11 +1,16 @@
 """HTTP/1.1 connections of the connector server on asyncio (Unix socket, or loopback TCP for metrics).
 
 Owns: one request at a time per connection (pipelined bytes wait their
-turn), request bodies handed to the handler as a bounded stream (the socket
-stops being read while the handler is behind), whole and streamed
-responses with write back-pressure, keep-alive and an idle timeout, and the
-set of open connections a graceful drain closes. The wire format itself is
-in ``http_wire``.
+turn, and the socket stops being read once more than a request head's worth
+of them waits or while the client leaves our answers unread), request
+bodies handed to the handler as a bounded stream (the socket stops being
+read while the handler is behind; a body that makes no progress for the body
+timeout is cut off), ``100 Continue`` sent only when the handler starts
+reading the body (so after its checks) and only to HTTP/1.1, whole and
+streamed responses with write back-pressure (a streamed body never exceeds
+its Content-Length on the wire), keep-alive for HTTP/1.1 and for HTTP/1.0
+clients that ask for it, an idle timeout, and the set of open connections a
+graceful drain closes. The wire format itself is in ``http_wire``.
 
 Must not: know the protocol's paths, connectors or error codes beyond
 answering malformed HTTP with 400/413/431/501/505 and closing.
@@ -32,6 +37,7 @@ from .http_wire import (
     ChunkedDecoder,
     Headers,
     HttpError,
+    UnsafeHeader,
     framing,
     head_bytes,
     parse_head,
@@ -46,18 +52,36 @@ BODY_LOW_WATER = 256 * 1024
 IDLE_TIMEOUT = 75.0
 # After answering before the body ended, the rest of it is read and dropped for at most this long.
 LINGER_SECONDS = 5.0
+# A request body that brings no new byte for this long while the handler waits for one is
+# cut off (408). Generous: a passthrough write streams as fast as the handler produces.
+BODY_TIMEOUT = 600.0
+# Unparsed bytes held while a request is answered before the socket stops being read.
+MAX_PIPELINED = MAX_HEAD
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class BodyTimeout(TimeoutError):
+    """The client sent no byte of the request body for the body timeout."""
 
 
 class Body:
     """A request body in the order it arrives, bounded by the connection's flow control.
 
-    A body cut off by the client ends like a complete one; ``exception()``
-    tells the two apart, so the caller can refuse to store a partial body.
+    A body cut off by the client (or stalled past the body timeout) ends
+    like a complete one; ``exception()`` tells them apart, so the caller can
+    refuse to store a partial body.
     """
 
-    def __init__(self, connection: HttpConnection | None) -> None:
+    def __init__(
+        self,
+        connection: HttpConnection | None,
+        *,
+        expect_continue: bool = False,
+        timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self._connection = connection
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -65,11 +89,16 @@ class Body:
         self._exception: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._discarding = False
+        # The client waits for "100 Continue" before sending: sent when the
+        # handler first asks for body bytes, i.e. once it accepted the request.
+        self._expect_continue = expect_continue
+        self._timeout = timeout
 
     # -- fed by the connection ---------------------------------------------
 
     def feed(self, data: bytes) -> None:
         if data and not self._discarding:
+            self._expect_continue = False  # the client did not wait
             self._chunks.append(data)
             self._buffered += len(data)
             self._wake()
@@ -122,11 +151,18 @@ class Body:
         while not self._chunks:
             if self._eof:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            if self._expect_continue and self._connection is not None:
+                self._expect_continue = False
+                self._connection.write(_CONTINUE)
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(self._timeout, self._stalled) if self._timeout else None
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         first = self._chunks.popleft()
         if len(first) > size:
             self._chunks.appendleft(first[size:])
@@ -139,6 +175,9 @@ class Body:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _stalled(self) -> None:
+        self.cut_off(BodyTimeout(f"no byte of the request body for {self._timeout:g} s"))
 
 
 class Request:
@@ -195,12 +234,16 @@ class Response:
         """Close the connection once this response is sent."""
         self.close_after = True
 
-    def encode(self, method: str, close: bool) -> bytes:
+    def encode(self, method: str, close: bool, http10: bool = False) -> bytes:
+        """The head and body on the wire; raises UnsafeHeader for a header that cannot be sent."""
         if self.status in _NO_BODY_STATUSES:
-            return head_bytes(self.status, self.headers, close)
+            return head_bytes(self.status, self.headers, close, http10)
+        if method == "HEAD":
+            # A HEAD answer may carry the length a GET would send (a stat sets it).
+            self.headers.setdefault("Content-Length", str(len(self.body)))
+            return head_bytes(self.status, self.headers, close, http10)
         self.headers["Content-Length"] = str(len(self.body))
-        head = head_bytes(self.status, self.headers, close)
-        return head if method == "HEAD" else head + self.body
+        return head_bytes(self.status, self.headers, close, http10) + self.body
 
 
 def json_response(status: int, body: object, headers: Mapping[str, str] | None = None) -> Response:
@@ -222,10 +265,18 @@ class StreamResponse:
 
     async def prepare(self, request: Request) -> None:
         """Settle the head; it goes out with the first piece of body, in one write."""
-        self._head = head_bytes(self.status, self.headers, not request.connection.keep_alive)
+        connection = request.connection
+        self._head = head_bytes(
+            self.status, self.headers, not connection.keep_alive, connection.http10
+        )
         self._request = request
 
     async def write(self, data: bytes) -> None:
+        if self._sent + len(data) > self.content_length:
+            # Bytes past the announced length would be read as the next answer.
+            raise ValueError(
+                f"{self._sent + len(data)} body bytes for a Content-Length of {self.content_length}"
+            )
         self._sent += len(data)
         # One write for head and body: a reader woken by the head alone would
         # sleep again until the body came, a second wake-up per request.
@@ -273,11 +324,16 @@ class HttpConnection(asyncio.Protocol):
     """One client connection: reads requests one at a time and writes their responses."""
 
     def __init__(
-        self, handler: Handler, connections: ConnectionSet, idle_timeout: float = IDLE_TIMEOUT
+        self,
+        handler: Handler,
+        connections: ConnectionSet,
+        idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self._handler = handler
         self._connections = connections
         self._idle_timeout = idle_timeout
+        self._body_timeout = body_timeout
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -286,12 +342,15 @@ class HttpConnection(asyncio.Protocol):
         self._chunked: ChunkedDecoder | None = None
         self._reading_paused = False
         self._writing_paused = False
+        # The next request waits until the client has read what was already answered.
+        self._next_waits_for_drain = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None
         self._lingering = False
         self._closed = False
         self.keep_alive = True
+        self.http10 = False  # the request being answered is HTTP/1.0
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -304,6 +363,10 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         self._process()
+        if len(self._buffer) > MAX_PIPELINED:
+            # Pipelined bytes behind a request still being answered: they wait
+            # in the socket (and the client's), not in this process.
+            self._pause_reading()
 
     def eof_received(self) -> bool:
         request = self._request
@@ -336,14 +399,24 @@ class HttpConnection(asyncio.Protocol):
         self._writing_paused = False
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if self._next_waits_for_drain:
+            self._next_waits_for_drain = False
+            self._start_next()
 
     # -- used by Body and responses ------------------------------------------
 
     def resume_reading(self) -> None:
         """Read the socket again after back-pressure paused it (a no-op when it is not paused)."""
+        if self._next_waits_for_drain:
+            return  # the client must read our answers first
         if self._reading_paused and not self._closed and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self._closed and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
 
     def write(self, data: bytes) -> None:
         if self._closed or self._transport is None or self._transport.is_closing():
@@ -405,20 +478,29 @@ class HttpConnection(asyncio.Protocol):
         del self._buffer[: end + 4]
         self._mark_busy()
         method, target, version, fields = parse_head(head)
-        length, chunked = framing(fields)
+        length, chunked = framing(fields, version)
         connection = fields.get("connection", "").lower()
-        if version == "HTTP/1.0":
+        self.http10 = version == "HTTP/1.0"
+        if self.http10:
             self.keep_alive = "keep-alive" in connection
         else:
             self.keep_alive = "close" not in connection
         has_body = chunked or bool(length)
-        body = Body(self if has_body else None)
+        body = (
+            Body(
+                self,
+                # HTTP/1.0 clients do not know interim answers.
+                expect_continue=not self.http10
+                and fields.get("expect", "").lower() == "100-continue",
+                timeout=self._body_timeout,
+            )
+            if has_body
+            else Body(None)
+        )
         request = Request(self, method, target, Headers(fields), length, body)
         self._request = request
         self._body_left = 0 if chunked or length is None else length
         self._chunked = ChunkedDecoder() if chunked else None
-        if has_body and fields.get("expect", "").lower() == "100-continue":
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._loop.create_task(self._answer(request))
         return True
 
@@ -434,9 +516,8 @@ class HttpConnection(asyncio.Protocol):
             body.feed(piece)
             if self._body_left == 0:
                 body.feed_eof()
-        if body.buffered > BODY_HIGH_WATER and not self._reading_paused and self._transport:
-            self._reading_paused = True
-            self._transport.pause_reading()
+        if body.buffered > BODY_HIGH_WATER:
+            self._pause_reading()
 
     # -- answering -----------------------------------------------------------
 
@@ -463,11 +544,20 @@ class HttpConnection(asyncio.Protocol):
                 self.keep_alive = False
             request.answered = True
             try:
-                self.write(response.encode(request.method, close=not self.keep_alive))
+                wire = response.encode(request.method, not self.keep_alive, self.http10)
+            except UnsafeHeader as exc:
+                log.error("%s", exc)
+                failed = json_response(500, {"code": "backend_error", "message": str(exc)})
+                wire = failed.encode(request.method, not self.keep_alive, self.http10)
+            try:
+                self.write(wire)
             except ConnectionResetError:
                 return
             if not request.content.complete:
-                self._linger(request.content)
+                if isinstance(request.content.exception(), BodyTimeout):
+                    self.close()  # the client stalled: nothing more is coming
+                else:
+                    self._linger(request.content)
                 return
         else:
             self.close()  # a stream response never prepared or never finished
@@ -479,6 +569,17 @@ class HttpConnection(asyncio.Protocol):
         self._chunked = None
         if not self.keep_alive or self._closed:
             self.close()
+            return
+        if self._writing_paused:
+            # The client is not reading our answers: take no further request
+            # (and read nothing more) until it does, or answers pile up here.
+            self._pause_reading()
+            self._next_waits_for_drain = True
+            return
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self._closed:
             return
         self.resume_reading()
         self._arm_idle_timer()

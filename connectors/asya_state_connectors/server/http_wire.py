@@ -1,9 +1,13 @@
 """The HTTP/1.1 wire format the connector server speaks: request heads, framing, response heads.
 
 Owns: parsing a request head within limits (request line, header fields,
-their lower-cased names), the body framing it declares (Content-Length or
-chunked, never both), decoding the chunked transfer coding, and encoding a
-response head. Every refusal is an ``HttpError`` carrying the status to answer.
+their lower-cased names, values without control characters), the body
+framing it declares (Content-Length up to 2^63-1 or chunked, never both;
+chunked only in HTTP/1.1), decoding the chunked transfer coding (at most 16
+hex digits a size), and encoding a response head, refusing any header value
+that could split it (CR, LF, NUL or another control character, non-ASCII).
+Every refusal of a request is an ``HttpError`` carrying the status to
+answer; a response head that cannot be sent is an ``UnsafeHeader``.
 
 Must not: touch sockets, the event loop or the protocol's paths.
 """
@@ -23,6 +27,10 @@ MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADERS = 100
 # A chunk-size line (with extensions) or a trailer line longer than this is malformed.
 MAX_CHUNK_LINE = 4096
+# A chunk size of more hex digits than this (2^64 and up) is refused, as llhttp does.
+MAX_CHUNK_SIZE_DIGITS = 16
+# The largest Content-Length taken (what a file offset holds); 10^29 is refused, not waited for.
+MAX_CONTENT_LENGTH = 2**63 - 1
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -75,13 +83,54 @@ class Headers(Mapping[str, str]):
         return len(self._fields)
 
 
-def head_bytes(status: int, headers: Mapping[str, str], close: bool) -> bytes:
+class UnsafeHeader(ValueError):
+    """A response header value that would not stay one header line; nothing was sent."""
+
+
+# Control characters other than the CR LF that end each line; tabs too: no value we send has one.
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def head_bytes(status: int, headers: Mapping[str, str], close: bool, http10: bool = False) -> bytes:
+    """A response head; ``http10`` answers an HTTP/1.0 request kept alive (it must be told so).
+
+    Every header value is checked in one pass over the joined head: a value
+    with CR, LF or another control character, or a non-ASCII one, would
+    inject header lines (a second Content-Length) into the answer.
+    """
     lines = [f"HTTP/1.1 {status} {reason(status)}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     if close:
         lines.append("Connection: close")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    elif http10:
+        lines.append("Connection: keep-alive")
+    text = "\r\n".join(lines)
+    breaks = len(lines) - 1
+    if (
+        text.count("\n") != breaks
+        or text.count("\r") != breaks
+        or not text.isascii()
+        or _CONTROL.search(text)
+    ):
+        raise UnsafeHeader(_unsafe_header(headers))
+    return (text + "\r\n\r\n").encode("ascii")
+
+
+def _value_error(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a header value, or None when it can."""
+    if not value.isascii():
+        return "non-ASCII characters"
+    if "\r" in value or "\n" in value or _CONTROL.search(value):
+        return "a control character (CR, LF, NUL, ...)"
+    return None
+
+
+def _unsafe_header(headers: Mapping[str, str]) -> str:
+    for name, value in headers.items():
+        why = _value_error(name) or _value_error(value)
+        if why is not None:
+            return f"refusing to send the header {name[:60]!r}: its value has {why}"
+    return "refusing to send a response head with a malformed line"
 
 
 class BodySink(Protocol):
@@ -130,6 +179,11 @@ class ChunkedDecoder:
         size_text = line.split(b";", 1)[0].strip()
         if not size_text or any(c not in _HEX for c in size_text):
             raise HttpError(400, f"malformed chunked body: bad chunk size {line[:40]!r}")
+        if len(size_text) > MAX_CHUNK_SIZE_DIGITS:
+            raise HttpError(
+                400,
+                f"malformed chunked body: a chunk size of more than {MAX_CHUNK_SIZE_DIGITS} digits",
+            )
         size = int(size_text, 16)
         if size == 0:
             self._state = "trailer"
@@ -141,7 +195,9 @@ class ChunkedDecoder:
 # RFC 9110 tokens; a request target in origin form without controls or spaces.
 _TOKEN_CHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb") (/[^\x00-\x20\x7f]*) (HTTP/\d\.\d)")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb"):[ \t]*(.*?)[ \t]*")
+# A field value holds visible characters, spaces and tabs: no NUL, bare CR or other control.
+_FIELD_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+_FIELD_NAME = re.compile(rb"(" + _TOKEN_CHARS + rb"):")
 
 
 def _request_line(line: bytes) -> tuple[str, str, str]:
@@ -168,7 +224,7 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     for line in lines[1:]:
         field = match_field(line)
         if field is None:
-            raise HttpError(400, f"malformed header line {line[:60]!r}")
+            raise _bad_field(line)
         raw_name, raw_value = field.groups()
         key = raw_name.decode("ascii").lower()
         text = raw_value.decode("latin-1")
@@ -182,13 +238,26 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     return method, target, version, fields
 
 
-def framing(fields: dict[str, str]) -> tuple[int | None, bool]:
+def _bad_field(line: bytes) -> HttpError:
+    name = _FIELD_NAME.match(line)
+    if name is None:
+        return HttpError(400, f"malformed header line {line[:60]!r}")
+    field = name.group(1).decode("ascii")
+    return HttpError(
+        400, f"the value of the header {field!r} has a control character (NUL, CR, LF, ...)"
+    )
+
+
+def framing(fields: dict[str, str], version: str = "HTTP/1.1") -> tuple[int | None, bool]:
     """(Content-Length, chunked) of a request."""
     encoding = fields.get("transfer-encoding")
     length = fields.get("content-length")
     if encoding is not None:
         if length is not None:
             raise HttpError(400, "Content-Length and Transfer-Encoding cannot be combined")
+        if version == "HTTP/1.0":
+            # RFC 9112, section 6.1: the framing of such a message is faulty.
+            raise HttpError(400, "Transfer-Encoding is not part of HTTP/1.0")
         if encoding.strip().lower() != "chunked":
             raise HttpError(501, f"unsupported Transfer-Encoding {encoding[:40]!r}")
         return None, True
@@ -196,4 +265,6 @@ def framing(fields: dict[str, str]) -> tuple[int | None, bool]:
         return None, False
     if not length.isdigit() or not length.isascii():
         raise HttpError(400, f"bad Content-Length {length[:40]!r}")
+    if len(length) > 19 or int(length) > MAX_CONTENT_LENGTH:
+        raise HttpError(400, f"Content-Length {length[:40]} exceeds {MAX_CONTENT_LENGTH}")
     return int(length), False
