@@ -407,11 +407,12 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         """Read the socket again after back-pressure paused it (a no-op when it is not paused)."""
-        if self._next_waits_for_drain:
-            return  # the client must read our answers first
-        if self._reading_paused and not self._closed and self._transport is not None:
+        if self._next_waits_for_drain or len(self._buffer) > MAX_PIPELINED:
+            return  # the client must read our answers first, or we parse what we hold
+        transport = self._transport
+        if self._reading_paused and transport is not None and not transport.is_closing():
             self._reading_paused = False
-            self._transport.resume_reading()
+            transport.resume_reading()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self._closed and self._transport is not None:
@@ -539,7 +540,8 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
                 return
         elif isinstance(response, Response):
-            if not request.content.complete or response.close_after:
+            cut_off = request.content.exception() is not None
+            if not request.content.complete or cut_off or response.close_after:
                 # Unread body bytes would be taken for the next request.
                 self.keep_alive = False
             request.answered = True
@@ -553,11 +555,11 @@ class HttpConnection(asyncio.Protocol):
                 self.write(wire)
             except ConnectionResetError:
                 return
+            if cut_off:
+                self.close()  # where the body would have ended is unknown now
+                return
             if not request.content.complete:
-                if isinstance(request.content.exception(), BodyTimeout):
-                    self.close()  # the client stalled: nothing more is coming
-                else:
-                    self._linger(request.content)
+                self._linger(request.content)
                 return
         else:
             self.close()  # a stream response never prepared or never finished
@@ -581,9 +583,9 @@ class HttpConnection(asyncio.Protocol):
     def _start_next(self) -> None:
         if self._closed:
             return
-        self.resume_reading()
         self._arm_idle_timer()
         self._process()
+        self.resume_reading()  # unless pipelined bytes still wait
 
     def _linger(self, body: Body) -> None:
         """Read and drop the rest of a body answered early, then close.
