@@ -128,7 +128,9 @@ def test_control_characters_in_request_header_values_are_refused_naming_the_head
     cas: ConnectorProcess, header: bytes, name: str
 ) -> None:
     with RawConnection(cas.socket_path) as conn:
-        conn.send(b"PUT /v1/objects/inject/b HTTP/1.1\r\nContent-Length: 2\r\n" + header + b"\r\nok")
+        conn.send(
+            b"PUT /v1/objects/inject/b HTTP/1.1\r\nContent-Length: 2\r\n" + header + b"\r\nok"
+        )
         answer = conn.read_answer()
         assert answer.status == 400
         assert name in message(answer).lower(), "the error names the header"
@@ -148,7 +150,9 @@ def test_a_content_type_stored_behind_the_connectors_back_is_left_out(
 ) -> None:
     """An xattr set on the directory itself never reaches the wire as header lines."""
     assert put(cas, "inject/d", b"0123456789", b"Content-Type: text/plain\r\n").status == 200
-    os.setxattr(state_dir / "cas" / "inject" / "d", "user.asya.content_type", b"a\r\nContent-Length: 2")
+    os.setxattr(
+        state_dir / "cas" / "inject" / "d", "user.asya.content_type", b"a\r\nContent-Length: 2"
+    )
     for method in ("GET", "HEAD"):
         answer = get(cas, "inject/d", method)
         assert answer.status == 200
@@ -255,7 +259,9 @@ def test_oversized_lengths_are_refused_at_once_not_waited_for(
 def test_head_carries_the_content_length_a_get_sends(cas: ConnectorProcess) -> None:
     assert put(cas, "head/five", b"12345").status == 200
     with RawConnection(cas.socket_path) as conn:
-        conn.send(b"HEAD /v1/objects/head/five HTTP/1.1\r\n\r\nGET /v1/objects/head/five HTTP/1.1\r\n\r\n")
+        conn.send(
+            b"HEAD /v1/objects/head/five HTTP/1.1\r\n\r\nGET /v1/objects/head/five HTTP/1.1\r\n\r\n"
+        )
         head = conn.read_answer("HEAD")
         body = conn.read_answer()
     assert head.all("Content-Length") == body.all("Content-Length") == ["5"]
@@ -266,7 +272,9 @@ def test_head_carries_the_content_length_a_get_sends(cas: ConnectorProcess) -> N
 # -- 100 Continue ------------------------------------------------------------------------
 
 
-def _expecting(target: bytes, length: int, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+def _expecting(
+    target: bytes, length: int, extra: bytes = b"", version: bytes = b"HTTP/1.1"
+) -> bytes:
     return b"PUT %s %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n%s\r\n" % (
         target,
         version,

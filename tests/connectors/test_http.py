@@ -403,7 +403,7 @@ async def test_an_answer_whose_header_would_split_is_replaced_by_a_500(serve: Se
     served = await serve(injected)
     reader, writer = await served.connect()
     writer.write(b"GET /x HTTP/1.1\r\n\r\n")
-    status, headers, body = await read_response(reader)
+    status, _, body = await read_response(reader)
     assert status == 500
     assert b"Content-Type" in body, "the error names the header it refused to send"
     writer.close()

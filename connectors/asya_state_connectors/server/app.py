@@ -152,6 +152,8 @@ class ProtocolApp:
                 "POST": (self.action, "action"),
                 "DELETE": (self.delete, "delete"),
             }
+            if not rest:  # the mount root can only be stat'ed
+                table = {"HEAD": table["HEAD"]}
         elif path.startswith(rq.XATTRS):
             rest = path[len(rq.XATTRS) :]
             table = {
