@@ -1,24 +1,26 @@
 """HTTP/1.1 connections of the connector server on asyncio (Unix socket, or loopback TCP for metrics).
 
-Owns: one request at a time per connection (pipelined bytes wait their
-turn, and the socket stops being read once more than a request head's worth
-of them waits or while the client leaves our answers unread), request
-bodies handed to the handler as a bounded stream (the socket stops being
-read while the handler is behind; a body that makes no progress for the body
-timeout is cut off), ``100 Continue`` sent only when the handler starts
-reading the body (so after its checks) and only to HTTP/1.1, whole and
-streamed responses with write back-pressure (a streamed body never exceeds
-its Content-Length on the wire), keep-alive for HTTP/1.1 and for HTTP/1.0
-clients that ask for it, an idle timeout, and the set of open connections a
-graceful drain closes. The wire format itself is in ``http_wire``.
+Owns: answering one request at a time per connection, in order (requests
+parsed ahead of their turn, at most one read's worth, wait in a queue and
+the socket is not read while any wait, nor while the client leaves our
+answers unread), request bodies handed to the handler as a bounded stream
+(the socket stops being read while the handler is behind; a body that
+brings no byte for the body timeout is cut off), ``100 Continue`` sent only
+when the handler starts reading the body (so after its checks) and only to
+HTTP/1.1, whole and streamed responses with write back-pressure (a streamed
+body never exceeds its Content-Length on the wire), keep-alive for HTTP/1.1
+and for HTTP/1.0 clients that ask for it, an idle timeout, and the set of
+open connections a graceful drain closes. Parsing and the wire format are
+in ``http_wire``.
 
 Must not: know the protocol's paths, connectors or error codes beyond
-answering malformed HTTP with 400/413/431/501/505 and closing.
+answering malformed HTTP with 400/408/413/414/431/501/505 and closing.
 
-Why our own: the benchmark's profile of a 1 KiB read spent most of the
-connector's CPU in a general-purpose framework's request and response
-machinery (about 60 µs per request); the wire protocol needs a small,
-strict subset of HTTP/1.1, served here in a few microseconds.
+Why our own connection class: the benchmark's profile of a 1 KiB read spent
+most of the connector's CPU in a general-purpose framework's request and
+response machinery (about 60 µs per request); the wire protocol needs a
+small, strict subset of HTTP/1.1. Requests are tokenised by llhttp (through
+httptools), the parser behind uvicorn and aiohttp's C path.
 """
 
 from __future__ import annotations
@@ -32,15 +34,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 
 from .http_wire import (
-    MAX_HEAD,
-    MAX_REQUEST_LINE,
-    ChunkedDecoder,
     Headers,
     HttpError,
+    RequestHead,
+    RequestParser,
     UnsafeHeader,
-    framing,
     head_bytes,
-    parse_head,
 )
 
 log = logging.getLogger("asya_state_connectors.server")
@@ -55,9 +54,6 @@ LINGER_SECONDS = 5.0
 # A request body that brings no new byte for this long while the handler waits for one is
 # cut off (408). Generous: a passthrough write streams as fast as the handler produces.
 BODY_TIMEOUT = 600.0
-# Unparsed bytes held while a request is answered before the socket stops being read.
-MAX_PIPELINED = MAX_HEAD
-
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -189,6 +185,8 @@ class Request:
         "content",
         "content_length",
         "headers",
+        "http10",
+        "keep_alive",
         "method",
         "target",
     )
@@ -201,6 +199,7 @@ class Request:
         headers: Headers,
         content_length: int | None,
         content: Body,
+        keep_alive: bool = True,
     ) -> None:
         self.connection = connection
         self.method = method
@@ -208,6 +207,8 @@ class Request:
         self.headers = headers
         self.content_length = content_length
         self.content = content
+        self.keep_alive = keep_alive  # as the client asked (HTTP/1.0: only if it said so)
+        self.http10 = False
         # Set once a response head is on the wire: nothing else may be sent for this request.
         self.answered = False
 
@@ -321,7 +322,7 @@ class ConnectionSet:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection: reads requests one at a time and writes their responses."""
+    """One client connection: parses requests and answers them one at a time, in order."""
 
     def __init__(
         self,
@@ -336,10 +337,11 @@ class HttpConnection(asyncio.Protocol):
         self._body_timeout = body_timeout
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._request: Request | None = None  # read and not yet fully answered
-        self._body_left = 0  # Content-Length bytes of the current body still to come
-        self._chunked: ChunkedDecoder | None = None
+        self._parser = RequestParser(self)
+        self._request: Request | None = None  # being answered
+        self._parsing: Request | None = None  # whose body the parser is in
+        # Parsed behind the one being answered (pipelined), or the refusal of a later request.
+        self._waiting: deque[Request | HttpError] = deque()
         self._reading_paused = False
         self._writing_paused = False
         # The next request waits until the client has read what was already answered.
@@ -361,24 +363,37 @@ class HttpConnection(asyncio.Protocol):
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._process()
-        if len(self._buffer) > MAX_PIPELINED:
-            # Pipelined bytes behind a request still being answered: they wait
-            # in the socket (and the client's), not in this process.
+        try:
+            self._parser.feed(data)
+        except HttpError as exc:
+            self._parser.done = True  # nothing after a refusal is parsed
+            parsing = self._parsing
+            if self._request is None or parsing is self._request:
+                self._refuse(exc)
+                return
+            # A later request is malformed: it is refused in its turn.
+            if parsing is not None:
+                parsing.content.cut_off(ConnectionResetError(exc.message))
+            self._waiting.append(exc)
+        if self._waiting:
+            # Requests behind the one being answered wait in the socket (and
+            # the client), not here: at most one read's worth is parsed ahead.
             self._pause_reading()
 
     def eof_received(self) -> bool:
         request = self._request
         if request is None:
-            if self._buffer:
+            if self._parser.in_head:
                 self._refuse(HttpError(400, "the connection ended inside a request head"))
             return False
         if self._lingering:
             # The answer is out and the rest of the body can no longer come.
             self.close()
             return False
-        request.content.cut_off(ConnectionResetError("the client ended the request body early"))
+        if self._parsing is not None:
+            self._parsing.content.cut_off(
+                ConnectionResetError("the client ended the request body early")
+            )
         self.keep_alive = False
         return True  # half-open: the answer can still be written
 
@@ -387,8 +402,10 @@ class HttpConnection(asyncio.Protocol):
         self._connections.open.discard(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        if self._request is not None:
-            self._request.content.cut_off(ConnectionResetError("the client disconnected"))
+        gone = ConnectionResetError("the client disconnected")
+        for request in (self._request, self._parsing, *self._waiting):
+            if isinstance(request, Request):
+                request.content.cut_off(gone)
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("the client disconnected"))
 
@@ -403,12 +420,55 @@ class HttpConnection(asyncio.Protocol):
             self._next_waits_for_drain = False
             self._start_next()
 
+    # -- fed by the RequestParser -------------------------------------------------
+
+    def request_head(self, head: RequestHead) -> None:
+        self._mark_busy()
+        fields = head.fields
+        http10 = head.version == "HTTP/1.0"
+        body = (
+            Body(
+                self,
+                # HTTP/1.0 clients do not know interim answers.
+                expect_continue=not http10 and fields.get("expect", "").lower() == "100-continue",
+                timeout=self._body_timeout,
+            )
+            if head.has_body
+            else Body(None)
+        )
+        request = Request(
+            self, head.method, head.target, Headers(fields), head.length, body, head.keep_alive
+        )
+        request.http10 = http10
+        if head.has_body:
+            self._parsing = request
+        if self._request is None and not self._waiting:
+            self._begin(request)
+        else:
+            self._waiting.append(request)
+
+    def request_body(self, data: bytes) -> None:
+        request = self._parsing
+        assert request is not None
+        body = request.content
+        body.feed(data)
+        if body.buffered > BODY_HIGH_WATER:
+            self._pause_reading()
+
+    def request_end(self) -> None:
+        request, self._parsing = self._parsing, None
+        if request is None:
+            return  # a request without a body: complete from its head
+        request.content.feed_eof()
+        if self._lingering and request is self._request:
+            self.close()
+
     # -- used by Body and responses ------------------------------------------
 
     def resume_reading(self) -> None:
         """Read the socket again after back-pressure paused it (a no-op when it is not paused)."""
-        if self._next_waits_for_drain or len(self._buffer) > MAX_PIPELINED:
-            return  # the client must read our answers first, or we parse what we hold
+        if self._next_waits_for_drain or self._waiting:
+            return  # the client must read our answers first, or requests wait their turn
         transport = self._transport
         if self._reading_paused and transport is not None and not transport.is_closing():
             self._reading_paused = False
@@ -437,88 +497,6 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
-
-    # -- reading -------------------------------------------------------------
-
-    def _process(self) -> None:
-        """Feed the body in progress, or start the next request once the last one is answered."""
-        try:
-            while self._buffer:
-                request = self._request
-                if request is None:
-                    if not self._start_request():
-                        return
-                elif request.content.complete:
-                    return  # pipelined bytes wait until this request is answered
-                else:
-                    waiting = len(self._buffer)
-                    self._feed_body(request.content)
-                    if self._lingering and request.content.complete:
-                        self.close()
-                        return
-                    if len(self._buffer) == waiting:
-                        return  # a partial chunk line: wait for the rest
-        except HttpError as exc:
-            self._refuse(exc)
-
-    def _start_request(self) -> bool:
-        # Empty lines before a request line are ignored (RFC 9112, section 2.2).
-        while self._buffer.startswith(b"\r\n"):
-            del self._buffer[:2]
-        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
-        if end < 0:
-            if len(self._buffer) >= MAX_HEAD:
-                raise HttpError(431, f"the request head exceeds {MAX_HEAD} bytes")
-            line_end = self._buffer.find(b"\r\n", 0, MAX_REQUEST_LINE)
-            if line_end < 0 and len(self._buffer) >= MAX_REQUEST_LINE:
-                raise HttpError(414, f"the request line exceeds {MAX_REQUEST_LINE} bytes")
-            if line_end >= 0:
-                parse_head(bytes(self._buffer[:line_end]))  # refuse garbage early
-            return False
-        head = bytes(self._buffer[:end])
-        del self._buffer[: end + 4]
-        self._mark_busy()
-        method, target, version, fields = parse_head(head)
-        length, chunked = framing(fields, version)
-        connection = fields.get("connection", "").lower()
-        self.http10 = version == "HTTP/1.0"
-        if self.http10:
-            self.keep_alive = "keep-alive" in connection
-        else:
-            self.keep_alive = "close" not in connection
-        has_body = chunked or bool(length)
-        body = (
-            Body(
-                self,
-                # HTTP/1.0 clients do not know interim answers.
-                expect_continue=not self.http10
-                and fields.get("expect", "").lower() == "100-continue",
-                timeout=self._body_timeout,
-            )
-            if has_body
-            else Body(None)
-        )
-        request = Request(self, method, target, Headers(fields), length, body)
-        self._request = request
-        self._body_left = 0 if chunked or length is None else length
-        self._chunked = ChunkedDecoder() if chunked else None
-        self._loop.create_task(self._answer(request))
-        return True
-
-    def _feed_body(self, body: Body) -> None:
-        if self._chunked is not None:
-            self._chunked.decode(self._buffer, body)
-            if self._chunked.done:
-                body.feed_eof()
-        else:
-            piece = bytes(self._buffer[: self._body_left])
-            del self._buffer[: len(piece)]
-            self._body_left -= len(piece)
-            body.feed(piece)
-            if self._body_left == 0:
-                body.feed_eof()
-        if body.buffered > BODY_HIGH_WATER:
-            self._pause_reading()
 
     # -- answering -----------------------------------------------------------
 
@@ -566,9 +544,14 @@ class HttpConnection(asyncio.Protocol):
             return
         self._finish()
 
+    def _begin(self, request: Request) -> None:
+        self._request = request
+        self.keep_alive = request.keep_alive
+        self.http10 = request.http10
+        self._loop.create_task(self._answer(request))
+
     def _finish(self) -> None:
         self._request = None
-        self._chunked = None
         if not self.keep_alive or self._closed:
             self.close()
             return
@@ -583,9 +566,16 @@ class HttpConnection(asyncio.Protocol):
     def _start_next(self) -> None:
         if self._closed:
             return
-        self._arm_idle_timer()
-        self._process()
-        self.resume_reading()  # unless pipelined bytes still wait
+        if not self._waiting:
+            self._arm_idle_timer()
+            self.resume_reading()
+            return
+        following = self._waiting.popleft()
+        if isinstance(following, HttpError):
+            self._refuse(following)
+        else:
+            self._begin(following)
+            self.resume_reading()  # unless more requests wait
 
     def _linger(self, body: Body) -> None:
         """Read and drop the rest of a body answered early, then close.
