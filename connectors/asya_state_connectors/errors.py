@@ -20,6 +20,7 @@ Must not: import a backend client or the server.
     ├── PermissionDenied                403 permission_denied
     ├── NotFound                        404 not_found
     │   └── NoSuchAttribute             404 no_such_attribute
+    ├── RequestTimeout                  408 request_timeout   (the body stalled)
     ├── Conflict                        409 conflict          (CAS / create-only)
     ├── TooLarge                        413 too_large
     ├── RangeNotSatisfiable             416 range_not_satisfiable
@@ -104,6 +105,13 @@ class NoSuchAttribute(NotFound):
     code = "no_such_attribute"
 
 
+class RequestTimeout(ConnectorError):
+    """The client sent no byte of the request body for the connector's body timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(ConnectorError):
     """A conditional write or delete lost: the revision changed or the key exists."""
 
@@ -173,6 +181,7 @@ ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
         PermissionDenied,
         NotFound,
         NoSuchAttribute,
+        RequestTimeout,
         Conflict,
         TooLarge,
         RangeNotSatisfiable,

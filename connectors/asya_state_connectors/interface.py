@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from .errors import (
+    BadRequest,
     ConnectorError,
     IsADirectory,
     NoSuchAttribute,
@@ -148,6 +149,27 @@ def not_a_directory(key: str, parent: str) -> NotADirectory:
 
 # Attributes every connector exposes from ``stat``; backends add their own.
 STANDARD_XATTRS = ("etag", "content_type")
+
+MAX_CONTENT_TYPE = 1024
+
+
+def valid_content_type(value: str) -> bool:
+    """Whether ``value`` may be stored as a content type: printable ASCII, at most 1024 characters.
+
+    A content type goes back out as a response header, so CR, LF, NUL or
+    any other control character in it would inject header lines.
+    """
+    return len(value) <= MAX_CONTENT_TYPE and value.isascii() and value.isprintable()
+
+
+def check_content_type(value: str | None, *, key: str, field: str = "Content-Type") -> None:
+    """Raise BadRequest naming ``field`` unless ``value`` is absent, empty or a valid content type."""
+    if value and not valid_content_type(value):
+        raise BadRequest(
+            f"{field} must be printable ASCII of at most {MAX_CONTENT_TYPE} characters"
+            " (no CR, LF, NUL or other control character)",
+            key=key,
+        )
 
 
 class Connector(ABC):

@@ -1,7 +1,9 @@
 """The wire protocol as seen from one mount: one method per connector operation.
 
 Owns: request paths and queries (keys percent-encoded with ``/`` literal),
-the lazily fetched and cached ``/v1/info`` (capabilities), which statuses
+the lazily fetched and cached ``/v1/info`` (capabilities; the lock guarding
+the fetch is replaced in a forked child, which would otherwise wait forever
+for a fetch running in a thread the fork did not copy), which statuses
 count as success, recording the revisions the current scope reads and
 writes (revisions.py), the write conditions those revisions imply (If-Match
 only when the connector declares ``cas``, If-None-Match: * only with
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TypeVar
@@ -128,6 +132,11 @@ class MountClient:
     def __init__(self, mount: Mount) -> None:
         self.mount = mount
         self._info: Info | None = None
+        self._info_lock = threading.Lock()
+        _clients.add(self)
+
+    def reset_after_fork(self) -> None:
+        # A fetch in flight belongs to a parent thread the child does not have.
         self._info_lock = threading.Lock()
 
     def failed(self, exc: BaseException, *keys: str) -> None:
@@ -431,6 +440,17 @@ class MountClient:
 
     def _xattr_target(self, key: str, name: str, path: str) -> str:
         return f"{XATTRS}{encode_key(key, path)}?{encode_query({'name': name}, path)}"
+
+
+_clients: weakref.WeakSet[MountClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _copy_into(source: IO[bytes], upload: transport.Upload, size: int) -> None:

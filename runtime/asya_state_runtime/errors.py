@@ -4,7 +4,7 @@ Owns: the one table of the wire protocol's errors, by stable code first and
 by status for codes it does not know (404 FileNotFoundError, 403
 PermissionError, 409 FileExistsError, 413 OSError(EFBIG), 400
 OSError(EINVAL), 501 OSError(ENOTSUP), 507 OSError(ENOSPC), 500 OSError(EIO),
-503 ConnectionError, 504 TimeoutError; is_a_directory IsADirectoryError,
+503 ConnectionError, 504 and 408 TimeoutError; is_a_directory IsADirectoryError,
 not_a_directory NotADirectoryError, name_too_long OSError(ENAMETOOLONG),
 no_such_attribute OSError(ENODATA)), and the errors for an unreachable or
 silent connector. The code and message come from the JSON body, or from the
@@ -89,6 +89,9 @@ def from_status(
         return ConnectionError(errno.ECONNABORTED, f"connector unavailable: {detail}", path)
     if status == 504:
         return TimeoutError(errno.ETIMEDOUT, f"backend timed out: {detail}", path)
+    if status == 408:
+        # The connector gave up waiting for the rest of this request's body.
+        return TimeoutError(errno.ETIMEDOUT, f"request body timed out: {detail}", path)
     return OSError(_ERRNO_BY_STATUS.get(status, errno.EIO), detail, path)
 
 

@@ -78,6 +78,15 @@ _made_lock = threading.Lock()
 _made_dirs: set[tuple[str, str]] = set()
 
 
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork.
+    global _made_lock
+    _made_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _remember_dir(target: Target) -> None:
     with _made_lock:
         _made_dirs.add((target.mount.name, target.key))

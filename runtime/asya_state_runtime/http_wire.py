@@ -4,7 +4,8 @@ Owns: one connection's receive buffer (``Reader``, kept for the connection's
 whole life, so a response costs no new file objects), the response head
 (status line, headers as lower-cased name -> values, the limits http.client
 applies: at most 65536 bytes a line and 100 headers), skipping interim 1xx
-answers, and body framing: Content-Length, chunked (extensions ignored,
+answers, and body framing: Content-Length (every value the same, at most
+2^63-1), chunked (at most 16 hex digits a size, extensions ignored,
 trailers read and dropped) or until the peer closes; none for HEAD, 1xx,
 204 and 304. It also decides whether the connection may carry another
 request once the body is read (HTTP/1.0, ``Connection: close``, unframed
@@ -27,6 +28,10 @@ BUFFER_SIZE = 16 * 1024
 # The largest piece one read of a long body asks the socket for.
 _RECV_LIMIT = 256 * 1024
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+# A chunk size of more hex digits than this (2^64 and up) is a broken peer, not a big body.
+MAX_CHUNK_SIZE_DIGITS = 16
+# The largest Content-Length taken: what a file offset holds.
+MAX_CONTENT_LENGTH = 2**63 - 1
 _BLANK = (b"\r\n", b"\n")
 
 
@@ -192,6 +197,22 @@ def _parse_status(line: str) -> tuple[int, int]:
     raise WireError(f"unsupported protocol {version[:20]!r}")
 
 
+def _content_length(values: list[str]) -> int:
+    """The body length of one or more Content-Length fields (or a list in one), which must agree.
+
+    Taking the first of two different values would read the wrong number of
+    bytes and take the rest, or part of the next answer, for another reply.
+    """
+    sizes = {part.strip() for value in values for part in value.split(",")}
+    if len(sizes) != 1:
+        raise WireError(f"conflicting Content-Length values {sorted(sizes)[:4]!r}")
+    (size,) = sizes
+    # isascii: str.isdigit also accepts digits such as "²" that int() rejects.
+    if not (size.isascii() and size.isdigit()) or len(size) > 19 or int(size) > MAX_CONTENT_LENGTH:
+        raise WireError(f"bad Content-Length {size[:40]!r}")
+    return int(size)
+
+
 def _parse_fields(lines: list[str]) -> dict[str, list[str]]:
     """Header (or trailer) lines, by lower-cased name."""
     fields: dict[str, list[str]] = {}
@@ -288,10 +309,7 @@ class Response:
             last = ",".join(codings).rsplit(",", 1)[-1]
             self.chunked = last.strip().lower() == "chunked"
         elif sizes is not None:
-            # isascii: str.isdigit also accepts digits such as "²" that int() rejects.
-            if not (sizes[0].isascii() and sizes[0].isdigit()):
-                raise WireError(f"bad Content-Length {sizes[0][:40]!r}")
-            self.length = int(sizes[0])
+            self.length = _content_length(sizes)
         if self.length is None and not self.chunked:
             self.will_close = True  # the body ends when the connection does
         self.done = self.length == 0
@@ -373,7 +391,7 @@ class Response:
             raise Truncated("the chunked body ended before its last chunk")
         size = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
         # int(x, 16) alone would also take "-1", "0x1f" or "1_0".
-        if not size or not _HEX_DIGITS.issuperset(size):
+        if not size or not _HEX_DIGITS.issuperset(size) or len(size) > MAX_CHUNK_SIZE_DIGITS:
             raise WireError(f"bad chunk size line {line[:100]!r}")
         count = int(size, 16)
         if not count:

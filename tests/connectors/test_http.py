@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from asya_state_connectors.server import http
+from asya_state_connectors.server import http, http_wire
 from asya_state_connectors.server.http import (
     LINGER_SECONDS,
     ConnectionSet,
@@ -143,7 +143,7 @@ async def test_chunked_bodies_decode_exactly(
         (b"GET /x HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "a header line without a colon"),
         (b"GET /x HTTP/1.1\r\n folded: value\r\n\r\n", 400, "obsolete line folding"),
         (
-            b"GET /x HTTP/1.1\r\nX: " + b"a" * (http.MAX_HEAD + 10) + b"\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nX: " + b"a" * (http_wire.MAX_HEAD + 10) + b"\r\n\r\n",
             431,
             "head too big",
         ),
@@ -374,4 +374,36 @@ async def test_a_streamed_answer_that_stops_short_closes_the_connection(serve: S
     assert rest == b"12345", (
         "the client sees a short body and a closed connection, never a 500 inside it"
     )
+    writer.close()
+
+
+async def test_a_streamed_answer_never_puts_bytes_past_its_length_on_the_wire(
+    serve: Serve,
+) -> None:
+    async def long(request: Request) -> StreamResponse:
+        response = StreamResponse(200, {}, content_length=5)
+        await response.prepare(request)
+        await response.write(b"12345")
+        await response.write(b"HTTP/1.1 200 OK\r\n\r\n")  # a backend that sent more than it said
+        return response
+
+    served = await serve(long)
+    reader, writer = await served.connect()
+    writer.write(b"GET /x HTTP/1.1\r\n\r\n")
+    status, headers, body = await read_response(reader)
+    assert (status, headers["content-length"], body) == (200, "5", b"12345")
+    assert await asyncio.wait_for(reader.read(), 5) == b"", "closed, with nothing past the body"
+    writer.close()
+
+
+async def test_an_answer_whose_header_would_split_is_replaced_by_a_500(serve: Serve) -> None:
+    async def injected(request: Request) -> Response:
+        return Response(200, headers={"Content-Type": "a\r\nContent-Length: 0"}, body=b"payload")
+
+    served = await serve(injected)
+    reader, writer = await served.connect()
+    writer.write(b"GET /x HTTP/1.1\r\n\r\n")
+    status, _, body = await read_response(reader)
+    assert status == 500
+    assert b"Content-Type" in body, "the error names the header it refused to send"
     writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -268,3 +269,53 @@ def test_lost_requests_are_sent_again_writes_with_the_same_request_id(
     finally:
         asya_state_runtime.uninstall()
         peer.close()
+
+
+def test_a_fork_while_another_thread_fetches_capabilities_leaves_the_child_working(
+    hooks: Connectors, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child of a fork taken mid-fetch of /v1/info fetches again instead of waiting forever."""
+    from asya_state_runtime import connector
+
+    parent = os.getpid()
+    fetching, release = threading.Event(), threading.Event()
+    original = connector.MountClient._request
+
+    def slow_info(self: Any, method: str, target: str, *args: Any, **kwargs: Any) -> Any:
+        if target == connector.INFO and os.getpid() == parent:
+            fetching.set()
+            release.wait(30)  # the capability lock is held meanwhile
+        return original(self, method, target, *args, **kwargs)
+
+    monkeypatch.setattr(connector.MountClient, "_request", slow_info)
+    write(f"/cas/{ns}/a", "1")
+
+    def read_then_write() -> None:
+        read(f"/cas/{ns}/a")  # remembered: the write needs the capabilities (cas or not)
+        write(f"/cas/{ns}/a", "2")
+
+    writer = threading.Thread(target=read_then_write)
+    writer.start()
+    assert fetching.wait(10), "the writer thread never started fetching the capabilities"
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a hang here would otherwise be forever
+        signal.alarm(20)
+        status = 1
+        try:
+            write(f"/cas/{ns}/child", "c")
+            assert read(f"/cas/{ns}/child") == "c"
+            write(f"/cas/{ns}/child", "d")  # conditional on the revision just read
+            status = 0
+        finally:
+            os.write(write_fd, bytes([status]))
+            os._exit(0)
+    os.close(write_fd)
+    child_status = os.read(read_fd, 1)
+    _, exit_status = os.waitpid(pid, 0)
+    os.close(read_fd)
+    release.set()
+    writer.join(10)
+    assert (exit_status, child_status) == (0, b"\x00"), "the child wrote through the CAS mount"
+    assert read(f"/cas/{ns}/child") == "d"
+    assert read(f"/cas/{ns}/a") == "2", "the parent's own fetch finished too"

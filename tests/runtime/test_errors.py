@@ -30,6 +30,7 @@ def body(code: str, message: str = "detail") -> bytes:
         (500, "backend_error", OSError, errno.EIO),
         (503, "unavailable", ConnectionError, errno.ECONNABORTED),
         (504, "timeout", TimeoutError, errno.ETIMEDOUT),
+        (408, "request_timeout", TimeoutError, errno.ETIMEDOUT),
         (404, "no_such_attribute", OSError, errno.ENODATA),
         (400, "is_a_directory", IsADirectoryError, errno.EISDIR),
         (400, "not_a_directory", NotADirectoryError, errno.ENOTDIR),

@@ -219,6 +219,21 @@ def test_extended_attributes(hooks: Connectors, ns: str) -> None:
         os.getxattr(f"/state/{ns}/nope", "user.asya.etag")
 
 
+@pytest.mark.parametrize("mount", ["state", "cas"])
+def test_a_content_type_that_would_inject_headers_is_refused_and_the_file_stays_readable(
+    hooks: Connectors, ns: str, mount: str
+) -> None:
+    path = f"/{mount}/{ns}/f"
+    with open(path, "wb") as f:
+        f.write(b"x" * 1000)
+    with pytest.raises(OSError, match=r"user\.asya\.content_type") as caught:
+        os.setxattr(path, "user.asya.content_type", b"text/plain\r\nContent-Length: 2")
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.filename == path
+    with open(path, "rb") as f:
+        assert f.read() == b"x" * 1000
+
+
 def test_ttl_is_not_settable_where_the_backend_has_none(hooks: Connectors, ns: str) -> None:
     path = f"/cas/{ns}/f"
     write(path)

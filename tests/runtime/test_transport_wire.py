@@ -406,3 +406,50 @@ def test_the_pool_keeps_at_most_max_idle_connections(serve: Serve) -> None:
     conn, reused = pool.acquire("/p/k")
     assert reused
     pool.release(conn)
+
+
+def answer_with(raw: bytes) -> Script:
+    def script(peer: Peer, conn: socket.socket, stream: BinaryIO, number: int) -> None:
+        while peer.next_request(stream):
+            conn.sendall(raw)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nokabc",
+            "conflicting Content-Length",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 5\r\n\r\nokabc", "conflicting Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000000000000000000000\r\n\r\nok",
+            "bad Content-Length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"00000000000000002\r\nok\r\n0\r\n\r\n",
+            "bad chunk size",
+        ),
+    ],
+)
+def test_a_reply_with_ambiguous_framing_is_refused_not_guessed(
+    serve: Serve, raw: bytes, reason: str
+) -> None:
+    """Two lengths, a length past 2^63-1 or a 17-digit chunk size: a broken peer, never a body."""
+    _, pool = serve(answer_with(raw))
+    with pytest.raises(ConnectionError, match=reason) as caught:
+        get(pool)
+    assert caught.value.errno == errno.ECONNRESET
+    assert caught.value.filename == "/p/k", "the error names the handler's path"
+    assert pool._idle == [], "the connection that carried it is never reused"
+
+
+def test_repeated_content_lengths_that_agree_frame_the_body(serve: Serve) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+    peer, pool = serve(answer_with(raw))
+    assert get(pool) == b"ok"
+    assert get(pool) == b"ok"
+    assert peer.connections == 1, "the agreed length kept the connection reusable"

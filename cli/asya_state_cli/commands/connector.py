@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from asya_state_connectors.errors import ConfigError
     from asya_state_connectors.registry import connector_class
+    from asya_state_connectors.server.http import BODY_TIMEOUT
     from asya_state_connectors.server.observability import configure_logging
     from asya_state_connectors.server.serve import ConnectorServer
     from asya_state_connectors.server.serve import run as serve
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             grace_seconds=settings.number("CONNECTOR_GRACE_SECONDS", 25.0),
             metrics_port=settings.integer("METRICS_PORT", 0, minimum=0) or None,
             metrics_host=settings.optional("METRICS_HOST") or "0.0.0.0",
+            # 0 turns the timeout off.
+            body_timeout=settings.number("CONNECTOR_BODY_TIMEOUT_SECONDS", BODY_TIMEOUT),
         )
     except ConfigError as exc:
         print(f"asya-state connector {args.name}: {exc}", file=sys.stderr)

@@ -86,6 +86,7 @@ from ..interface import (
     RangeSpec,
     ReadStream,
     WriteCondition,
+    check_content_type,
 )
 from ..listing import paginate
 from ..settings import Settings
@@ -104,9 +105,8 @@ log = logging.getLogger("asya_state_connectors.nats_kv")
 
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 MSG_SIZE = "Nats-Msg-Size"
-# Headers count against max_payload; the content type is capped well below this.
+# Headers count against max_payload; a content type (at most 1024 characters) fits well below this.
 HEADER_ROOM = 2048
-MAX_CONTENT_TYPE = 1024
 # JetStream error codes for a failed Nats-Expected-Last-Subject-Sequence check.
 WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 STREAM_NAME_IN_USE = 10058
@@ -508,18 +508,6 @@ class NatsKvBufferedCas(Connector):
             " (raise max_payload in the nats-server configuration for more)"
         )
 
-    @staticmethod
-    def _check_content_type(key: str, content_type: str | None) -> None:
-        if content_type and (
-            len(content_type) > MAX_CONTENT_TYPE
-            or not content_type.isascii()
-            or not content_type.isprintable()
-        ):
-            raise BadRequest(
-                f"user.asya.content_type must be printable ASCII of at most {MAX_CONTENT_TYPE} characters",
-                key=key,
-            )
-
     async def write(
         self,
         key: str,
@@ -529,7 +517,7 @@ class NatsKvBufferedCas(Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
-        self._check_content_type(key, content_type)
+        check_content_type(content_type, key=key)
         session = await self._connection()
         data = await self._collect(session, key, body, size)
         if condition.if_none_match:
@@ -703,7 +691,7 @@ class NatsKvBufferedCas(Connector):
         content_type = header(entry.headers, CONTENT_TYPE)
         ttl = self._carried_ttl(session, entry)
         if name == "content_type":
-            self._check_content_type(key, value)
+            check_content_type(value, key=key, field="user.asya.content_type")
             content_type = value or None
         else:
             if not session.msg_ttl:

@@ -29,13 +29,21 @@ from ..errors import (
     IsADirectory,
     NotFound,
     RangeNotSatisfiable,
+    RequestTimeout,
     TooLarge,
     Unsupported,
 )
-from ..interface import Capability, Connector, ObjectMeta, WriteCondition
+from ..interface import (
+    Capability,
+    Connector,
+    ObjectMeta,
+    WriteCondition,
+    check_content_type,
+    valid_content_type,
+)
 from ..keys import validate_key
 from . import requests as rq
-from .http import Request, Response, StreamResponse, json_response
+from .http import BodyTimeout, Request, Response, StreamResponse, json_response
 from .http_wire import http_date
 from .observability import Metrics, key_hash
 
@@ -61,6 +69,8 @@ def error_response(exc: ConnectorError) -> Response:
     headers = {ERROR_CODE_HEADER: exc.code, ERROR_MESSAGE_HEADER: header_text(exc.message)}
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"
+    elif isinstance(exc, _MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
     response = json_response(exc.status, exc.to_json(), headers)
     if isinstance(exc, Draining):
         response.force_close()
@@ -72,7 +82,9 @@ def meta_headers(meta: ObjectMeta) -> dict[str, str]:
     headers["ETag"] = rq.quote_etag(meta.etag)
     headers["X-Asya-Size"] = str(meta.size)
     headers["X-Asya-Kind"] = "file"
-    if meta.content_type:
+    # A content type stored by other means (an xattr set on the directory
+    # itself) that could not be sent as a header is left out, not sent.
+    if meta.content_type and valid_content_type(meta.content_type):
         headers["Content-Type"] = meta.content_type
     if meta.last_modified is not None:
         headers["X-Asya-Mtime"] = repr(meta.last_modified)
@@ -166,6 +178,8 @@ class ProtocolApp:
                 "POST": (self.action, "action"),
                 "DELETE": (self.delete, "delete"),
             }
+            if not rest:  # the mount root can only be stat'ed
+                table = {"HEAD": table["HEAD"]}
         elif path.startswith(rq.XATTRS):
             rest = path[len(rq.XATTRS) :]
             table = {
@@ -233,7 +247,9 @@ class ProtocolApp:
         if key:
             try:
                 meta = await self.connector.stat(key)
-                return Response(200, headers=meta_headers(meta))
+                headers = meta_headers(meta)
+                headers["Content-Length"] = str(meta.size)  # what a GET would send
+                return Response(200, headers=headers)
             except NotFound as exc:
                 missing = exc
             conflict = await self.connector.path_conflict(key)
@@ -249,6 +265,8 @@ class ProtocolApp:
             request.headers.get("If-Match"), request.headers.get("If-None-Match")
         )
         self._check_condition(condition, key)
+        content_type = request.headers.get("Content-Type")
+        check_content_type(content_type, key=key)
         size = request.content_length
         try:
             meta = await self.connector.write(
@@ -256,7 +274,7 @@ class ProtocolApp:
                 self._body(request, key),
                 size=size,
                 condition=condition,
-                content_type=request.headers.get("Content-Type"),
+                content_type=content_type,
             )
         except Conflict as exc:
             meta = await self._retried_write(key, exc)
@@ -347,12 +365,13 @@ class ProtocolApp:
         raw = await request.content.read(4097)
         if len(raw) > 4096:
             raise TooLarge("attribute values are limited to 4096 bytes", key=key)
-        if request.content.exception() is not None:
-            raise BadRequest("the attribute value was cut off", key=key)
+        self._check_complete(request, key, "the attribute value was cut off")
         try:
             value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("attribute values must be UTF-8 text", key=key) from None
+        if name == "content_type":
+            check_content_type(value, key=key, field="user.asya.content_type")
         await self.connector.set_xattr(key, name, value)
         return Response(204)
 
@@ -419,10 +438,17 @@ class ProtocolApp:
             if limit is not None and received > limit:
                 raise TooLarge(f"the body exceeds the limit of {limit} bytes", key=key)
             yield chunk
+        self._check_complete(request, key, "the request body was cut off")
         if declared is not None and received != declared:
             raise BadRequest(f"body ended after {received} of {declared} bytes", key=key)
-        if request.content.exception() is not None:
-            raise BadRequest("the request body was cut off", key=key)
+
+    @staticmethod
+    def _check_complete(request: Request, key: str, message: str) -> None:
+        cause = request.content.exception()
+        if isinstance(cause, BodyTimeout):
+            raise RequestTimeout(str(cause), key=key)
+        if cause is not None:
+            raise BadRequest(message, key=key)
 
 
 _MUTATING = frozenset({"PUT", "POST", "DELETE"})
@@ -457,3 +483,4 @@ class _MethodNotAllowed(ConnectorError):
 
     def __init__(self, method: str, allowed: list[str]) -> None:
         super().__init__(f"method {method} not allowed here; allowed: {', '.join(allowed)}")
+        self.allowed = allowed

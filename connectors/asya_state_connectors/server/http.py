@@ -1,19 +1,26 @@
 """HTTP/1.1 connections of the connector server on asyncio (Unix socket, or loopback TCP for metrics).
 
-Owns: one request at a time per connection (pipelined bytes wait their
-turn), request bodies handed to the handler as a bounded stream (the socket
-stops being read while the handler is behind), whole and streamed
-responses with write back-pressure, keep-alive and an idle timeout, and the
-set of open connections a graceful drain closes. The wire format itself is
+Owns: answering one request at a time per connection, in order (requests
+parsed ahead of their turn, at most one read's worth, wait in a queue and
+the socket is not read while any wait, nor while the client leaves our
+answers unread), request bodies handed to the handler as a bounded stream
+(the socket stops being read while the handler is behind; a body that
+brings no byte for the body timeout is cut off), ``100 Continue`` sent only
+when the handler starts reading the body (so after its checks) and only to
+HTTP/1.1, whole and streamed responses with write back-pressure (a streamed
+body never exceeds its Content-Length on the wire), keep-alive for HTTP/1.1
+and for HTTP/1.0 clients that ask for it, an idle timeout, and the set of
+open connections a graceful drain closes. Parsing and the wire format are
 in ``http_wire``.
 
 Must not: know the protocol's paths, connectors or error codes beyond
-answering malformed HTTP with 400/413/431/501/505 and closing.
+answering malformed HTTP with 400/408/413/414/431/501/505 and closing.
 
-Why our own: the benchmark's profile of a 1 KiB read spent most of the
-connector's CPU in a general-purpose framework's request and response
-machinery (about 60 µs per request); the wire protocol needs a small,
-strict subset of HTTP/1.1, served here in a few microseconds.
+Why our own connection class: the benchmark's profile of a 1 KiB read spent
+most of the connector's CPU in a general-purpose framework's request and
+response machinery (about 60 µs per request); the wire protocol needs a
+small, strict subset of HTTP/1.1. Requests are tokenised by llhttp (through
+httptools), the parser behind uvicorn and aiohttp's C path.
 """
 
 from __future__ import annotations
@@ -27,14 +34,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 
 from .http_wire import (
-    MAX_HEAD,
-    MAX_REQUEST_LINE,
-    ChunkedDecoder,
     Headers,
     HttpError,
-    framing,
+    RequestHead,
+    RequestParser,
+    UnsafeHeader,
     head_bytes,
-    parse_head,
 )
 
 log = logging.getLogger("asya_state_connectors.server")
@@ -46,18 +51,33 @@ BODY_LOW_WATER = 256 * 1024
 IDLE_TIMEOUT = 75.0
 # After answering before the body ended, the rest of it is read and dropped for at most this long.
 LINGER_SECONDS = 5.0
+# A request body that brings no new byte for this long while the handler waits for one is
+# cut off (408). Generous: a passthrough write streams as fast as the handler produces.
+BODY_TIMEOUT = 600.0
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class BodyTimeout(TimeoutError):
+    """The client sent no byte of the request body for the body timeout."""
 
 
 class Body:
     """A request body in the order it arrives, bounded by the connection's flow control.
 
-    A body cut off by the client ends like a complete one; ``exception()``
-    tells the two apart, so the caller can refuse to store a partial body.
+    A body cut off by the client (or stalled past the body timeout) ends
+    like a complete one; ``exception()`` tells them apart, so the caller can
+    refuse to store a partial body.
     """
 
-    def __init__(self, connection: HttpConnection | None) -> None:
+    def __init__(
+        self,
+        connection: HttpConnection | None,
+        *,
+        expect_continue: bool = False,
+        timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self._connection = connection
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -65,11 +85,16 @@ class Body:
         self._exception: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._discarding = False
+        # The client waits for "100 Continue" before sending: sent when the
+        # handler first asks for body bytes, i.e. once it accepted the request.
+        self._expect_continue = expect_continue
+        self._timeout = timeout
 
     # -- fed by the connection ---------------------------------------------
 
     def feed(self, data: bytes) -> None:
         if data and not self._discarding:
+            self._expect_continue = False  # the client did not wait
             self._chunks.append(data)
             self._buffered += len(data)
             self._wake()
@@ -122,11 +147,18 @@ class Body:
         while not self._chunks:
             if self._eof:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            if self._expect_continue and self._connection is not None:
+                self._expect_continue = False
+                self._connection.write(_CONTINUE)
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(self._timeout, self._stalled) if self._timeout else None
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         first = self._chunks.popleft()
         if len(first) > size:
             self._chunks.appendleft(first[size:])
@@ -140,6 +172,9 @@ class Body:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _stalled(self) -> None:
+        self.cut_off(BodyTimeout(f"no byte of the request body for {self._timeout:g} s"))
+
 
 class Request:
     """One parsed request head, its body stream and the connection that answers it."""
@@ -150,6 +185,8 @@ class Request:
         "content",
         "content_length",
         "headers",
+        "http10",
+        "keep_alive",
         "method",
         "target",
     )
@@ -162,6 +199,7 @@ class Request:
         headers: Headers,
         content_length: int | None,
         content: Body,
+        keep_alive: bool = True,
     ) -> None:
         self.connection = connection
         self.method = method
@@ -169,6 +207,8 @@ class Request:
         self.headers = headers
         self.content_length = content_length
         self.content = content
+        self.keep_alive = keep_alive  # as the client asked (HTTP/1.0: only if it said so)
+        self.http10 = False
         # Set once a response head is on the wire: nothing else may be sent for this request.
         self.answered = False
 
@@ -195,12 +235,16 @@ class Response:
         """Close the connection once this response is sent."""
         self.close_after = True
 
-    def encode(self, method: str, close: bool) -> bytes:
+    def encode(self, method: str, close: bool, http10: bool = False) -> bytes:
+        """The head and body on the wire; raises UnsafeHeader for a header that cannot be sent."""
         if self.status in _NO_BODY_STATUSES:
-            return head_bytes(self.status, self.headers, close)
+            return head_bytes(self.status, self.headers, close, http10)
+        if method == "HEAD":
+            # A HEAD answer may carry the length a GET would send (a stat sets it).
+            self.headers.setdefault("Content-Length", str(len(self.body)))
+            return head_bytes(self.status, self.headers, close, http10)
         self.headers["Content-Length"] = str(len(self.body))
-        head = head_bytes(self.status, self.headers, close)
-        return head if method == "HEAD" else head + self.body
+        return head_bytes(self.status, self.headers, close, http10) + self.body
 
 
 def json_response(status: int, body: object, headers: Mapping[str, str] | None = None) -> Response:
@@ -222,10 +266,18 @@ class StreamResponse:
 
     async def prepare(self, request: Request) -> None:
         """Settle the head; it goes out with the first piece of body, in one write."""
-        self._head = head_bytes(self.status, self.headers, not request.connection.keep_alive)
+        connection = request.connection
+        self._head = head_bytes(
+            self.status, self.headers, not connection.keep_alive, connection.http10
+        )
         self._request = request
 
     async def write(self, data: bytes) -> None:
+        if self._sent + len(data) > self.content_length:
+            # Bytes past the announced length would be read as the next answer.
+            raise ValueError(
+                f"{self._sent + len(data)} body bytes for a Content-Length of {self.content_length}"
+            )
         self._sent += len(data)
         # One write for head and body: a reader woken by the head alone would
         # sleep again until the body came, a second wake-up per request.
@@ -270,28 +322,37 @@ class ConnectionSet:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection: reads requests one at a time and writes their responses."""
+    """One client connection: parses requests and answers them one at a time, in order."""
 
     def __init__(
-        self, handler: Handler, connections: ConnectionSet, idle_timeout: float = IDLE_TIMEOUT
+        self,
+        handler: Handler,
+        connections: ConnectionSet,
+        idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self._handler = handler
         self._connections = connections
         self._idle_timeout = idle_timeout
+        self._body_timeout = body_timeout
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._request: Request | None = None  # read and not yet fully answered
-        self._body_left = 0  # Content-Length bytes of the current body still to come
-        self._chunked: ChunkedDecoder | None = None
+        self._parser = RequestParser(self)
+        self._request: Request | None = None  # being answered
+        self._parsing: Request | None = None  # whose body the parser is in
+        # Parsed behind the one being answered (pipelined), or the refusal of a later request.
+        self._waiting: deque[Request | HttpError] = deque()
         self._reading_paused = False
         self._writing_paused = False
+        # The next request waits until the client has read what was already answered.
+        self._next_waits_for_drain = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None
         self._lingering = False
         self._closed = False
         self.keep_alive = True
+        self.http10 = False  # the request being answered is HTTP/1.0
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -302,20 +363,37 @@ class HttpConnection(asyncio.Protocol):
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._process()
+        try:
+            self._parser.feed(data)
+        except HttpError as exc:
+            self._parser.done = True  # nothing after a refusal is parsed
+            parsing = self._parsing
+            if self._request is None or parsing is self._request:
+                self._refuse(exc)
+                return
+            # A later request is malformed: it is refused in its turn.
+            if parsing is not None:
+                parsing.content.cut_off(ConnectionResetError(exc.message))
+            self._waiting.append(exc)
+        if self._waiting:
+            # Requests behind the one being answered wait in the socket (and
+            # the client), not here: at most one read's worth is parsed ahead.
+            self._pause_reading()
 
     def eof_received(self) -> bool:
         request = self._request
         if request is None:
-            if self._buffer:
+            if self._parser.in_head:
                 self._refuse(HttpError(400, "the connection ended inside a request head"))
             return False
         if self._lingering:
             # The answer is out and the rest of the body can no longer come.
             self.close()
             return False
-        request.content.cut_off(ConnectionResetError("the client ended the request body early"))
+        if self._parsing is not None:
+            self._parsing.content.cut_off(
+                ConnectionResetError("the client ended the request body early")
+            )
         self.keep_alive = False
         return True  # half-open: the answer can still be written
 
@@ -324,8 +402,10 @@ class HttpConnection(asyncio.Protocol):
         self._connections.open.discard(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        if self._request is not None:
-            self._request.content.cut_off(ConnectionResetError("the client disconnected"))
+        gone = ConnectionResetError("the client disconnected")
+        for request in (self._request, self._parsing, *self._waiting):
+            if isinstance(request, Request):
+                request.content.cut_off(gone)
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("the client disconnected"))
 
@@ -336,14 +416,68 @@ class HttpConnection(asyncio.Protocol):
         self._writing_paused = False
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if self._next_waits_for_drain:
+            self._next_waits_for_drain = False
+            self._start_next()
+
+    # -- fed by the RequestParser -------------------------------------------------
+
+    def request_head(self, head: RequestHead) -> None:
+        self._mark_busy()
+        fields = head.fields
+        http10 = head.version == "HTTP/1.0"
+        body = (
+            Body(
+                self,
+                # HTTP/1.0 clients do not know interim answers.
+                expect_continue=not http10 and fields.get("expect", "").lower() == "100-continue",
+                timeout=self._body_timeout,
+            )
+            if head.has_body
+            else Body(None)
+        )
+        request = Request(
+            self, head.method, head.target, Headers(fields), head.length, body, head.keep_alive
+        )
+        request.http10 = http10
+        if head.has_body:
+            self._parsing = request
+        if self._request is None and not self._waiting:
+            self._begin(request)
+        else:
+            self._waiting.append(request)
+
+    def request_body(self, data: bytes) -> None:
+        request = self._parsing
+        assert request is not None
+        body = request.content
+        body.feed(data)
+        if body.buffered > BODY_HIGH_WATER:
+            self._pause_reading()
+
+    def request_end(self) -> None:
+        request, self._parsing = self._parsing, None
+        if request is None:
+            return  # a request without a body: complete from its head
+        request.content.feed_eof()
+        if self._lingering and request is self._request:
+            self.close()
 
     # -- used by Body and responses ------------------------------------------
 
     def resume_reading(self) -> None:
         """Read the socket again after back-pressure paused it (a no-op when it is not paused)."""
-        if self._reading_paused and not self._closed and self._transport is not None:
+        if self._next_waits_for_drain or self._waiting:
+            return  # the client must read our answers first, or requests wait their turn
+        transport = self._transport
+        if self._reading_paused and transport is not None and not transport.is_closing():
             self._reading_paused = False
-            self._transport.resume_reading()
+            transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self._closed and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
 
     def write(self, data: bytes) -> None:
         if self._closed or self._transport is None or self._transport.is_closing():
@@ -363,80 +497,6 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
-
-    # -- reading -------------------------------------------------------------
-
-    def _process(self) -> None:
-        """Feed the body in progress, or start the next request once the last one is answered."""
-        try:
-            while self._buffer:
-                request = self._request
-                if request is None:
-                    if not self._start_request():
-                        return
-                elif request.content.complete:
-                    return  # pipelined bytes wait until this request is answered
-                else:
-                    waiting = len(self._buffer)
-                    self._feed_body(request.content)
-                    if self._lingering and request.content.complete:
-                        self.close()
-                        return
-                    if len(self._buffer) == waiting:
-                        return  # a partial chunk line: wait for the rest
-        except HttpError as exc:
-            self._refuse(exc)
-
-    def _start_request(self) -> bool:
-        # Empty lines before a request line are ignored (RFC 9112, section 2.2).
-        while self._buffer.startswith(b"\r\n"):
-            del self._buffer[:2]
-        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
-        if end < 0:
-            if len(self._buffer) >= MAX_HEAD:
-                raise HttpError(431, f"the request head exceeds {MAX_HEAD} bytes")
-            line_end = self._buffer.find(b"\r\n", 0, MAX_REQUEST_LINE)
-            if line_end < 0 and len(self._buffer) >= MAX_REQUEST_LINE:
-                raise HttpError(414, f"the request line exceeds {MAX_REQUEST_LINE} bytes")
-            if line_end >= 0:
-                parse_head(bytes(self._buffer[:line_end]))  # refuse garbage early
-            return False
-        head = bytes(self._buffer[:end])
-        del self._buffer[: end + 4]
-        self._mark_busy()
-        method, target, version, fields = parse_head(head)
-        length, chunked = framing(fields)
-        connection = fields.get("connection", "").lower()
-        if version == "HTTP/1.0":
-            self.keep_alive = "keep-alive" in connection
-        else:
-            self.keep_alive = "close" not in connection
-        has_body = chunked or bool(length)
-        body = Body(self if has_body else None)
-        request = Request(self, method, target, Headers(fields), length, body)
-        self._request = request
-        self._body_left = 0 if chunked or length is None else length
-        self._chunked = ChunkedDecoder() if chunked else None
-        if has_body and fields.get("expect", "").lower() == "100-continue":
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._loop.create_task(self._answer(request))
-        return True
-
-    def _feed_body(self, body: Body) -> None:
-        if self._chunked is not None:
-            self._chunked.decode(self._buffer, body)
-            if self._chunked.done:
-                body.feed_eof()
-        else:
-            piece = bytes(self._buffer[: self._body_left])
-            del self._buffer[: len(piece)]
-            self._body_left -= len(piece)
-            body.feed(piece)
-            if self._body_left == 0:
-                body.feed_eof()
-        if body.buffered > BODY_HIGH_WATER and not self._reading_paused and self._transport:
-            self._reading_paused = True
-            self._transport.pause_reading()
 
     # -- answering -----------------------------------------------------------
 
@@ -458,13 +518,23 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
                 return
         elif isinstance(response, Response):
-            if not request.content.complete or response.close_after:
+            cut_off = request.content.exception() is not None
+            if not request.content.complete or cut_off or response.close_after:
                 # Unread body bytes would be taken for the next request.
                 self.keep_alive = False
             request.answered = True
             try:
-                self.write(response.encode(request.method, close=not self.keep_alive))
+                wire = response.encode(request.method, not self.keep_alive, self.http10)
+            except UnsafeHeader as exc:
+                log.error("%s", exc)
+                failed = json_response(500, {"code": "backend_error", "message": str(exc)})
+                wire = failed.encode(request.method, not self.keep_alive, self.http10)
+            try:
+                self.write(wire)
             except ConnectionResetError:
+                return
+            if cut_off:
+                self.close()  # where the body would have ended is unknown now
                 return
             if not request.content.complete:
                 self._linger(request.content)
@@ -474,15 +544,38 @@ class HttpConnection(asyncio.Protocol):
             return
         self._finish()
 
+    def _begin(self, request: Request) -> None:
+        self._request = request
+        self.keep_alive = request.keep_alive
+        self.http10 = request.http10
+        self._loop.create_task(self._answer(request))
+
     def _finish(self) -> None:
         self._request = None
-        self._chunked = None
         if not self.keep_alive or self._closed:
             self.close()
             return
-        self.resume_reading()
-        self._arm_idle_timer()
-        self._process()
+        if self._writing_paused:
+            # The client is not reading our answers: take no further request
+            # (and read nothing more) until it does, or answers pile up here.
+            self._pause_reading()
+            self._next_waits_for_drain = True
+            return
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self._closed:
+            return
+        if not self._waiting:
+            self._arm_idle_timer()
+            self.resume_reading()
+            return
+        following = self._waiting.popleft()
+        if isinstance(following, HttpError):
+            self._refuse(following)
+        else:
+            self._begin(following)
+            self.resume_reading()  # unless more requests wait
 
     def _linger(self, body: Body) -> None:
         """Read and drop the rest of a body answered early, then close.

@@ -1,9 +1,12 @@
-"""The HTTP/1.1 wire format the connector server speaks: request heads, framing, response heads.
+"""The HTTP/1.1 wire format the connector server speaks: request parsing, response heads.
 
-Owns: parsing a request head within limits (request line, header fields,
-their lower-cased names), the body framing it declares (Content-Length or
-chunked, never both), decoding the chunked transfer coding, and encoding a
-response head. Every refusal is an ``HttpError`` carrying the status to answer.
+Owns: ``RequestParser``, which runs llhttp (httptools) over a connection's
+bytes inside our limits and reports request heads (lower-cased header
+names, the body framing: Content-Length up to 2^63-1 or chunked, chunked
+only in HTTP/1.1), body pieces and message ends; refusals as ``HttpError``
+with the status to answer and a message naming the header at fault. And
+encoding a response head, refusing any header value that could split it
+(CR, LF, NUL or another control character, non-ASCII) with ``UnsafeHeader``.
 
 Must not: touch sockets, the event loop or the protocol's paths.
 """
@@ -14,18 +17,17 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
-from typing import Protocol
+from typing import NoReturn, Protocol
+
+import httptools
 
 # A request head (request line and headers) larger than this is refused with 431.
 MAX_HEAD = 64 * 1024
 # A request line longer than this is refused before its head completes.
 MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADERS = 100
-# A chunk-size line (with extensions) or a trailer line longer than this is malformed.
-MAX_CHUNK_LINE = 4096
-
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-
+# The largest Content-Length taken (what a file offset holds); 10^29 is refused, not waited for.
+MAX_CONTENT_LENGTH = 2**63 - 1
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -75,125 +77,294 @@ class Headers(Mapping[str, str]):
         return len(self._fields)
 
 
-def head_bytes(status: int, headers: Mapping[str, str], close: bool) -> bytes:
+class UnsafeHeader(ValueError):
+    """A response header value that would not stay one header line; nothing was sent."""
+
+
+# Control characters other than the CR LF that end each line; tabs too: no value we send has one.
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def head_bytes(status: int, headers: Mapping[str, str], close: bool, http10: bool = False) -> bytes:
+    """A response head; ``http10`` answers an HTTP/1.0 request kept alive (it must be told so).
+
+    Every header value is checked in one pass over the joined head: a value
+    with CR, LF or another control character, or a non-ASCII one, would
+    inject header lines (a second Content-Length) into the answer.
+    """
     lines = [f"HTTP/1.1 {status} {reason(status)}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     if close:
         lines.append("Connection: close")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    elif http10:
+        lines.append("Connection: keep-alive")
+    text = "\r\n".join(lines)
+    breaks = len(lines) - 1
+    if (
+        text.count("\n") != breaks
+        or text.count("\r") != breaks
+        or not text.isascii()
+        or _CONTROL.search(text)
+    ):
+        raise UnsafeHeader(_unsafe_header(headers))
+    return (text + "\r\n\r\n").encode("ascii")
 
 
-class BodySink(Protocol):
-    def feed(self, data: bytes) -> None: ...
+def _value_error(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a header value, or None when it can."""
+    if not value.isascii():
+        return "non-ASCII characters"
+    if "\r" in value or "\n" in value or _CONTROL.search(value):
+        return "a control character (CR, LF, NUL, ...)"
+    return None
 
 
-class ChunkedDecoder:
-    """The chunked transfer coding, fed from the connection's buffer."""
+def _unsafe_header(headers: Mapping[str, str]) -> str:
+    for name, value in headers.items():
+        why = _value_error(name) or _value_error(value)
+        if why is not None:
+            return f"refusing to send the header {name[:60]!r}: its value has {why}"
+    return "refusing to send a response head with a malformed line"
 
-    def __init__(self) -> None:
-        self._left = 0  # bytes of the current chunk still to come
-        self._state = "size"  # size | data | data_end | trailer | done
+
+class RequestEvents(Protocol):
+    """What a RequestParser reports, in the order of the byte stream."""
+
+    def request_head(self, head: RequestHead) -> None: ...
+
+    def request_body(self, data: bytes) -> None: ...
+
+    def request_end(self) -> None: ...
+
+
+class RequestHead:
+    """A parsed request head and the framing of its body."""
+
+    __slots__ = ("chunked", "fields", "keep_alive", "length", "method", "target", "version")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        fields: dict[str, str],
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.fields = fields
+        self.length = length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
 
     @property
-    def done(self) -> bool:
-        return self._state == "done"
-
-    def decode(self, buffer: bytearray, body: BodySink) -> None:
-        """Consume what ``buffer`` holds, feeding decoded bytes to ``body``."""
-        while buffer and self._state != "done":
-            if self._state == "data":
-                piece = bytes(buffer[: self._left])
-                del buffer[: len(piece)]
-                self._left -= len(piece)
-                body.feed(piece)
-                if self._left == 0:
-                    self._state = "data_end"
-                continue
-            end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
-            if end < 0:
-                if len(buffer) > MAX_CHUNK_LINE:
-                    raise HttpError(400, "malformed chunked body: line too long")
-                return
-            line = bytes(buffer[:end])
-            del buffer[: end + 2]
-            if self._state == "data_end":
-                if line:
-                    raise HttpError(400, "malformed chunked body: data longer than its size")
-                self._state = "size"
-            elif self._state == "size":
-                self._start_chunk(line)
-            elif not line:  # the empty line after the trailers
-                self._state = "done"
-
-    def _start_chunk(self, line: bytes) -> None:
-        size_text = line.split(b";", 1)[0].strip()
-        if not size_text or any(c not in _HEX for c in size_text):
-            raise HttpError(400, f"malformed chunked body: bad chunk size {line[:40]!r}")
-        size = int(size_text, 16)
-        if size == 0:
-            self._state = "trailer"
-        else:
-            self._left = size
-            self._state = "data"
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.length)
 
 
-# RFC 9110 tokens; a request target in origin form without controls or spaces.
-_TOKEN_CHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb") (/[^\x00-\x20\x7f]*) (HTTP/\d\.\d)")
-_FIELD_LINE = re.compile(rb"(" + _TOKEN_CHARS + rb"):[ \t]*(.*?)[ \t]*")
+class RequestParser:
+    """Requests off one connection's byte stream: llhttp (httptools) inside our own limits.
+
+    llhttp does the tokenising and framing (strict mode: no bare CR or LF,
+    no control characters in values, no Content-Length with
+    Transfer-Encoding, no duplicate Content-Length, chunk sizes below 2^64);
+    this class adds what it leaves to its user: the size of a head (also one
+    that never ends), the number of header fields, origin-form targets,
+    HTTP/1.0 and 1.1 only, Content-Length at most 2^63-1, chunked only in
+    HTTP/1.1, and statuses and messages (naming the header) for refusals.
+    After a message that ends the connection, nothing more is parsed.
+    """
+
+    __slots__ = (
+        "_counted",
+        "_error",
+        "_events",
+        "_fields",
+        "_in_head",
+        "_parser",
+        "_size",
+        "_starts",
+        "_trailers",
+        "_url",
+        "done",
+    )
+
+    def __init__(self, events: RequestEvents) -> None:
+        self._events = events
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._fields: dict[str, str] = {}
+        self._size = 0  # bytes of the head's fields so far
+        self._in_head = False  # inside a head or a chunk-size line and trailers
+        self._trailers = False
+        self._counted = 0  # bytes of reads that found and left a head open
+        self._starts = 0  # heads and chunk-size lines begun, to tell reads apart
+        self._error: HttpError | None = None
+        self.done = False  # a message ended the connection (or upgraded it)
+
+    @property
+    def in_head(self) -> bool:
+        """Part of a request head has arrived, not all of it."""
+        return self._in_head and not self._trailers
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; raises HttpError for a request to refuse."""
+        if self.done:
+            return
+        starts = self._starts
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.done = True  # the request is complete; nothing after it is HTTP we serve
+        except httptools.HttpParserError as exc:
+            error, self._error = self._error, None
+            if error is None:
+                cause = exc.__context__
+                if cause is not None and not isinstance(cause, httptools.HttpParserError):
+                    raise cause from None  # a bug in an event handler, not the client's fault
+                error = _refusal(exc, data)
+            raise error from None
+        if self._in_head and self._starts == starts:
+            # A head (or chunk-size line, or trailers) still open after a whole
+            # read that began inside it: llhttp holds what it has of a field.
+            self._counted += len(data)
+            if self._counted > MAX_HEAD:
+                raise HttpError(431, f"the request head exceeds {MAX_HEAD} bytes")
+
+    # -- httptools callbacks ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._fields = {}
+        self._size = 0
+        self._in_head = True
+        self._trailers = False
+        self._counted = 0
+        self._starts += 1
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_REQUEST_LINE:
+            self._fail(414, f"the request line exceeds {MAX_REQUEST_LINE} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._size += len(name) + len(value) + 4
+        if self._size > MAX_HEAD:
+            self._fail(431, f"the request head exceeds {MAX_HEAD} bytes")
+        if self._trailers:
+            return  # a trailer field: read and dropped
+        fields = self._fields
+        if len(fields) >= MAX_HEADERS:
+            self._fail(431, f"more than {MAX_HEADERS} header fields")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = fields.get(key)
+        fields[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._fail(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            self._fail(400, "the request target must be an absolute path")
+        fields = self._fields
+        length: int | None = None
+        chunked = False
+        encoding = fields.get("transfer-encoding")
+        if encoding is not None:
+            if version == "1.0":
+                # RFC 9112, section 6.1: the framing of such a message is faulty.
+                self._fail(400, "Transfer-Encoding is not part of HTTP/1.0")
+            if encoding.strip().lower() != "chunked":
+                self._fail(501, f"unsupported Transfer-Encoding {encoding[:40]!r}")
+            chunked = True
+        elif (declared := fields.get("content-length")) is not None:
+            if len(declared) > 19 or int(declared) > MAX_CONTENT_LENGTH:
+                self._fail(400, f"Content-Length {declared[:40]} exceeds {MAX_CONTENT_LENGTH}")
+            length = int(declared)
+        self._in_head = False
+        self._trailers = True  # any field from here on is a trailer
+        head = RequestHead(
+            parser.get_method().decode("ascii"),
+            target,
+            "HTTP/" + version,
+            fields,
+            length,
+            chunked,
+            # HTTP/1.1 unless "Connection: close", HTTP/1.0 only with "keep-alive";
+            # a request to switch protocols ends the connection after its answer.
+            parser.should_keep_alive() and not parser.should_upgrade(),
+        )
+        self._events.request_head(head)
+
+    def on_body(self, body: bytes) -> None:
+        self._in_head = False
+        self._events.request_body(body)
+
+    def on_chunk_header(self) -> None:
+        # A chunk-size line, or the last one and its trailers: bounded like a head.
+        self._in_head = True
+        self._counted = 0
+        self._starts += 1
+
+    def on_chunk_complete(self) -> None:
+        self._in_head = False
+
+    def on_message_complete(self) -> None:
+        self._in_head = False
+        if not self._parser.should_keep_alive():
+            self.done = True
+        self._events.request_end()
+
+    def _fail(self, status: int, message: str) -> NoReturn:
+        self._error = HttpError(status, message)
+        raise self._error
 
 
-def _request_line(line: bytes) -> tuple[str, str, str]:
-    match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
-        parts = line.split(b" ")
-        if len(parts) == 3 and parts[2].startswith(b"HTTP/") and parts[1][:1] != b"/":
-            raise HttpError(400, "the request target must be an absolute path")
-        raise HttpError(400, "malformed request line")
-    method, target, version = match.groups()
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
-    return method.decode("ascii"), target.decode("latin-1"), version.decode("ascii")
+_FIELD_NAME = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+# llhttp's reasons, by the words they start with, and what we answer.
+_REFUSALS = (
+    ("Invalid method", "unknown request method"),
+    ("Invalid URL", "the request target must be an absolute path without controls or spaces"),
+    (
+        "Invalid char in url",
+        "the request target must be an absolute path without controls or spaces",
+    ),
+    ("Invalid characters in url", "the request target must be an absolute path"),
+    ("Duplicate Content-Length", "conflicting Content-Length headers"),
+    ("Content-Length can't be present", "Content-Length and Transfer-Encoding cannot be combined"),
+    ("Invalid character in Content-Length", "bad Content-Length"),
+    ("Content-Length overflow", f"Content-Length exceeds {MAX_CONTENT_LENGTH}"),
+    ("Chunk size overflow", "malformed chunked body: a chunk size of 2^64 or more"),
+    ("Invalid character in chunk size", "malformed chunked body: bad chunk size"),
+    ("Expected LF after chunk", "malformed chunked body: data longer than its size"),
+    ("Expected CRLF after chunk", "malformed chunked body: data longer than its size"),
+)
 
 
-def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
-    """Method, target, version and lower-cased header fields of a request head."""
-    lines = head.split(b"\r\n")
-    method, target, version = _request_line(lines[0])
-    if len(lines) - 1 > MAX_HEADERS:
-        raise HttpError(431, f"more than {MAX_HEADERS} header fields")
-    fields: dict[str, str] = {}
-    match_field = _FIELD_LINE.fullmatch
-    for line in lines[1:]:
-        field = match_field(line)
-        if field is None:
-            raise HttpError(400, f"malformed header line {line[:60]!r}")
-        raw_name, raw_value = field.groups()
-        key = raw_name.decode("ascii").lower()
-        text = raw_value.decode("latin-1")
-        if key in fields:
-            if key == "content-length" and fields[key] != text:
-                raise HttpError(400, "conflicting Content-Length headers")
-            if key != "content-length":
-                fields[key] = f"{fields[key]}, {text}"
-            continue
-        fields[key] = text
-    return method, target, version, fields
-
-
-def framing(fields: dict[str, str]) -> tuple[int | None, bool]:
-    """(Content-Length, chunked) of a request."""
-    encoding = fields.get("transfer-encoding")
-    length = fields.get("content-length")
-    if encoding is not None:
-        if length is not None:
-            raise HttpError(400, "Content-Length and Transfer-Encoding cannot be combined")
-        if encoding.strip().lower() != "chunked":
-            raise HttpError(501, f"unsupported Transfer-Encoding {encoding[:40]!r}")
-        return None, True
-    if length is None:
-        return None, False
-    if not length.isdigit() or not length.isascii():
-        raise HttpError(400, f"bad Content-Length {length[:40]!r}")
-    return int(length), False
+def _refusal(exc: Exception, data: bytes) -> HttpError:
+    """The HttpError for llhttp's refusal of ``data``; a bad header value names the header."""
+    reason = str(exc)
+    if "version" in reason.lower():
+        return HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
+    if "header value" in reason:
+        for line in data.split(b"\r\n"):
+            name = _FIELD_NAME.match(line)
+            if name is not None and _BAD_VALUE.search(line, name.end()):
+                header = name.group(1).decode("ascii")
+                return HttpError(
+                    400,
+                    f"the value of the header {header!r} has a control character (NUL, CR, LF, ...)",
+                )
+        return HttpError(400, "a header value has a control character (NUL, CR, LF, ...)")
+    for start, message in _REFUSALS:
+        if reason.startswith(start):
+            return HttpError(400, message)
+    return HttpError(400, f"malformed request: {reason}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..interface import Connector
 from .app import ProtocolApp, metrics_response
-from .http import ConnectionSet, HttpConnection, Request, Response
+from .http import BODY_TIMEOUT, ConnectionSet, HttpConnection, Request, Response
 
 log = logging.getLogger("asya_state_connectors.server")
 
@@ -42,8 +42,10 @@ class ConnectorServer:
         grace_seconds: float = 25.0,
         metrics_port: int | None = None,
         metrics_host: str = "0.0.0.0",
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.connector = connector
+        self.body_timeout = body_timeout
         self.socket_path = socket_path
         self.grace_seconds = grace_seconds
         self.metrics_port = metrics_port
@@ -62,7 +64,10 @@ class ConnectorServer:
         old_umask = os.umask(0o117)
         try:
             self._socket_listener = await loop.create_unix_server(
-                lambda: HttpConnection(self.app.handle, self._connections), self.socket_path
+                lambda: HttpConnection(
+                    self.app.handle, self._connections, body_timeout=self.body_timeout
+                ),
+                self.socket_path,
             )
         finally:
             os.umask(old_umask)
