@@ -11,6 +11,7 @@ and bounded by the examples per operation.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+import schemathesis.checks
 import urllib3
 import yaml
 from hypothesis import HealthCheck, settings
@@ -182,4 +184,22 @@ def test_the_server_answers_as_the_document_says(
 ) -> None:
     # schemathesis percent-encodes path parameters itself (``/`` too, which
     # the connector decodes back into a segment separator).
-    case.call_and_validate(session=session, base_url="http://localhost")
+    response = case.call(session=session, base_url="http://localhost")
+    excluded = []
+    if response.status_code == 400 and _error_code(response.content) in _STATE_REFUSALS:
+        # A valid request refused for what earlier cases stored (a file where
+        # a directory is written, or the reverse), like a 409: not a
+        # contract breach, so only this check is left out for that answer.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
+    case.validate_response(response, excluded_checks=excluded)
+
+
+# 400 answers that depend on what the store holds, not on the request's shape.
+_STATE_REFUSALS = frozenset({"is_a_directory", "not_a_directory"})
+
+
+def _error_code(body: bytes | None) -> object:
+    try:
+        return json.loads(body or b"{}").get("code")
+    except (ValueError, AttributeError):
+        return None
