@@ -117,13 +117,11 @@ def test_a_killed_connector_is_restarted_and_the_message_that_hit_it_retried(
     assert sorted(o["n"] for o in result.outputs) == list(range(1, 21))
     assert _done(tmp_path) == set(range(1, 21))
     assert "connector fs-buffered-cas was killed by SIGKILL; restarting it" in result.stderr
-    summary = re.search(
-        r"20 lines: 20 applied, 0 failed; requeued (\d+) after transient errors", result.stderr
-    )
-    assert summary, result.stderr
-    # The write after each kill failed with ConnectionError; a message that reached the
-    # pod before it noticed the death may have failed too.
-    assert int(summary.group(1)) >= len(kills)
+    # The pod restarts a dead connector at once, so the write after each kill is usually
+    # carried by the runtime's own retry; one that outlasts it is requeued.
+    assert re.search(
+        r"20 lines: 20 applied, 0 failed(; requeued \d+ after transient errors)?\n", result.stderr
+    ), result.stderr
 
 
 @pytest.fixture

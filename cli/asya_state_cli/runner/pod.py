@@ -6,9 +6,12 @@ same environment contract a Kubernetes pod gets (ASYA_STATE_PROXY_MOUNTS,
 ASYA_STATE_PROXY_SOCKET_DIR, ASYA_HANDLER, the runtime directory on
 PYTHONPATH); sending
 it one message at a time; restarting, as the kubelet restarts a container, a
-connector or handler process that died (before the next message, noted on
-stderr), and telling the dispatcher when the handler process died on a
-message; stopping everything.
+connector that died as soon as it is seen dead (a watcher thread, so the
+runtime's retry of a request whose reply the death lost reaches the new
+connector within its retry window and is recognised, instead of the
+message being requeued and applied twice) and a handler process that died
+(before the next message), each noted on stderr; telling the dispatcher
+when the handler process died on a message; stopping everything.
 
 Must not: decide retries or print results (the dispatcher does).
 """
@@ -23,11 +26,15 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..connector_process import ConnectorProcess
+from ..connector_process import ConnectorProcess, ConnectorStartError
 from .mounts import Mount, mounts_env
+
+# How often the watcher looks for a dead connector (seconds); a restart takes far longer.
+WATCH_INTERVAL = 0.05
 
 
 class PodError(RuntimeError):
@@ -77,6 +84,7 @@ class Pod:
         # Held while a process is (re)started, so stop() never misses one.
         self._lifecycle = threading.RLock()
         self._stopping = False
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the connectors, then the handler process; a restart starts only the latter."""
@@ -90,6 +98,11 @@ class Pod:
                 )
                 self.connectors.append(process)
                 process.start()  # waits for readiness: the first message never races the sidecar
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch_connectors, name=f"pod{self.index}-connectors", daemon=True
+            )
+            self._watcher.start()
         env = dict(os.environ)
         env["ASYA_STATE_PROXY_MOUNTS"] = mounts_env(self.mounts)
         env["ASYA_STATE_PROXY_SOCKET_DIR"] = str(self.socket_dir)
@@ -149,14 +162,39 @@ class Pod:
         with self._lifecycle:
             if self._stopping or self.worker is None:
                 raise PodError(f"pod {self.index} is not running")
-            for connector in self.connectors:
-                status = connector.exit_status
-                if status is not None:
-                    self._event(f"connector {connector.name} {exit_reason(status)}; restarting it")
-                    connector.restart()
+            self._restart_dead_connectors()
             if self.worker.poll() is not None:
                 self.start()  # the dispatcher already said on which message it died
             return self.worker
+
+    def _restart_dead_connectors(self) -> None:
+        """Start again, on the same socket, every connector that died (the lifecycle lock held)."""
+        for connector in self.connectors:
+            if connector.process is None:  # an earlier restart failed (and said why)
+                self._event(f"connector {connector.name} is down; starting it again")
+                connector.restart()
+                continue
+            status = connector.exit_status
+            if status is not None:
+                self._event(f"connector {connector.name} {exit_reason(status)}; restarting it")
+                connector.restart()
+
+    def _watch_connectors(self) -> None:
+        """Restart a dead connector at once, while the handler may still be retrying a request."""
+        while not self._stopping:
+            time.sleep(WATCH_INTERVAL)
+            if all(c.process is not None and c.exit_status is None for c in self.connectors):
+                continue
+            with self._lifecycle:
+                if self._stopping:
+                    return
+                try:
+                    self._restart_dead_connectors()
+                except ConnectorStartError as exc:
+                    # Tried again here after a pause, and before the next message, where
+                    # a connector that cannot start fails the message with its reason.
+                    self._event(str(exc))
+                    time.sleep(1.0)
 
     def _event(self, text: str) -> None:
         print(f"asya-state run: pod {self.index}: {text}", file=sys.stderr, flush=True)
