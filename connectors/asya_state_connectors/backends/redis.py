@@ -51,6 +51,7 @@ the scripts touch several keys, which Redis Cluster would spread over slots.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import secrets
@@ -103,6 +104,8 @@ STAGED_TTL_SECONDS = 3600
 DEFAULT_MAX_VALUE = 64 * MiB
 REDIS_STRING_LIMIT = 512 * MiB
 SCAN_COUNT = 1000
+# How long the start-up sweep of a previous life's staged values may run.
+_SWEEP_SECONDS = 60.0
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
 # How Redis words an ACL refusal of a command or key inside a script.
 _SCRIPT_ACL_DENIAL = "The user executing the script can't"
@@ -221,6 +224,10 @@ class RedisBufferedCas(Connector):
         self._prefix = prefix
         # Who stages uploads: the same name after a restart of this sidecar.
         self._owner = (owner or secrets.token_hex(6)).encode()
+        self._sweep: asyncio.Task[None] | None = None
+        # Starts every staged name of this life, so the sweep that runs while
+        # it already serves leaves its own uploads alone.
+        self._life = secrets.token_hex(4).encode() + b"."
         self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
         self._link = RedisLink(pool, max_connections, timeout)
@@ -288,15 +295,22 @@ class RedisBufferedCas(Connector):
             + lua.STAGED_INFIX
             + self._owner
             + b"\x00"
+            + self._life
             + secrets.token_hex(8).encode()
         )
 
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
-        # Best effort: a Redis that is not there yet leaves them to their expiry.
-        with contextlib.suppress(rx.RedisError, OSError):
-            await self.discard_abandoned_uploads()
+        # In the background and bounded: a Redis that is slow, silent or not
+        # there yet must not hold the connector's start (its readiness check
+        # says what is wrong); values this sweep misses expire on their own.
+        self._sweep = asyncio.create_task(self._discard_abandoned_quietly())
+
+    async def _discard_abandoned_quietly(self) -> None:
+        with contextlib.suppress(rx.RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(_SWEEP_SECONDS):
+                await self.discard_abandoned_uploads()
 
     async def discard_abandoned_uploads(self) -> int:
         """Delete the staged values this connector's previous life left behind; how many."""
@@ -306,12 +320,21 @@ class RedisBufferedCas(Connector):
             + glob_escape(lua.STAGED_INFIX + self._owner + b"\x00")
             + b"*"
         )
-        found = [raw async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT)]
+        mine = lua.STAGED_INFIX + self._owner + b"\x00" + self._life
+        found = [
+            raw
+            async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT)
+            if mine not in raw
+        ]
         if found:
             await self._client.delete(*found)
         return len(found)
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
         await self._link.close()
         await self._client.aclose()
         await self._pool.disconnect()
