@@ -120,7 +120,7 @@ T = TypeVar("T")
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
-    idempotent_retries = frozenset({"write", "create", "append", "rename"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "replaced"})
 
     def __init__(
         self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True

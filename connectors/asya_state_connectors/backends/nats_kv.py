@@ -152,7 +152,7 @@ class NatsKvBufferedCas(Connector):
         {Capability.CAS, Capability.CREATE_ONLY, Capability.TTL, Capability.LAST_MODIFIED}
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
-    idempotent_retries = frozenset({"write", "create", "rename", "delete"})
+    idempotent_retries = frozenset({"write", "create", "rename", "delete", "replaced"})
 
     def __init__(
         self,
