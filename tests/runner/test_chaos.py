@@ -7,15 +7,12 @@ mid-run (the runner restarts it, as the kubelet restarts a sidecar), and (c)
 the handler process kills itself on some messages. Each run must end with
 every line reported applied (or, for messages that crash every attempt,
 failed) and no count reported twice; a false failure would show as a line
-reported failed. The stored count equals the number applied on NATS KV. One
-window is left elsewhere (README, "Retries of a write whose reply was
-lost"): a fault that takes an applied write's reply while other replicas
-write the key before the runtime's same-id retry arrives counts that message
-twice when the retry finds its write no longer among the key's remembered
-writes (Redis: the latest; fs: the last eight, fewer than a restarting
-connector's neighbours make on this hot key). It shows as a count stored but
-reported by no message; at most one per fault is allowed there, and the
-handler-crash test, with no such fault, is exact.
+reported failed. The stored count equals the number applied, with one
+window left (README, "Retries of a write whose reply was lost"): a fault
+that takes an applied write's reply while another replica writes the key
+before the runtime's same-id retry arrives counts that message twice. It
+shows as a count stored but reported by no message; at most one per fault
+is allowed, and the handler-crash test, with no such fault, is exact.
 
 fs has no server to kill: its "backend outage" is every pod's connector
 SIGKILLed at once (the process that holds the state directory), which the
@@ -44,8 +41,6 @@ from tests.reliability.test_backend_outage import DurableRedis
 from .helpers import EXAMPLES, LiveRun, RunResult, asya_run, run_args
 
 HANDLERS = Path(__file__).parent
-# Connectors on which every run must count exactly (see the module docstring).
-EXACT = frozenset({"nats-kv-buffered-cas"})
 COUNTER = EXAMPLES / "cas-counter"
 # Generous limits: 4 replicas on one key conflict often, and a fault costs retries, not messages.
 RUN_OPTIONS = [
@@ -191,12 +186,9 @@ def _assert_counted_exactly(
     # write whose reply was lost"): a write applied while a fault took its reply, and the
     # key written by another replica before the runtime's retry with the same request id
     # arrived; the retry then conflicts and the message runs again. One key, so at most
-    # one write per fault is in that state. NATS KV remembers the key's last eight writes
-    # and its retries arrive before eight more (measured: 15 of 15 runs exact).
+    # one write per fault is in that state.
     assert not doubled, f"counts reported twice: {doubled}\n{result.stderr}"
     assert len(missing) == stored - applied, (stored, applied, missing)
-    if rig.connector in EXACT:
-        faults = 0
     assert stored - applied <= faults, (
         f"stored {stored}, applied {applied}: counts no message reported: {missing}\n"
         f"{result.stderr}"
