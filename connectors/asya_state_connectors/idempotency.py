@@ -15,6 +15,13 @@ the backend whether the current state was made by this very request and, if
 so, answers with success and the current metadata instead. The check runs
 only on that failure path: the common path costs storing the id.
 
+Another replica may write the key between the first attempt and its retry.
+Backends that keep a short list of the key's recent writes (``remember``,
+``find``: id, revision and size of each, newest first, carried forward by
+every write) still recognise the retry then: it is answered as applied with
+its own revision, which is no longer the current one, so a conditional write
+the caller bases on it conflicts as it should.
+
 Must not: talk to a backend or know HTTP beyond the header's name.
 """
 
@@ -33,6 +40,9 @@ _SYNTAX = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
 # How long a delete's record lives where the backend needs one (seconds):
 # long enough for any retry of the runtime's (bounded by its timeout).
 DELETE_RECORD_SECONDS = 600
+# How many of a key's latest writes a backend keeping a list remembers: a
+# retry is recognised until this many other writes followed its own.
+RECENT_WRITES = 8
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "asya_request_id", default=None
@@ -70,3 +80,26 @@ def new_etag(length: int = 24) -> str:
     """
     request_id = _current.get()
     return request_id if request_id is not None else secrets.token_hex(length // 2)
+
+
+def remember(previous: str | None, request_id: str | None, etag: str, size: int) -> str | None:
+    """The recent-writes list after a write: ``request_id``'s entry first, then ``previous``'s.
+
+    Entries read ``id:etag:size`` joined by ``,`` (neither character occurs
+    in an id or a backend's etag); a write without an id adds nothing. None
+    when there is nothing to remember.
+    """
+    entries = [] if request_id is None else [f"{request_id}:{etag}:{size}"]
+    if previous:
+        entries += [e for e in previous.split(",") if e][: RECENT_WRITES - len(entries)]
+    return ",".join(entries) or None
+
+
+def find(recent: str | None, request_id: str) -> tuple[str, int] | None:
+    """The etag and size ``request_id`` wrote according to a recent-writes list, if listed."""
+    for entry in (recent or "").split(","):
+        name, _, rest = entry.partition(":")
+        etag, _, size = rest.rpartition(":")
+        if name == request_id and etag and size.isdigit():
+            return etag, int(size)
+    return None

@@ -192,7 +192,9 @@ class Connector(ABC):
     revision_follows_content: ClassVar[bool] = False
     #: Operations whose retry with the same request id returns the original
     #: outcome (``write``, ``create``, ``append``, ``rename``, ``delete``; see
-    #: idempotency): the conformance suite checks each one declared.
+    #: idempotency): the conformance suite checks each one declared. With
+    #: ``replaced`` also when other writes to the key came between the first
+    #: attempt and its retry (the backend remembers the key's recent writes).
     idempotent_retries: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
@@ -293,7 +295,11 @@ class Connector(ABC):
     # -- idempotent retries (see idempotency) -----------------------------
 
     async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
-        """``key``'s metadata if its current content was written by request ``request_id``.
+        """What request ``request_id`` wrote at ``key``, if the backend knows it did.
+
+        The current metadata when the current content is its write; its own
+        revision (no longer current) when a backend that remembers recent
+        writes (``replaced``) finds it replaced since.
 
         Asked only after a write, append or rename failed its condition or
         found its source gone. A backend that stores the id of the last

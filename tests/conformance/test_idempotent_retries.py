@@ -84,6 +84,28 @@ async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSess
     assert await _read(raw, url) == b"1"
 
 
+async def test_write_retried_after_another_writer(
+    served: Target, raw: aiohttp.ClientSession
+) -> None:
+    """The hot-key window: applied, reply lost, another replica writes, then the retry arrives."""
+    _declared(served, "write", Capability.CAS)
+    _declared(served, "replaced")
+    url = _url(served, "hot")
+    _, first = await _send(raw, "PUT", url, _id(), b"0")
+    once = {"If-Match": str(first), **_id()}
+    status, mine = await _send(raw, "PUT", url, once, b"1")
+    assert status == 200
+    status, theirs = await _send(raw, "PUT", url, {"If-Match": str(mine), **_id()}, b"2")
+    assert status == 200
+    # Applied, with the revision it made: not the current one, so a write
+    # based on it conflicts as it should, and nothing is written twice.
+    assert await _send(raw, "PUT", url, once, b"1") == (200, mine)
+    assert await _read(raw, url) == b"2"
+    assert (await _send(raw, "PUT", url, {"If-Match": str(mine), **_id()}, b"3"))[0] == 409
+    assert await _read(raw, url) == b"2"
+    assert theirs not in (first, mine)
+
+
 async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
     _declared(served, "create", Capability.CREATE_ONLY)
     url = _url(served, "made")
@@ -107,6 +129,19 @@ async def test_delete_retried(served: Target, raw: aiohttp.ClientSession) -> Non
     assert (await _send(raw, "DELETE", url, {"If-Match": etag, **_id()}))[0] in (404, 409)
 
 
+async def test_delete_retried_after_recreate(served: Target, raw: aiohttp.ClientSession) -> None:
+    _declared(served, "delete", Capability.CAS)
+    _declared(served, "replaced")
+    url = _url(served, "again")
+    _, etag = await _send(raw, "PUT", url, _id(), b"x")
+    once = {"If-Match": str(etag), **_id()}
+    assert (await _send(raw, "DELETE", url, once))[0] == 204
+    assert (await _send(raw, "PUT", url, {"If-None-Match": "*", **_id()}, b"y"))[0] == 200
+    # The retry is answered as done and deletes nothing of the new object.
+    assert (await _send(raw, "DELETE", url, once))[0] == 204
+    assert await _read(raw, url) == b"y"
+
+
 async def test_rename_retried(served: Target, raw: aiohttp.ClientSession) -> None:
     _declared(served, "rename")
     source, target = _url(served, "from"), _url(served, "to")
@@ -128,6 +163,12 @@ async def test_append_retried(served: Target, raw: aiohttp.ClientSession) -> Non
     assert status == 200
     assert await _send(raw, "POST", url, once, b"line\n") == (200, etag)
     assert await _read(raw, _url(served, "log")) == b"line\n"
+    if "replaced" not in connector_class(served.name).idempotent_retries:
+        return
+    # Another append came in between: the retry still appends nothing.
+    assert (await _send(raw, "POST", url, _id(), b"next\n"))[0] == 200
+    assert await _send(raw, "POST", url, once, b"line\n") == (200, etag)
+    assert await _read(raw, _url(served, "log")) == b"line\nnext\n"
 
 
 async def test_malformed_request_id_is_refused(served: Target, raw: aiohttp.ClientSession) -> None:

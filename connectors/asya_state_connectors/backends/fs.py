@@ -9,11 +9,15 @@ Owns: the embedded default backend. Objects are files under
   leaves the old version.
 - Revisions: the ETag is derived from inode, mtime and size; every write
   makes a new inode, so it changes on every write without storing anything.
-- Idempotent retries: a write stores its request id in the file's
-  ``user.asya.request`` attribute (set on the temporary file, so it arrives
-  with the rename); a retried write or create that fails its condition and
-  finds its own id there succeeds, until the file is written again. Deletes,
-  renames and appends are not recognised (a retried delete reports 404).
+- Idempotent retries: every write, append and rename records its request id,
+  the revision and size it made in the file's ``user.asya.request``
+  attribute, with the ids of the file's previous seven writes carried
+  forward (read and set under the directory lock, so the list is exact). A
+  retried write, create or rename whose first attempt was applied finds its
+  id there and succeeds with its own revision, also when other writers have
+  replaced the file since (up to seven of them); a retried append appends
+  nothing. Deletes are not recognised (a retried delete reports 404), nor a
+  write whose file was deleted since.
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
   LWW writer cannot slip between a CAS writer's check and rename. A rename
@@ -57,6 +61,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Self, TypeVar
 
+from .. import idempotency
 from ..errors import (
     BackendError,
     BackendUnavailable,
@@ -87,6 +92,7 @@ from .fs_files import (
     DirLock,
     DirLocks,
     LockBusy,
+    carry_recent,
     discard,
     etag_of,
     finish_temp,
@@ -96,7 +102,7 @@ from .fs_files import (
     map_os_error,
     os_errors,
     read_content_type,
-    read_request_id,
+    read_recent,
     write_content_type,
 )
 
@@ -114,7 +120,7 @@ T = TypeVar("T")
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
-    idempotent_retries = frozenset({"write", "create"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "replaced"})
 
     def __init__(
         self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True
@@ -326,6 +332,7 @@ class _FsConnector(Connector):
             lock = DirLock(target.parent, wait=wait)
             try:
                 self._check_condition(key, target, condition)
+                carry_recent(read_recent(target), tmp, st)
                 os.rename(tmp, target)
             finally:
                 lock.release()
@@ -342,16 +349,25 @@ class _FsConnector(Connector):
         )
 
     async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
-        def check() -> ObjectMeta | None:
-            path = self._path(key)
-            if read_request_id(path) != request_id:
-                return None
-            try:
-                return self._stat_sync(key)
-            except NotFound:
-                return None
+        return await asyncio.to_thread(self._applied_sync, key, request_id)
 
-        return await asyncio.to_thread(check)
+    def _applied_sync(self, key: str, request_id: str) -> ObjectMeta | None:
+        """What request ``request_id`` wrote at ``key``, if it is among the file's recent writes.
+
+        Its own revision, also when another writer has replaced it since:
+        the write happened, and a condition based on it must now fail.
+        """
+        written = idempotency.find(read_recent(self._path(key)), request_id)
+        if written is None:
+            return None
+        etag, size = written
+        try:
+            current = self._stat_sync(key)
+        except NotFound:
+            current = None
+        if current is not None and current.etag == etag:
+            return current
+        return ObjectMeta(key=key, size=size, etag=etag)
 
     def _check_condition(self, key: str, target: Path, condition: WriteCondition) -> None:
         if condition.unconditional:
@@ -379,6 +395,12 @@ class _FsConnector(Connector):
         try:
             lock = await asyncio.to_thread(DirLock, self._path(key).parent)
             try:
+                request_id = idempotency.current()
+                if request_id is not None:
+                    # A retry of an append that was applied: append nothing twice.
+                    applied = await asyncio.to_thread(self._applied_sync, key, request_id)
+                    if applied is not None:
+                        return applied
                 # Copy-on-append under the directory lock: readers see the old
                 # or the new file, and concurrent appends serialise.
                 content_type = await asyncio.to_thread(self._copy_current, key, handle)
@@ -412,7 +434,9 @@ class _FsConnector(Connector):
         self, key: str, tmp: Path, handle: IO[bytes], content_type: str | None
     ) -> ObjectMeta:
         st = finish_temp(handle, content_type, fsync=self.fsync)
-        os.rename(tmp, self._path(key))
+        target = self._path(key)
+        carry_recent(read_recent(target), tmp, st)
+        os.rename(tmp, target)
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -475,8 +499,12 @@ class _FsConnector(Connector):
             try:
                 if not src.is_file():
                     raise NotFound(f"no object at {source!r}", key=source)
+                previous = read_recent(dst)
                 os.rename(src, dst)
-                return self._meta(target, os.stat(dst), dst)
+                st = os.stat(dst)
+                # The target's list goes on (a retried rename finds its id there).
+                carry_recent(previous, dst, st)
+                return self._meta(target, st, dst)
             except OSError as exc:
                 raise map_os_error(exc, source) from exc
             finally:

@@ -34,8 +34,8 @@ from ..errors import (
 from ..keys import RESERVED_SEGMENT_PREFIX
 
 CONTENT_TYPE_XATTR = "user.asya.content_type"
-# The id of the request that wrote the file (see idempotency): a retry of it
-# that fails its condition finds its own id here and reports success.
+# The file's recent writes (see idempotency.remember), newest first: a retry
+# of one of them that fails its condition finds its own id here and succeeds.
 REQUEST_XATTR = "user.asya.request"
 
 
@@ -164,12 +164,9 @@ async def gather_head(
 def finish_temp(handle: IO[bytes], content_type: str | None, *, fsync: bool) -> os.stat_result:
     """Flush and close a finished temporary file, tagging its content type first."""
     handle.flush()
-    request_id = idempotency.current()
     try:
         if content_type:
             write_content_type(handle.fileno(), content_type)
-        if request_id is not None:
-            os.setxattr(handle.fileno(), REQUEST_XATTR, request_id.encode())
     except OSError as exc:
         # A filesystem without user xattrs still stores the data.
         if exc.errno != errno.ENOTSUP:
@@ -187,12 +184,30 @@ def discard(tmp: Path, handle: IO[bytes]) -> None:
         tmp.unlink()
 
 
-def read_request_id(target: str | Path) -> str | None:
-    """The id of the request that wrote ``target``, if one was stored."""
+def read_recent(target: str | Path) -> str | None:
+    """The recent writes of the file at ``target`` (see idempotency.remember), if any."""
     try:
         return os.getxattr(target, REQUEST_XATTR).decode("ascii", "replace")
     except OSError:
         return None
+
+
+def carry_recent(previous: str | None, path: str | Path, st: os.stat_result) -> None:
+    """Record the request being served as the writer of ``path`` (made as ``st``), after ``previous``.
+
+    Called under the directory lock, with ``previous`` read from the file
+    about to be replaced, so the list is exact. An attribute leaves the
+    etag (inode, mtime, size) as it was.
+    """
+    recent = idempotency.remember(previous, idempotency.current(), etag_of(st), st.st_size)
+    if recent is None:
+        return
+    try:
+        os.setxattr(path, REQUEST_XATTR, recent.encode())
+    except OSError as exc:
+        # A filesystem without user xattrs still stores the data.
+        if exc.errno != errno.ENOTSUP:
+            raise
 
 
 def read_content_type(target: str | Path | int) -> str | None:

@@ -39,10 +39,17 @@ Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_USER``/``NATS_PASSWORD`` or ``NATS_TOKEN``, ``NATS_TIMEOUT_SECONDS``
 (default 5), ``NATS_MAX_VALUE_BYTES``, ``STATE_PREFIX``.
 
-Idempotent retries: every value carries its request's ``Asya-Request-Id``
-header; a retried write or create that fails its condition and finds its own
-id on the latest value succeeds, until the key is written again. Deletes
-(whose markers are purged), renames and appends are not recognised.
+Idempotent retries: every value and delete marker carries its request's
+``Asya-Request-Id`` header and, in ``Asya-Recent-Requests``, the ids,
+revisions and sizes of the seven messages before it on the key (read with
+the previous entry that a write looks at anyway; exact for conditional
+writes, which the server checks against that entry). A retried write,
+create or rename (copy, then delete) whose first attempt was applied finds
+its id there and succeeds with its own revision, also when other writers
+have replaced the value since. A delete keeps its marker for ten minutes
+where the bucket allows per-message TTL (buckets this connector creates
+do), so a retried delete finds it and reports success instead of 404;
+elsewhere the marker is purged at once and a retried delete reports 404.
 
 Must not: write without a revision check where the caller gave one, or
 report a key whose stored name it cannot decode.
@@ -104,6 +111,9 @@ from .nats_messages import (
 log = logging.getLogger("asya_state_connectors.nats_kv")
 
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+# The key's earlier messages (idempotency.remember), so a retry is recognised
+# after other writes followed its own.
+RECENT_REQUESTS = "Asya-Recent-Requests"
 MSG_SIZE = "Nats-Msg-Size"
 # Headers count against max_payload; a content type (at most 1024 characters) fits well below this.
 HEADER_ROOM = 2048
@@ -142,7 +152,7 @@ class NatsKvBufferedCas(Connector):
         {Capability.CAS, Capability.CREATE_ONLY, Capability.TTL, Capability.LAST_MODIFIED}
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
-    idempotent_retries = frozenset({"write", "create"})
+    idempotent_retries = frozenset({"write", "create", "rename", "delete", "replaced"})
 
     def __init__(
         self,
@@ -414,8 +424,12 @@ class NatsKvBufferedCas(Connector):
         expected: int | None,
         content_type: str | None,
         ttl: float | None,
+        previous: Entry | None,
     ) -> int:
-        """Publish a value; ``expected`` is the subject's last sequence (0: none). Conflict if not."""
+        """Publish a value; ``expected`` is the subject's last sequence (0: none). Conflict if not.
+
+        ``previous`` is the key's last message as read before, whose writers are carried forward.
+        """
         headers: dict[str, str] = {}
         if expected is not None:
             headers[EXPECTED_LAST] = str(expected)
@@ -423,13 +437,29 @@ class NatsKvBufferedCas(Connector):
             headers[CONTENT_TYPE] = content_type
         if ttl is not None:
             headers[MSG_TTL] = "never" if ttl < 0 else str(max(1, int(-(-ttl // 1))))
-        return await self._send(session, key, data, headers)
+        return await self._send(session, key, data, headers, previous)
 
-    async def _send(self, session: _Session, key: str, data: bytes, headers: dict[str, str]) -> int:
+    async def _send(
+        self,
+        session: _Session,
+        key: str,
+        data: bytes,
+        headers: dict[str, str],
+        previous: Entry | None,
+    ) -> int:
         """Publish to ``key``'s subject; a failed expected-sequence check is a Conflict."""
         request_id = idempotency.current()
         if request_id is not None:
             headers[idempotency.HEADER] = request_id
+        if previous is not None:
+            recent = idempotency.remember(
+                header(previous.headers, RECENT_REQUESTS),
+                header(previous.headers, idempotency.HEADER),
+                str(previous.seq),
+                len(previous.data),
+            )
+            if recent is not None:
+                headers[RECENT_REQUESTS] = recent
         async with self._errors(key):
             try:
                 ack = await session.js.publish(self._subject(key), data, headers=headers or None)
@@ -546,6 +576,7 @@ class NatsKvBufferedCas(Connector):
                 expected=expected,
                 content_type=content_type,
                 ttl=self._carried_ttl(session, current),
+                previous=current,
             )
         return ObjectMeta(
             key=key,
@@ -558,18 +589,32 @@ class NatsKvBufferedCas(Connector):
     async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
         session = await self._connection()
         entry = await self._latest(session, key)
-        if entry is None or not entry.live:
+        if entry is None:
             return None
-        if header(entry.headers, idempotency.HEADER) != request_id:
+        if entry.live and header(entry.headers, idempotency.HEADER) == request_id:
+            return entry.meta(key)
+        # Replaced (or deleted) since: the write happened, with its own revision.
+        written = idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id)
+        if written is None:
             return None
-        return entry.meta(key)
+        etag, size = written
+        return ObjectMeta(key=key, size=size, etag=etag)
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        session = await self._connection()
+        entry = await self._latest(session, key)
+        if entry is None:
+            return False
+        if header(entry.headers, idempotency.HEADER) == request_id:
+            return not entry.live
+        return idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id) is not None
 
     async def _create(
         self, session: _Session, key: str, data: bytes, content_type: str | None
     ) -> int:
         try:
             return await self._publish(
-                session, key, data, expected=0, content_type=content_type, ttl=None
+                session, key, data, expected=0, content_type=content_type, ttl=None, previous=None
             )
         except Conflict:
             pass
@@ -585,6 +630,7 @@ class NatsKvBufferedCas(Connector):
                 expected=0 if current is None else current.seq,
                 content_type=content_type,
                 ttl=None,
+                previous=current,
             )
         except Conflict:
             raise Conflict(f"{key!r} already exists", key=key) from None
@@ -601,11 +647,18 @@ class NatsKvBufferedCas(Connector):
             if str(current.seq) != condition.if_match:
                 raise Conflict(f"{key!r} changed since it was read", key=key)
             headers[EXPECTED_LAST] = condition.if_match
-        marker = await self._send(session, key, b"", headers)
-        # Drop the marker, and only it: anything written after it survives. A
-        # bucket that denies purging keeps its markers, which read as absent.
+        # A marker that records a request lives on for its retry, then expires.
+        keep = session.msg_ttl and idempotency.current() is not None
+        if keep:
+            headers[MSG_TTL] = str(idempotency.DELETE_RECORD_SECONDS)
+        marker = await self._send(session, key, b"", headers, current)
+        # Drop what the marker replaced (and the marker itself unless kept):
+        # anything written after it survives. A bucket that denies purging
+        # keeps its markers, which read as absent.
         with contextlib.suppress(nx.Error, OSError, TimeoutError):
-            await session.js.purge_stream(self._stream, subject=self._subject(key), seq=marker + 1)
+            await session.js.purge_stream(
+                self._stream, subject=self._subject(key), seq=marker if keep else marker + 1
+            )
 
     # -- list -------------------------------------------------------------------
 
@@ -711,7 +764,13 @@ class NatsKvBufferedCas(Connector):
                 return
             ttl = float(seconds) if seconds > 0 else -1.0
         await self._publish(
-            session, key, entry.data, expected=entry.seq, content_type=content_type, ttl=ttl
+            session,
+            key,
+            entry.data,
+            expected=entry.seq,
+            content_type=content_type,
+            ttl=ttl,
+            previous=entry,
         )
 
     async def remove_xattr(self, key: str, name: str) -> None:
