@@ -3,9 +3,10 @@
 Owns: the process that ``MotoServer`` launches
 (``python -m asya_state_cli.servers.moto_atomic -H 127.0.0.1 -p PORT``): the
 same WSGI application, request handler and threaded werkzeug server that
-moto's own ``moto_server`` command runs, wrapped so that every request
-carrying ``If-Match`` or ``If-None-Match`` runs alone, and a clean exit
-(status 0) on SIGTERM or SIGINT.
+moto's own ``moto_server`` command runs, wrapped so that every write
+carrying ``If-Match`` or ``If-None-Match`` runs alone, ``If-Match`` on
+CompleteMultipartUpload is enforced, and a clean exit (status 0) on SIGTERM
+or SIGINT.
 
 Why: moto answers a conditional PUT (and a conditional CompleteMultipartUpload)
 by first comparing the header with the stored object and then storing the new
@@ -13,7 +14,14 @@ one, two separate steps with nothing holding them together, while the server
 handles requests on concurrent threads. Two writers that both read ETag X can
 then both pass the check, and both succeed: one update is lost. S3 arbitrates
 conditional writes atomically (exactly one winner, the rest get 412), and the
-compare-and-swap connectors rely on that, so the tests need it too.
+compare-and-swap connectors rely on that, so the tests need it too. Reads
+(GET, HEAD) are never serialized: a read pinned by ``If-Match`` needs no
+ordering, and the connectors fan one read out over many of them.
+
+moto checks ``If-None-Match`` on CompleteMultipartUpload but ignores
+``If-Match``, which S3 enforces (412 when the object is missing or has
+another ETag); the middleware checks it against moto's own store, inside the
+same lock, so a large compare-and-swap write is tested as S3 runs it.
 
 Must not: bind anything but the host it is given (``MotoServer`` passes
 127.0.0.1), serialize unconditional requests (they stay concurrent), or
@@ -43,9 +51,55 @@ from werkzeug.serving import run_simple
 CONDITIONAL_HEADERS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
 
 
+READS = frozenset({"GET", "HEAD"})
+PRECONDITION_FAILED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message>"
+    b"<Condition>If-Match</Condition></Error>"
+)
+
+
 def is_conditional(environ: WSGIEnvironment) -> bool:
-    """Whether the request carries ``If-Match`` or ``If-None-Match``."""
+    """Whether the request is a write carrying ``If-Match`` or ``If-None-Match``."""
+    if environ.get("REQUEST_METHOD") in READS:
+        return False
     return any(key in environ for key in CONDITIONAL_HEADERS)
+
+
+def _completion_target(environ: WSGIEnvironment) -> tuple[str, str] | None:
+    """(bucket, key) of a path-style CompleteMultipartUpload carrying If-Match, else None."""
+    if environ.get("REQUEST_METHOD") != "POST" or "HTTP_IF_MATCH" not in environ:
+        return None
+    if "uploadId=" not in environ.get("QUERY_STRING", ""):
+        return None
+    # WSGI hands the path over as latin-1 decoded bytes.
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+    bucket, _, key = path.lstrip("/").partition("/")
+    return (bucket, key) if bucket and key else None
+
+
+def current_etag(bucket: str, key: str) -> str | None:
+    """The ETag (quotes stripped) moto stores for ``bucket``/``key``, in any account."""
+    from moto.s3.models import s3_backends
+
+    for account in list(s3_backends.keys()):
+        for backend in s3_backends[account].values():
+            if bucket in backend.buckets:
+                found = backend.get_object(bucket, key)
+                return None if found is None else str(found.etag).strip('"')
+    return None
+
+
+def if_match_holds(environ: WSGIEnvironment) -> bool:
+    """False for a CompleteMultipartUpload whose If-Match names another (or no) object."""
+    target = _completion_target(environ)
+    if target is None:
+        return True
+    wanted = str(environ["HTTP_IF_MATCH"]).strip().strip('"')
+    stored = current_etag(*target)
+    if wanted == "*":
+        return stored is not None
+    return stored == wanted
 
 
 class SerializedConditionals:
@@ -73,6 +127,16 @@ class SerializedConditionals:
         # A generator: the server iterates it and closes it (also when the
         # client goes away), which ends the ``with`` and releases the lock.
         with self._lock:
+            if not if_match_holds(environ):
+                start_response(
+                    "412 Precondition Failed",
+                    [
+                        ("Content-Type", "application/xml"),
+                        ("Content-Length", str(len(PRECONDITION_FAILED))),
+                    ],
+                )
+                yield PRECONDITION_FAILED
+                return
             response = self._app(environ, start_response)
             try:
                 yield from response

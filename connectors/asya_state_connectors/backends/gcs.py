@@ -12,8 +12,10 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   upload it with its length: one multipart request up to 8 MiB, a resumable
   upload in ``GCS_CHUNK_SIZE`` chunks above. The precondition travels with
   either; nothing is visible until the upload is finalized.
-- Reads are one streamed media request, ranged when asked; its headers carry
-  the generation, type and size, so a read is one round trip.
+- Reads are ranged media requests fanned out by ``gcs_read``: the first is
+  small and its headers carry the generation, type and size (a small read
+  is one round trip); the rest are pinned to that generation and fetched
+  ahead of the reader.
 - Deletes by a revision check it first and then delete with
   ``if_generation_match`` (GCS enforces it; the check gives emulators that
   ignore it the same answer). Copy and rename are server-side rewrites;
@@ -29,13 +31,10 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import quote
 
 import google.auth.credentials
 import google.auth.transport.requests
-from google.api_core import exceptions as gx
 
 from ..errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
 from ..interface import (
@@ -49,9 +48,10 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingChunks, BlockingPool, spool
+from ._object_store import conditional
+from ._threads import BlockingPool, spool
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
+from .gcs_read import read_object
 
 MAX_OBJECT_SIZE = 5 * 1024**4
 
@@ -187,57 +187,10 @@ class _GcsConnector(Connector):
     async def stat(self, key: str) -> ObjectMeta:
         return _meta(key, await self._loaded(key))
 
-    def _download_url(self, key: str) -> str:
-        base = self.gcs.client.api_endpoint
-        bucket = quote(self.config.bucket, safe="")
-        return f"{base}/download/storage/v1/b/{bucket}/o/{quote(self._prefix + key, safe='')}?alt=media"
-
-    def _open_download(self, url: str, headers: dict[str, str]) -> Any:
-        response = self.gcs.client._http.get(
-            url, headers=headers, stream=True, timeout=self.gcs.timeout
-        )
-        if response.status_code in (200, 206, 416):
-            return response
-        try:
-            raise gx.from_http_response(response)  # type: ignore[no-untyped-call]
-        finally:
-            response.close()
-
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
-        headers = {"Accept-Encoding": "identity"}
-        if byte_range is not None:
-            first = "" if byte_range.first is None else str(byte_range.first)
-            last = "" if byte_range.last is None else str(byte_range.last)
-            headers["Range"] = f"bytes={first}-{last}"
-        opener = self.gcs.retry(self._open_download)
-        response = await self.gcs.call(key, opener, self._download_url(key), headers)
-        if response.status_code == 416:
-            response.close()
-            assert byte_range is not None
-            meta = await self.stat(key)
-            start, length = byte_range.resolve(meta.size, key)
-            return ReadStream(meta, start, length, no_chunks())
-        answer = response.headers
-        stored = answer.get("x-goog-stored-content-length") or answer.get("Content-Length", "0")
-        start, size = content_range(answer.get("Content-Range"), int(stored))
-        length = int(answer.get("Content-Length", size - start))
-        modified = answer.get("Last-Modified")
-        meta = ObjectMeta(
-            key=key,
-            size=size,
-            etag=answer.get("x-goog-generation", ""),
-            content_type=answer.get("Content-Type"),
-            last_modified=parsedate_to_datetime(modified).timestamp() if modified else None,
+        return await read_object(
+            self.gcs, self._prefix + key, key, byte_range, functools.partial(self.stat, key)
         )
-        chunks = BlockingChunks(
-            self.gcs.pool,
-            response.raw.read,
-            length,
-            close=response.close,
-            errors=functools.partial(gcs_errors, key),
-            what=f"the GCS object {key!r}",
-        )
-        return ReadStream(meta, start, length, chunks)
 
     # -- write ----------------------------------------------------------------
 

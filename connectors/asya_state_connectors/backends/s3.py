@@ -16,7 +16,8 @@ multipart transfers in ``s3_multipart``).
 - Passthrough writes stream: the first part's worth of the body is
   buffered; a body that ends within it is one PutObject, a longer one
   becomes a multipart upload fed as parts fill and aborted on any failure.
-- Reads stream GetObject, ranges map to S3 ranges. Deletes check existence
+- Reads are ranged GetObjects fanned out by ``s3_read`` (the first small,
+  the rest pinned to its ETag and fetched ahead of the reader). Deletes check existence
   (and the revision) first, then delete with ``If-Match`` when conditional.
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
@@ -28,7 +29,6 @@ Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
 
@@ -46,16 +46,14 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingChunks, BlockingPool, spool
+from ._object_store import conditional
+from ._threads import BlockingPool, spool
 from .s3_client import (
     MAX_OBJECT_SIZE,
     S3,
     SINGLE_REQUEST_LIMIT,
     S3Config,
-    error_code,
     quote_etag,
-    s3_errors,
     strip_etag,
 )
 from .s3_multipart import (
@@ -67,15 +65,10 @@ from .s3_multipart import (
     regroup,
     upload_parts,
 )
+from .s3_read import read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
-
-
-def _range_header(spec: RangeSpec) -> str:
-    if spec.first is None:
-        return f"bytes=-{spec.last or 0}"
-    return f"bytes={spec.first}-" + ("" if spec.last is None else str(spec.last))
 
 
 def _condition_args(condition: WriteCondition) -> dict[str, str]:
@@ -119,7 +112,7 @@ class _S3Connector(Connector):
     async def open(self) -> None:
         pool = BlockingPool(self.config.max_connections, "s3")
         client = await pool.run(self.config.make_client)
-        self._s3 = S3(client, pool, self.config.bucket)
+        self._s3 = S3(client, pool, self.config.bucket, self.config.transfer)
 
     async def close(self) -> None:
         s3, self._s3 = self._s3, None
@@ -151,41 +144,7 @@ class _S3Connector(Connector):
         )
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
-        args: dict[str, Any] = {"Bucket": self.s3.bucket, "Key": self._full(key)}
-        if byte_range is not None:
-            args["Range"] = _range_header(byte_range)
-        with s3_errors(key):
-            try:
-                answer = await self.s3.pool.run(self.s3.client.get_object, **args)
-            except bx.ClientError as exc:
-                if error_code(exc) != "InvalidRange" or byte_range is None:
-                    raise
-                return await self._empty_or_refused(key, byte_range)
-        body = answer["Body"]
-        length = answer["ContentLength"]
-        start, size = content_range(answer.get("ContentRange"), length)
-        meta = ObjectMeta(
-            key=key,
-            size=size,
-            etag=strip_etag(answer["ETag"]),
-            content_type=answer.get("ContentType"),
-            last_modified=answer["LastModified"].timestamp(),
-        )
-        chunks = BlockingChunks(
-            self.s3.pool,
-            body.read,
-            length,
-            close=body.close,
-            errors=functools.partial(s3_errors, key),
-            what=f"the S3 object {key!r}",
-        )
-        return ReadStream(meta, start, length, chunks)
-
-    async def _empty_or_refused(self, key: str, byte_range: RangeSpec) -> ReadStream:
-        """S3 refused the range: refuse it the same way, or answer a range that is empty by rule."""
-        meta = await self.stat(key)
-        start, length = byte_range.resolve(meta.size, key)
-        return ReadStream(meta, start, length, no_chunks())
+        return await read_object(self.s3, self._full(key), key, byte_range)
 
     # -- write ------------------------------------------------------------------
 
