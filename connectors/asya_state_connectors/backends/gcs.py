@@ -8,10 +8,11 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   ``if_generation_match`` with the generation the writer read, or 0 for
   create-only, and the new revision is the generation the upload itself
   returned, never a later reload that could see another writer's object.
-- Writes spool the body (memory up to a few MiB, a temporary file above) and
-  upload it with its length: one multipart request up to 8 MiB, a resumable
-  upload in ``GCS_CHUNK_SIZE`` chunks above. The precondition travels with
-  either; nothing is visible until the upload is finalized.
+- Writes stream: a body shorter than ``GCS_CHUNK_SIZE`` is one upload
+  request carrying the precondition; a longer one is uploaded in parts, up
+  to ``GCS_PARTS_IN_FLIGHT`` at once, as temporary objects composed into the
+  target under the precondition (``gcs_upload``). Nothing is visible until
+  the single request or the final compose succeeds.
 - Reads are ranged media requests fanned out by ``gcs_read``: the first is
   small and its headers carry the generation, type and size (a small read
   is one round trip); the rest are pinned to that generation and fetched
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, ClassVar, Self
@@ -49,9 +51,11 @@ from ..interface import (
 )
 from ..settings import Settings
 from ._object_store import conditional
-from ._threads import BlockingPool, spool
+from ._threads import BlockingPool
+from ._transfer import PartBuffers, prepend, regroup
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
 from .gcs_read import read_object
+from .gcs_upload import TEMPORARY_DIR, ComposedUpload, upload_composed
 
 MAX_OBJECT_SIZE = 5 * 1024**4
 
@@ -204,21 +208,33 @@ class _GcsConnector(Connector):
         content_type: str | None = None,
     ) -> ObjectMeta:
         precondition = _precondition(condition, key)
-        spooled, total = await spool(body, self.gcs.pool)
-        try:
-            blob = self._blob(key, chunk_size=self.config.chunk_size)
+        part_size = self.config.chunk_size
+        buffers = PartBuffers(part_size)
+        parts = regroup(body, part_size, buffers)
+        first = await anext(parts, b"")
+        if len(first) < part_size:
+            await parts.aclose()
+            blob = self._blob(key)
             with conditional(key, condition):
                 await self.gcs.call(
                     key,
                     blob.upload_from_file,
-                    spooled,
-                    size=total,
+                    io.BytesIO(first),
+                    size=len(first),
                     content_type=content_type,
                     **precondition,
                     **self._io,
                 )
-        finally:
-            spooled.close()
+        else:
+            upload = ComposedUpload(self.gcs, self._prefix, self._prefix + key, key)
+            with conditional(key, condition):
+                blob = await upload_composed(
+                    upload,
+                    prepend(first, parts),
+                    buffers,
+                    precondition=precondition,
+                    content_type=content_type,
+                )
         # The upload's own answer: the generation this write created.
         return _meta(key, blob)
 
@@ -272,6 +288,8 @@ class _GcsConnector(Connector):
             if not blob.name.endswith("/")
         ]
         named += [(p[strip:], None) for p in prefixes]
+        # Parts of composed uploads in progress are not files.
+        named = [item for item in named if not item[0].startswith(TEMPORARY_DIR)]
         named = sorted(
             (item for item in named if page_token is None or item[0] > page_token),
             key=lambda item: item[0],

@@ -8,14 +8,12 @@ multipart transfers in ``s3_multipart``).
   derives the ETag from the content, so rewriting identical bytes keeps the
   revision; a conditional write is then still correct, because the object
   holds exactly what the writer read.
-- Buffered writes spool the body (memory up to a few MiB, a temporary file
-  above) and store it with one PutObject carrying Content-Length and the
-  condition: ``If-Match: <etag read>`` or ``If-None-Match: *``. Above 5 GiB,
-  which one PutObject cannot carry, the spool is uploaded in parts and the
-  condition goes on CompleteMultipartUpload.
-- Passthrough writes stream: the first part's worth of the body is
-  buffered; a body that ends within it is one PutObject, a longer one
-  becomes a multipart upload fed as parts fill and aborted on any failure.
+- Writes stream, buffered and passthrough alike (the runtime is what
+  buffers): the first part's worth of the body is held; a body that ends
+  within it is one PutObject carrying Content-Length and the condition
+  (``If-Match: <etag read>`` or ``If-None-Match: *``), a longer one becomes a
+  multipart upload fed as parts fill, ``S3_PARTS_IN_FLIGHT`` parts at once,
+  completed under the condition and aborted on any failure.
 - Reads are ranged GetObjects fanned out by ``s3_read`` (the first small,
   the rest pinned to its ETag and fetched ahead of the reader). Deletes check existence
   (and the revision) first, then delete with ``If-Match`` when conditional.
@@ -30,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions as bx
 
@@ -47,7 +45,8 @@ from ..interface import (
 )
 from ..settings import Settings
 from ._object_store import conditional
-from ._threads import BlockingPool, spool
+from ._threads import BlockingPool
+from ._transfer import Part, PartBuffers, prepend, regroup
 from .s3_client import (
     MAX_OBJECT_SIZE,
     S3,
@@ -58,11 +57,8 @@ from .s3_client import (
 )
 from .s3_multipart import (
     MultipartUpload,
-    Part,
     copy_in_parts,
-    file_parts,
     part_size_for,
-    regroup,
     upload_parts,
 )
 from .s3_read import read_object
@@ -151,7 +147,7 @@ class _S3Connector(Connector):
     async def _put(
         self,
         key: str,
-        body: Part | IO[bytes],
+        body: Part,
         size: int,
         condition: WriteCondition,
         content_type: str | None,
@@ -173,19 +169,32 @@ class _S3Connector(Connector):
             key=key, size=size, etag=strip_etag(answer["ETag"]), content_type=content_type
         )
 
-    async def _upload_in_parts(
+    async def _write_streamed(
         self,
         key: str,
-        parts: AsyncIterator[Part],
+        body: AsyncIterator[bytes],
+        size: int | None,
         condition: WriteCondition,
         content_type: str | None,
     ) -> ObjectMeta:
+        """One PutObject for a body shorter than a part, else a multipart upload fed as parts fill."""
+        part_size = part_size_for(size, self.config.part_size)
+        buffers = PartBuffers(part_size)
+        parts = regroup(body, part_size, buffers)
+        first = await anext(parts, b"")
+        if len(first) < part_size:
+            await parts.aclose()
+            return await self._put(key, first, len(first), condition, content_type)
         upload = MultipartUpload(self.s3, self._full(key), key)
         with conditional(key, condition):
-            etag, size = await upload_parts(
-                upload, parts, content_type=content_type, conditions=_condition_args(condition)
+            etag, total = await upload_parts(
+                upload,
+                prepend(first, parts),
+                buffers,
+                content_type=content_type,
+                conditions=_condition_args(condition),
             )
-        return ObjectMeta(key=key, size=size, etag=etag, content_type=content_type)
+        return ObjectMeta(key=key, size=total, etag=etag, content_type=content_type)
 
     # -- delete -------------------------------------------------------------------
 
@@ -341,7 +350,7 @@ class _S3Connector(Connector):
 
 
 class _S3Buffered(_S3Connector):
-    """Writes arrive whole: spool, then one PutObject (parts above 5 GiB)."""
+    """Writes arrive whole (with their length) from the runtime's spool."""
 
     async def write(
         self,
@@ -352,15 +361,7 @@ class _S3Buffered(_S3Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
-        spooled, total = await spool(body, self.s3.pool)
-        try:
-            if total <= SINGLE_REQUEST_LIMIT:
-                return await self._put(key, spooled, total, condition, content_type)
-            part_size = part_size_for(total, self.config.part_size)
-            parts = file_parts(self.s3.pool, spooled, part_size)
-            return await self._upload_in_parts(key, parts, condition, content_type)
-        finally:
-            spooled.close()
+        return await self._write_streamed(key, body, size, condition, content_type)
 
 
 class S3BufferedLww(_S3Buffered):
@@ -386,16 +387,4 @@ class S3Passthrough(_S3Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
-        part_size = part_size_for(size, self.config.part_size)
-        parts = regroup(body, part_size)
-        first = await anext(parts, b"")
-        if len(first) < part_size:
-            await parts.aclose()
-            return await self._put(key, first, len(first), condition, content_type)
-        return await self._upload_in_parts(key, _prepend(first, parts), condition, content_type)
-
-
-async def _prepend(first: Part, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
-    yield first
-    async for part in rest:
-        yield part
+        return await self._write_streamed(key, body, size, condition, content_type)
