@@ -23,6 +23,12 @@ moto checks ``If-None-Match`` on CompleteMultipartUpload but ignores
 another ETag); the middleware checks it against moto's own store, inside the
 same lock, so a large compare-and-swap write is tested as S3 runs it.
 
+moto also answers a ranged GET by reading the whole object and slicing it,
+so every 8 MiB part of a 1 GiB object costs a 1 GiB copy: the emulator, not
+the client, would set the pace of any parallel download. For a GET with one
+plain byte range, the object's bytes stand in lazily (``_RangedValue``), so
+only the range is read; the answer is otherwise moto's own.
+
 Must not: bind anything but the host it is given (``MotoServer`` passes
 127.0.0.1), serialize unconditional requests (they stay concurrent), or
 change what moto answers; it only orders conditional requests one after
@@ -33,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import FrameType
+from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from moto.moto_server.werkzeug_app import (
@@ -146,8 +154,74 @@ class SerializedConditionals:
                     close()
 
 
+# One plain byte range (``first-last``, ``first-`` or ``-suffix``), the only kind served lazily.
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_ranged = threading.local()
+
+
+class _RangedValue:
+    """An object's bytes in a single-range GET: its length, and reads of the slice asked for."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def __len__(self) -> int:
+        return int(self._key.size)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop, _ = span.indices(len(self))
+        with self._key.lock:
+            self._key._value_buffer.seek(start)
+            data: bytes = self._key._value_buffer.read(max(0, stop - start))
+            return data
+
+
+def _plain_range(request: Any, full_url: str) -> bool:
+    if request.method != "GET" or "partNumber" in full_url:
+        return False
+    match = _SINGLE_RANGE.fullmatch(request.headers.get("range") or "")
+    if match is None or match.group(1) == match.group(2) == "":
+        return False
+    first, last = match.groups()
+    return not (first and last and int(last) < int(first))
+
+
+def serve_ranges_lazily() -> None:
+    """Let moto read only the range of a single-range GET (see the module docstring)."""
+    from moto.s3.models import FakeKey
+    from moto.s3.responses import S3Response
+
+    whole: property = FakeKey.__dict__["value"]
+    read_whole: Callable[[Any], bytes] = whole.fget  # type: ignore[assignment]
+
+    def value(self: Any) -> Any:
+        if getattr(_ranged, "on", False):
+            return _RangedValue(self)
+        return read_whole(self)
+
+    FakeKey.value = property(value, whole.fset)  # type: ignore[assignment,method-assign]
+    respond = S3Response.key_response
+
+    def key_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        _ranged.on = _plain_range(request, full_url)
+        try:
+            answer = respond(self, request, full_url, headers)
+        finally:
+            _ranged.on = False
+        if isinstance(answer, tuple) and isinstance(answer[-1], _RangedValue):
+            # Not sliced after all (an empty object, say): the whole bytes, as moto sends them.
+            answer = (*answer[:-1], answer[-1][:])
+        return answer
+
+    S3Response.key_response = key_response  # type: ignore[method-assign]
+
+
 def build_app() -> WSGIApplication:
     """moto's dispatching application (every service), behind the middleware."""
+    serve_ranges_lazily()
     return SerializedConditionals(DomainDispatcherApplication(create_backend_app))
 
 
