@@ -369,6 +369,16 @@ class ReadRaw(StateRaw):
                     "the object was removed while it was open for reading; reopen it",
                     self.target.path,
                 ) from None
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # A range inside the size the file opened with was refused
+                # (416): the object was replaced by a shorter one.
+                raise OSError(
+                    errno.ESTALE,
+                    "the object changed while it was open for reading; reopen it",
+                    self.target.path,
+                ) from exc
             if reply.header("ETag") != self._etag:
                 reply.discard()
                 raise OSError(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -298,14 +299,16 @@ async def test_a_connector_killed_mid_upload_leaves_the_old_version(
                 async for block in body(48 * MiB, seed=4):
                     if sent >= 24 * MiB and not killed.is_set():
                         # Parts are on their way to the store: crash now.
-                        await asyncio.to_thread(process.kill)
                         killed.set()
+                        await asyncio.to_thread(process.kill)
                     sent += len(block)
                     yield block
 
-            with pytest.raises((ConnectorError, ConnectionError, OSError)):
+            with pytest.raises(
+                (ConnectorError, ConnectionError, OSError, aiohttp.ClientError)
+            ) as info:
                 await client.write("state.bin", killing_body(), size=48 * MiB)
-            assert killed.is_set()
+            assert killed.is_set(), info.value
         finally:
             await client.close()
             process.stop()
@@ -351,7 +354,7 @@ async def test_a_slowly_read_object_holds_at_most_the_parts_in_flight(
     s3: Store, prefix: str, socket_dir: Path
 ) -> None:
     """A reader slower than the store: the connector holds its window, not the object."""
-    size = 96 * MiB
+    size = 64 * MiB
     env = {**s3.env, "STATE_PREFIX": prefix, "S3_PARTS_IN_FLIGHT": "4"}
     with ConnectorProcess(
         "s3-buffered-lww", socket_dir / f"slow-{prefix[6:-1]}.sock", env
