@@ -102,6 +102,10 @@ def gcs_transfer(config: Mapping[str, Any], kind: str, key: str, size: int, bloc
         elif kind == "write":
             blob.upload_from_file(_BlockReader(size, block), size=size)
         elif workers > 1:
+            blob.reload()
+            # The emulator's media link names its own address: without it the
+            # slices are fetched through the endpoint given, the shaped link.
+            blob._properties.pop("mediaLink", None)
             transfer_manager.download_chunks_concurrently(
                 blob,
                 path,
