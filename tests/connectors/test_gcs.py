@@ -383,6 +383,8 @@ def test_a_private_key_signs_a_v4_url_locally() -> None:
         ({"STATE_BUCKET": "b", "GCS_CHUNK_SIZE": str(MiB + 1)}, "GCS_CHUNK_SIZE"),
         ({"STATE_BUCKET": "b", "GCS_SIGNED_URL_EXPIRES": str(8 * 86400)}, "GCS_SIGNED_URL_EXPIRES"),
         ({"STATE_BUCKET": "b", "GCS_TIMEOUT_SECONDS": "soon"}, "GCS_TIMEOUT_SECONDS"),
+        ({"STATE_BUCKET": "b", "GCS_PARTS_IN_FLIGHT": "-1"}, "GCS_PARTS_IN_FLIGHT"),
+        ({"STATE_BUCKET": "b", "GCS_TRANSFER_MEMORY": str(MiB)}, "GCS_TRANSFER_MEMORY"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -> None:

@@ -21,6 +21,7 @@ import io
 import random
 import tempfile
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -275,6 +276,46 @@ async def test_ranges_after_an_overwrite_are_refused_not_mixed(
         assert sum(map(len, received)) < size
     finally:
         await connector.close()
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+async def test_closing_a_read_stops_the_ranges_in_flight(
+    s3: Store, gcs: Store, prefix: str, store: str
+) -> None:
+    setup = s3 if store == "s3" else gcs
+    name = "s3-buffered-lww" if store == "s3" else "gcs-buffered-lww"
+    connector = await _opened(name, {**setup.env, "STATE_PREFIX": prefix})
+    try:
+        size = 48 * MiB
+        await connector.write("closed.bin", body(size, seed=6), size=size)
+        setup.link.counters(reset=True)
+        stream = await connector.read("closed.bin")
+        await anext(stream.chunks)
+        await stream.aclose()
+        await asyncio.sleep(1.0)  # what was in flight has ended by now, at the cap or sooner
+        fetched = setup.link.counters(reset=True)
+    finally:
+        await connector.close()
+    # The first range and the one after it at most: nothing beyond the window.
+    assert fetched.down < 2 * MiB, fetched
+
+
+@pytest.mark.slow
+def test_seeking_away_from_a_file_being_read_stops_its_read_ahead(mounted: Path, s3: Store) -> None:
+    path = f"{mounted}/s3lww/seek-{uuid.uuid4().hex[:6]}.bin"
+    size = 64 * MiB
+    with open(path, "wb") as file:
+        for block in blocks(size, seed=7):
+            file.write(block)
+    s3.link.counters(reset=True)
+    with open(path, "rb") as file:
+        file.read(1)
+        file.seek(size // 2)
+        middle = random.Random(7 * 1_000_003 + size // 2 // MiB).randbytes(MiB)
+        assert file.read(10) == middle[:10]
+    time.sleep(1.0)
+    fetched = s3.link.counters(reset=True)
+    assert fetched.down < 4 * MiB, fetched
 
 
 @pytest.mark.slow

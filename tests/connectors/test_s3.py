@@ -498,6 +498,8 @@ def test_racing_create_only_multipart_completions_have_exactly_one_winner(
         ({"STATE_BUCKET": "b", "AWS_ENDPOINT_URL": "minio:9000"}, "AWS_ENDPOINT_URL"),
         ({"STATE_BUCKET": "b", "S3_PRESIGN_EXPIRES": "0"}, "S3_PRESIGN_EXPIRES"),
         ({"STATE_BUCKET": "b", "AWS_ACCESS_KEY_ID": "only-half"}, "AWS_SECRET_ACCESS_KEY"),
+        ({"STATE_BUCKET": "b", "S3_PARTS_IN_FLIGHT": "0"}, "S3_PARTS_IN_FLIGHT"),
+        ({"STATE_BUCKET": "b", "S3_TRANSFER_MEMORY": str(MiB)}, "S3_TRANSFER_MEMORY"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -> None:
