@@ -2,7 +2,7 @@
 
 Owns: the mapping of the connector interface onto one Cloud Storage bucket
 under ``STATE_PREFIX`` (configuration and the error table are in
-``gcs_client``).
+``gcs_client``, reads in ``gcs_read``, uploads in parts in ``gcs_upload``).
 
 - Revisions are object generations (as strings). A conditional write sends
   ``if_generation_match`` with the generation the writer read, or 0 for

@@ -2,7 +2,7 @@
 
 Owns: the mapping of the connector interface onto one S3 bucket under
 ``STATE_PREFIX`` (configuration and the error table are in ``s3_client``,
-multipart transfers in ``s3_multipart``).
+reads in ``s3_read``, multipart transfers in ``s3_multipart``).
 
 - Revisions are S3 ETags (quotes stripped). For single-request uploads S3
   derives the ETag from the content, so rewriting identical bytes keeps the
@@ -15,8 +15,9 @@ multipart transfers in ``s3_multipart``).
   multipart upload fed as parts fill, ``S3_PARTS_IN_FLIGHT`` parts at once,
   completed under the condition and aborted on any failure.
 - Reads are ranged GetObjects fanned out by ``s3_read`` (the first small,
-  the rest pinned to its ETag and fetched ahead of the reader). Deletes check existence
-  (and the revision) first, then delete with ``If-Match`` when conditional.
+  the rest pinned to its ETag and fetched ahead of the reader).
+- Deletes check existence (and the revision) first, then delete with
+  ``If-Match`` when conditional.
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
 - Listing is ListObjectsV2; its continuation token is the page token.
