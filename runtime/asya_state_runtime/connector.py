@@ -220,15 +220,32 @@ class MountClient:
             mtime=_float_or_none(reply.header("X-Asya-Mtime")),
         )
 
-    def get(self, key: str, path: str, start: int = 0) -> transport.Reply:
-        """Open a read of ``key`` from byte ``start``; the caller reads the body."""
-        headers = {"Range": f"bytes={start}-"} if start else None
+    def get(
+        self,
+        key: str,
+        path: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        opening: bool = True,
+    ) -> transport.Reply:
+        """Open a read of ``key`` from byte ``start`` (``length`` bytes, or to the end).
+
+        The caller reads the body. ``opening`` is the read that opens a file:
+        its revision is what a later write is conditional on; the ranges a
+        file reads later are checked against it by the caller instead.
+        """
+        headers = None
+        if length is not None:
+            headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        elif start:
+            headers = {"Range": f"bytes={start}-"}
         reply = self._request("GET", OBJECTS + encode_key(key, path), path, headers)
         if reply.status in (200, 206):
-            if start == 0:
+            if opening:
                 revisions.remember(self.mount.name, key, reply.header("ETag"))
             return reply
-        if reply.status == 404:
+        if reply.status == 404 and opening:
             revisions.remember(self.mount.name, key, None)
         raise reply.error()
 

@@ -38,6 +38,9 @@ BUFFER_SIZE = 64 * 1024
 # A forward seek of at most this many bytes reads through the open stream
 # instead of starting a new ranged request.
 SKIP_LIMIT = 64 * 1024
+# After this many bytes read in a row, the rest of a file is read as one
+# open-ended stream that the connector fans out.
+STREAM_AFTER = 8 * 1024 * 1024
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
 # The standard codecs whose first write starts with a byte-order mark; a text
 # layer writes it only at position 0, so appending in them needs the real size.
@@ -206,12 +209,28 @@ class StateRaw(io.RawIOBase):
 
 
 class ReadRaw(StateRaw):
-    """A streamed read of one object; seeking away reopens the stream with a byte range."""
+    """A read of one object: streamed from ``open``, then ranges sized to how it is read.
+
+    Opening streams the whole object (the connector reads ahead of it). A
+    seek away gives that stream up; reads after it ask for bounded ranges:
+    first exactly what the reader asked for (a buffer's worth, or the size of
+    a large read: a zip member, an array), so random access fetches what it
+    uses and each range is read to its end, keeping the connection. A reader
+    that keeps going in small reads gets ranges that double, and after
+    STREAM_AFTER bytes in a row one open-ended stream again, which the
+    connector fans out. Every range must carry the revision the file opened
+    with, so a file never mixes two versions (``ESTALE`` instead).
+    """
 
     def __init__(self, target: Target, name: str | bytes) -> None:
         super().__init__(target, name, "rb")
         self._reply: transport.Reply | None = None
         self._pos = 0
+        self._run = 0  # bytes read in a row since the file opened or last seeked away
+        self._ranges = 0  # ranges asked for in this run
+        self._last_range = 0
+        self._exact = False  # the last range was asked for by one large read
+        self._to_end = False  # readall: the rest is wanted whole
         try:
             reply = self._reply = target.client.get(target.key, target.path)
             self._etag = reply.header("ETag")
@@ -224,6 +243,7 @@ class ReadRaw(StateRaw):
         except BaseException:
             self._give_up()
             raise
+        self._ranges = 1  # the opening stream is this run's first
 
     def readable(self) -> bool:
         self._check_open()
@@ -239,23 +259,41 @@ class ReadRaw(StateRaw):
         want = min(len(view), self._size - self._pos)
         if want <= 0:
             return 0
-        count = self._stream().readinto(view[:want])
-        if count == 0:
+        count = 0
+        for attempt in range(2):
+            try:
+                count = self._stream(want).readinto(view[:want])
+            except ConnectionError:
+                # The connector gave the stream up (the object changed under
+                # a range it was fetching, or it restarted): once, ask again
+                # from here; the revision check tells which.
+                self._drop_stream()
+                if attempt:
+                    raise
+                continue
+            if count:
+                break
             self._drop_stream()
+        if count == 0:
             raise OSError(
                 errno.EIO, f"the object ended at byte {self._pos} of {self._size}", self.target.path
             )
         self._pos += count
+        self._run += count
         return count
 
     def readall(self) -> bytes:
         self._check_open()
         data = bytearray()
-        while self._pos < self._size:
-            chunk = self.read(min(self._size - self._pos, 1024 * 1024))
-            if not chunk:
-                break
-            data += chunk
+        self._to_end = True
+        try:
+            while self._pos < self._size:
+                chunk = self.read(min(self._size - self._pos, 1024 * 1024))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            self._to_end = False
         return bytes(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -270,12 +308,15 @@ class ReadRaw(StateRaw):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if position < 0:
             raise OSError(errno.EINVAL, "Invalid argument", self.target.path)
-        if position != self._pos and self._reply is not None:
+        if position != self._pos:
             gap = position - self._pos
-            if 0 < gap <= SKIP_LIMIT and position <= self._size:
+            reply = self._reply
+            left = None if reply is None else reply.remaining
+            if reply is not None and 0 < gap <= SKIP_LIMIT and (left is None or gap <= left):
                 self._skip(gap)
             else:
                 self._drop_stream()
+                self._run = self._ranges = 0
         self._pos = position
         return position
 
@@ -291,7 +332,7 @@ class ReadRaw(StateRaw):
     def _skip(self, count: int) -> None:
         scratch = memoryview(bytearray(count))
         while count:
-            got = self._stream().readinto(scratch[:count])
+            got = self._stream(count).readinto(scratch[:count])
             if got == 0:
                 # The stream ended early; the next read asks for a range instead.
                 self._drop_stream()
@@ -299,9 +340,45 @@ class ReadRaw(StateRaw):
             count -= got
             self._pos += got
 
-    def _stream(self) -> transport.Reply:
-        if self._reply is None:
-            reply = self.target.client.get(self.target.key, self.target.path, start=self._pos)
+    def _range_length(self, want: int) -> int | None:
+        """How much the next range asks for; None for the rest of the object."""
+        if self._to_end or self._run >= STREAM_AFTER:
+            return None
+        if self._ranges == 0 or want > BUFFER_SIZE or self._exact:
+            # After a seek, or a reader that asks for exact sizes (a large
+            # read, or the buffer refill after one: likely its tail).
+            return want
+        return max(want, min(2 * self._last_range, STREAM_AFTER))
+
+    def _stream(self, want: int) -> transport.Reply:
+        reply = self._reply
+        if reply is not None and reply.remaining == 0:
+            reply.discard()  # a finished range: its connection is back in the pool
+            reply = self._reply = None
+        if reply is None:
+            length = self._range_length(want)
+            if length is not None:
+                length = min(length, self._size - self._pos)
+            try:
+                reply = self.target.client.get(
+                    self.target.key, self.target.path, self._pos, length, opening=False
+                )
+            except FileNotFoundError:
+                raise OSError(
+                    errno.ESTALE,
+                    "the object was removed while it was open for reading; reopen it",
+                    self.target.path,
+                ) from None
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # A range inside the size the file opened with was refused
+                # (416): the object was replaced by a shorter one.
+                raise OSError(
+                    errno.ESTALE,
+                    "the object changed while it was open for reading; reopen it",
+                    self.target.path,
+                ) from exc
             if reply.header("ETag") != self._etag:
                 reply.discard()
                 raise OSError(
@@ -310,7 +387,10 @@ class ReadRaw(StateRaw):
                     self.target.path,
                 )
             self._reply = reply
-        return self._reply
+            self._ranges += 1
+            self._last_range = length or 0
+            self._exact = want > BUFFER_SIZE
+        return reply
 
     def _drop_stream(self) -> None:
         reply, self._reply = self._reply, None

@@ -108,3 +108,34 @@ def test_bad_arguments_are_refused_with_the_option_named() -> None:
     completed = bench("--backend", "mongo")
     assert completed.returncode == 2
     assert "--backend" in completed.stderr
+
+
+@pytest.mark.slow
+def test_the_transfer_mode_compares_every_side_on_the_shaped_link(tmp_path: Any) -> None:
+    """Both stores, both mounts, the transfer manager (or why not), one stream, first bytes."""
+    out = tmp_path / "transfer.json"
+    completed = bench(
+        "--transfer", "--size-mib", "16", "--cap", "40", "--json", str(out), timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(out.read_text())
+    rows = {(r["backend"], r["mount"], r["workload"]): r for r in results["rows"]}
+    assert set(rows) == {
+        (backend, mount, kind)
+        for backend in ("s3", "gcs")
+        for mount in ("buffered", "passthrough")
+        for kind in ("write", "read")
+    }
+    for (backend, _, kind), row in rows.items():
+        assert row["size"] == 16 * 1024 * 1024
+        assert row["connector_seconds"] > 0
+        assert row["one_stream_seconds"] > 0
+        # fake-gcs-server does not serve the XML multipart uploads GCS's manager writes with.
+        if backend == "gcs" and kind == "write":
+            assert row["manager_seconds"] is None
+            assert "404" in row["manager_note"]
+        else:
+            assert row["manager_seconds"] > 0
+    assert set(results["first_byte_seconds"]) == {"s3", "gcs"}
+    assert results["plan"]["rate"] == 40_000_000
+    assert "Large objects behind a shaped link: 40 MB/s per connection" in completed.stdout

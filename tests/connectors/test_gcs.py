@@ -1,6 +1,8 @@
 """GCS connector specifics beyond the conformance suite, against a real fake-gcs-server.
 
-Prefix joining, resumable uploads above 8 MiB, one-request ranged reads,
+Prefix joining, composed uploads above the part size (parts as temporary
+objects, the precondition on the final compose, nothing left behind),
+one-request ranged reads,
 listing pages that resume after a rolled-up prefix, attributes (generation,
 metageneration, signed URLs when the credentials can sign and a clear refusal
 when they cannot), the error table against real failures (missing bucket,
@@ -8,9 +10,11 @@ missing credentials, an unreachable and a silent endpoint), and a large
 write through the connector process in bounded memory.
 
 fake-gcs-server does not enforce everything GCS does: it ignores
-preconditions on resumable uploads (bodies above 8 MiB) and on deletes (the
-two xfails below). Real GCS enforces both; the connector sends them anyway,
-and checks the generation itself before a conditional delete.
+preconditions on compose and on deletes, and a compose that replaces an
+object keeps the old generation (the xfails below). Real GCS enforces the
+preconditions and gives every write a new generation; the connector sends
+the preconditions anyway, and checks the generation itself before a
+conditional delete or a final compose.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from asya_state_cli.servers.base import free_port
 from asya_state_cli.servers.fake_gcs import PROJECT, FakeGcsServer
 from asya_state_connectors.backends.gcs import GcsBufferedCas, GcsBufferedLww, sign_url
 from asya_state_connectors.backends.gcs_client import map_gcs_error
+from asya_state_connectors.backends.gcs_upload import TEMPORARY_DIR
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
     BackendError,
@@ -54,7 +59,14 @@ from asya_state_connectors.errors import (
 from asya_state_connectors.interface import Connector, RangeSpec, WriteCondition
 from asya_state_connectors.registry import connector_class
 from asya_state_connectors.settings import Settings
-from tests.conformance.helpers import digest_of, get, pattern_body, pattern_digest, put
+from tests.conformance.helpers import (
+    digest_of,
+    failing_body,
+    get,
+    pattern_body,
+    pattern_digest,
+    put,
+)
 from tests.memory import PeakRss
 
 MiB = 1024 * 1024
@@ -130,9 +142,13 @@ async def test_an_emulator_host_without_a_scheme_is_http(
 # -- writes ---------------------------------------------------------------------------
 
 
+def temporaries(raw: Any, prefix: str) -> list[str]:
+    return [blob.name for blob in raw.list_blobs(prefix=prefix + TEMPORARY_DIR)]
+
+
 @pytest.mark.usefixtures("bucket")
-async def test_bodies_above_8_mib_take_a_resumable_upload(
-    fake_gcs_server: FakeGcsServer, prefix: str
+async def test_bodies_above_the_part_size_are_composed_from_parts(
+    fake_gcs_server: FakeGcsServer, raw: Any, prefix: str
 ) -> None:
     size = 20 * MiB + 3
     env = env_for(fake_gcs_server, prefix, GCS_CHUNK_SIZE=str(4 * MiB))
@@ -147,23 +163,69 @@ async def test_bodies_above_8_mib_take_a_resumable_upload(
             "application/x-weights",
         )
         assert await digest_of(connector, "big.bin") == (pattern_digest(size), size)
+        listed = await connector.list("", delimiter="/")
+        assert ([m.key for m in listed.entries], listed.prefixes) == (["big.bin"], [])
+    assert temporaries(raw, prefix) == []
+
+
+@pytest.mark.usefixtures("bucket")
+async def test_more_parts_than_one_compose_takes_are_composed_in_a_tree(
+    fake_gcs_server: FakeGcsServer, raw: Any, prefix: str
+) -> None:
+    size = 70 * 256 * 1024 + 5  # 71 parts of 256 KiB: three composes, then the final one
+    env = env_for(fake_gcs_server, prefix, GCS_CHUNK_SIZE=str(256 * 1024))
+    async with opened("gcs-buffered-lww", env) as connector:
+        await connector.write("many.bin", pattern_body(size))
+        assert await digest_of(connector, "many.bin") == (pattern_digest(size), size)
+    assert temporaries(raw, prefix) == []
+
+
+@pytest.mark.usefixtures("bucket")
+async def test_a_composed_upload_conditional_on_a_stale_generation_conflicts(
+    fake_gcs_server: FakeGcsServer, raw: Any, prefix: str
+) -> None:
+    env = env_for(fake_gcs_server, prefix, GCS_CHUNK_SIZE=str(4 * MiB))
+    async with opened("gcs-buffered-cas", env) as connector:
+        stale = await put(connector, "big.bin", b"1")
+        current = await put(connector, "big.bin", b"2")
+        for condition in (WriteCondition(if_match=stale.etag), WriteCondition(if_none_match=True)):
+            with pytest.raises(Conflict):
+                await connector.write("big.bin", pattern_body(9 * MiB), condition=condition)
+        assert await get(connector, "big.bin") == b"2"
+        await connector.write(
+            "big.bin", pattern_body(9 * MiB), condition=WriteCondition(if_match=current.etag)
+        )
+        assert await digest_of(connector, "big.bin") == (pattern_digest(9 * MiB), 9 * MiB)
+    assert temporaries(raw, prefix) == []
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="fake-gcs-server ignores preconditions on resumable uploads; GCS answers 412",
+    reason="fake-gcs-server keeps the old generation when a compose replaces an object; "
+    "GCS gives the composed object a new one",
 )
 @pytest.mark.usefixtures("bucket")
-async def test_a_resumable_upload_conditional_on_a_stale_generation_conflicts(
+async def test_a_composed_overwrite_is_a_new_revision(
     fake_gcs_server: FakeGcsServer, prefix: str
 ) -> None:
-    async with opened("gcs-buffered-cas", env_for(fake_gcs_server, prefix)) as connector:
-        stale = await put(connector, "big.bin", b"1")
-        await put(connector, "big.bin", b"2")
-        with pytest.raises(Conflict):
-            await connector.write(
-                "big.bin", pattern_body(9 * MiB), condition=WriteCondition(if_match=stale.etag)
-            )
+    env = env_for(fake_gcs_server, prefix, GCS_CHUNK_SIZE=str(4 * MiB))
+    async with opened("gcs-buffered-cas", env) as connector:
+        before = await put(connector, "big.bin", b"1")
+        after = await connector.write("big.bin", pattern_body(9 * MiB))
+        assert after.etag != before.etag
+
+
+@pytest.mark.usefixtures("bucket")
+async def test_a_failed_body_leaves_the_old_object_and_no_parts(
+    fake_gcs_server: FakeGcsServer, raw: Any, prefix: str
+) -> None:
+    env = env_for(fake_gcs_server, prefix, GCS_CHUNK_SIZE=str(4 * MiB))
+    async with opened("gcs-buffered-cas", env) as connector:
+        await put(connector, "model.bin", b"version 1")
+        with pytest.raises(ConnectionResetError):
+            await connector.write("model.bin", failing_body(b"x" * 12 * MiB, 11 * MiB))
+        assert await get(connector, "model.bin") == b"version 1"
+    assert temporaries(raw, prefix) == []
 
 
 @pytest.mark.xfail(
@@ -321,6 +383,8 @@ def test_a_private_key_signs_a_v4_url_locally() -> None:
         ({"STATE_BUCKET": "b", "GCS_CHUNK_SIZE": str(MiB + 1)}, "GCS_CHUNK_SIZE"),
         ({"STATE_BUCKET": "b", "GCS_SIGNED_URL_EXPIRES": str(8 * 86400)}, "GCS_SIGNED_URL_EXPIRES"),
         ({"STATE_BUCKET": "b", "GCS_TIMEOUT_SECONDS": "soon"}, "GCS_TIMEOUT_SECONDS"),
+        ({"STATE_BUCKET": "b", "GCS_PARTS_IN_FLIGHT": "-1"}, "GCS_PARTS_IN_FLIGHT"),
+        ({"STATE_BUCKET": "b", "GCS_TRANSFER_MEMORY": str(MiB)}, "GCS_TRANSFER_MEMORY"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -> None:

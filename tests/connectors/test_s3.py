@@ -10,8 +10,9 @@ passthrough upload in bounded connector memory, and that the test server
 arbitrates racing conditional writes as S3 does (exactly one winner), which
 the compare-and-swap connectors rely on.
 
-moto does not enforce everything S3 does: it ignores ``If-Match`` on
-CompleteMultipartUpload (the xfail below); real S3 enforces it.
+moto ignores ``If-Match`` on CompleteMultipartUpload, which S3 enforces;
+the test server (``moto_atomic``) checks it the way S3 does, so large
+compare-and-swap writes are tested as S3 runs them.
 """
 
 from __future__ import annotations
@@ -231,22 +232,25 @@ async def test_create_only_multipart_upload_on_an_existing_key_conflicts_and_abo
     assert uploads_in_progress(raw, BUCKET, prefix) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="moto_server ignores If-Match on CompleteMultipartUpload; real S3 answers 412",
-)
 @pytest.mark.usefixtures("buckets")
 async def test_a_multipart_upload_conditional_on_a_stale_etag_conflicts(
-    moto_server: MotoServer, prefix: str
+    moto_server: MotoServer, raw: Any, prefix: str
 ) -> None:
     env = env_for(moto_server, prefix, S3_PART_SIZE=str(5 * MiB))
     async with opened("s3-passthrough", env) as connector:
         stale = await put(connector, "big.bin", b"1")
-        await put(connector, "big.bin", b"2")
+        current = await put(connector, "big.bin", b"2")
         with pytest.raises(Conflict):
             await connector.write(
                 "big.bin", pattern_body(11 * MiB), condition=WriteCondition(if_match=stale.etag)
             )
+        assert await get(connector, "big.bin") == b"2"
+        meta = await connector.write(
+            "big.bin", pattern_body(11 * MiB), condition=WriteCondition(if_match=current.etag)
+        )
+        assert meta.etag.endswith("-3")
+        assert await digest_of(connector, "big.bin") == (pattern_digest(11 * MiB), 11 * MiB)
+    assert uploads_in_progress(raw, BUCKET, prefix) == []
 
 
 @pytest.mark.usefixtures("buckets")
@@ -494,6 +498,8 @@ def test_racing_create_only_multipart_completions_have_exactly_one_winner(
         ({"STATE_BUCKET": "b", "AWS_ENDPOINT_URL": "minio:9000"}, "AWS_ENDPOINT_URL"),
         ({"STATE_BUCKET": "b", "S3_PRESIGN_EXPIRES": "0"}, "S3_PRESIGN_EXPIRES"),
         ({"STATE_BUCKET": "b", "AWS_ACCESS_KEY_ID": "only-half"}, "AWS_SECRET_ACCESS_KEY"),
+        ({"STATE_BUCKET": "b", "S3_PARTS_IN_FLIGHT": "0"}, "S3_PARTS_IN_FLIGHT"),
+        ({"STATE_BUCKET": "b", "S3_TRANSFER_MEMORY": str(MiB)}, "S3_TRANSFER_MEMORY"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -> None:

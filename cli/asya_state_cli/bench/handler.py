@@ -40,8 +40,12 @@ def _large_block() -> bytes:
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     """Run the task in ``payload`` and return its measurements."""
-    store = _store(payload["store"])
     task = payload["task"]
+    if task.startswith("transfer_"):
+        from .transfer_clients import run_task
+
+        return run_task(payload, _large_block())
+    store = _store(payload["store"])
     if task == "prepare":
         for directory in payload["dirs"]:
             store.prepare_dir(directory)

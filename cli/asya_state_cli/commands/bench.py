@@ -40,6 +40,26 @@ def register(subparsers: Any) -> None:
         "--quick", action="store_true", help="large objects of 256 MiB instead of 1 GiB"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    transfer = parser.add_argument_group(
+        "transfer mode",
+        "Large objects through the S3 and GCS connectors behind a link that caps every "
+        "connection, against the library's own transfer manager and one stream on the same link.",
+    )
+    transfer.add_argument(
+        "--transfer", action="store_true", help="run the transfer mode (s3 and gcs) instead"
+    )
+    transfer.add_argument(
+        "--cap", type=float, default=12.0, metavar="MB/S", help="per-connection cap (default 12)"
+    )
+    transfer.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="MS", help="added one-way latency"
+    )
+    transfer.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="parts in flight (default 8)"
+    )
+    transfer.add_argument(
+        "--size-mib", type=int, default=1024, metavar="MIB", help="object size (default 1024)"
+    )
     parser.add_argument("--scale", type=_scale, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
@@ -64,6 +84,14 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--json", str(args.json)]
     if args.scale != 1.0:
         parts += ["--scale", f"{args.scale:g}"]
+    if args.transfer:
+        parts += [
+            "--transfer",
+            f"--cap {args.cap:g}",
+            f"--latency-ms {args.latency_ms:g}",
+            f"--concurrency {args.concurrency}",
+            f"--size-mib {args.size_mib}",
+        ]
     return " ".join(parts)
 
 
@@ -72,6 +100,8 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.transfer:
+        return run_transfer(args)
     from ..bench.report import render, write_json
     from ..bench.session import run_bench
     from ..bench.suite import Plan
@@ -86,3 +116,24 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         _say(f"could not measure: {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    from ..bench.transfer import TransferPlan, render, run_transfer, write_json
+
+    backends = [b for b in dict.fromkeys(args.backend or ("s3", "gcs")) if b in ("s3", "gcs")]
+    if not backends or args.concurrency < 1 or args.size_mib < 1 or args.cap <= 0:
+        _say("--transfer measures s3 and gcs with a positive cap, concurrency and size")
+        return 2
+    plan = TransferPlan(
+        size=args.size_mib * 1024 * 1024,
+        rate=args.cap * 1_000_000,
+        latency=args.latency_ms / 1000,
+        concurrency=args.concurrency,
+    )
+    results = run_transfer(backends, plan, command=_command(args), say=_say)
+    sys.stdout.write(render(results))
+    sys.stdout.flush()
+    if args.json is not None:
+        write_json(results, args.json)
+    return 1 if results.failed else 0

@@ -2,18 +2,21 @@
 
 Owns: the mapping of the connector interface onto one Cloud Storage bucket
 under ``STATE_PREFIX`` (configuration and the error table are in
-``gcs_client``).
+``gcs_client``, reads in ``gcs_read``, uploads in parts in ``gcs_upload``).
 
 - Revisions are object generations (as strings). A conditional write sends
   ``if_generation_match`` with the generation the writer read, or 0 for
   create-only, and the new revision is the generation the upload itself
   returned, never a later reload that could see another writer's object.
-- Writes spool the body (memory up to a few MiB, a temporary file above) and
-  upload it with its length: one multipart request up to 8 MiB, a resumable
-  upload in ``GCS_CHUNK_SIZE`` chunks above. The precondition travels with
-  either; nothing is visible until the upload is finalized.
-- Reads are one streamed media request, ranged when asked; its headers carry
-  the generation, type and size, so a read is one round trip.
+- Writes stream: a body shorter than ``GCS_CHUNK_SIZE`` is one upload
+  request carrying the precondition; a longer one is uploaded in parts, up
+  to ``GCS_PARTS_IN_FLIGHT`` at once, as temporary objects composed into the
+  target under the precondition (``gcs_upload``). Nothing is visible until
+  the single request or the final compose succeeds.
+- Reads are ranged media requests fanned out by ``gcs_read``: the first is
+  small and its headers carry the generation, type and size (a small read
+  is one round trip); the rest are pinned to that generation and fetched
+  ahead of the reader.
 - Deletes by a revision check it first and then delete with
   ``if_generation_match`` (GCS enforces it; the check gives emulators that
   ignore it the same answer). Copy and rename are server-side rewrites;
@@ -33,15 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import quote
 
 import google.auth.credentials
 import google.auth.transport.requests
-from google.api_core import exceptions as gx
 
 from ..errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
 from ..interface import (
@@ -55,9 +56,12 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingChunks, BlockingPool, spool
+from ._object_store import conditional
+from ._threads import BlockingPool
+from ._transfer import PartBuffers, prepend, regroup
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
+from .gcs_read import read_object
+from .gcs_upload import TEMPORARY_DIR, ComposedUpload, upload_composed
 
 MAX_OBJECT_SIZE = 5 * 1024**4
 # One readiness check: below the server's bound on /ready (READY_CHECK_SECONDS).
@@ -200,57 +204,10 @@ class _GcsConnector(Connector):
     async def stat(self, key: str) -> ObjectMeta:
         return _meta(key, await self._loaded(key))
 
-    def _download_url(self, key: str) -> str:
-        base = self.gcs.client.api_endpoint
-        bucket = quote(self.config.bucket, safe="")
-        return f"{base}/download/storage/v1/b/{bucket}/o/{quote(self._prefix + key, safe='')}?alt=media"
-
-    def _open_download(self, url: str, headers: dict[str, str]) -> Any:
-        response = self.gcs.client._http.get(
-            url, headers=headers, stream=True, timeout=self.gcs.timeout
-        )
-        if response.status_code in (200, 206, 416):
-            return response
-        try:
-            raise gx.from_http_response(response)  # type: ignore[no-untyped-call]
-        finally:
-            response.close()
-
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
-        headers = {"Accept-Encoding": "identity"}
-        if byte_range is not None:
-            first = "" if byte_range.first is None else str(byte_range.first)
-            last = "" if byte_range.last is None else str(byte_range.last)
-            headers["Range"] = f"bytes={first}-{last}"
-        opener = self.gcs.retry(self._open_download)
-        response = await self.gcs.call(key, opener, self._download_url(key), headers)
-        if response.status_code == 416:
-            response.close()
-            assert byte_range is not None
-            meta = await self.stat(key)
-            start, length = byte_range.resolve(meta.size, key)
-            return ReadStream(meta, start, length, no_chunks())
-        answer = response.headers
-        stored = answer.get("x-goog-stored-content-length") or answer.get("Content-Length", "0")
-        start, size = content_range(answer.get("Content-Range"), int(stored))
-        length = int(answer.get("Content-Length", size - start))
-        modified = answer.get("Last-Modified")
-        meta = ObjectMeta(
-            key=key,
-            size=size,
-            etag=answer.get("x-goog-generation", ""),
-            content_type=answer.get("Content-Type"),
-            last_modified=parsedate_to_datetime(modified).timestamp() if modified else None,
+        return await read_object(
+            self.gcs, self._prefix + key, key, byte_range, functools.partial(self.stat, key)
         )
-        chunks = BlockingChunks(
-            self.gcs.pool,
-            response.raw.read,
-            length,
-            close=response.close,
-            errors=functools.partial(gcs_errors, key),
-            what=f"the GCS object {key!r}",
-        )
-        return ReadStream(meta, start, length, chunks)
 
     # -- write ----------------------------------------------------------------
 
@@ -266,21 +223,33 @@ class _GcsConnector(Connector):
         precondition = _precondition(condition, key)
         if condition.if_match is None:  # a revision read means the key holds an object
             await self.check_path(key)
-        spooled, total = await spool(body, self.gcs.pool)
-        try:
-            blob = self._blob(key, chunk_size=self.config.chunk_size)
+        part_size = self.config.chunk_size
+        buffers = PartBuffers(part_size)
+        parts = regroup(body, part_size, buffers)
+        first = await anext(parts, b"")
+        if len(first) < part_size:
+            await parts.aclose()
+            blob = self._blob(key)
             with conditional(key, condition):
                 await self.gcs.call(
                     key,
                     blob.upload_from_file,
-                    spooled,
-                    size=total,
+                    io.BytesIO(first),
+                    size=len(first),
                     content_type=content_type,
                     **precondition,
                     **self._io,
                 )
-        finally:
-            spooled.close()
+        else:
+            upload = ComposedUpload(self.gcs, self._prefix, self._prefix + key, key)
+            with conditional(key, condition):
+                blob = await upload_composed(
+                    upload,
+                    prepend(first, parts),
+                    buffers,
+                    precondition=precondition,
+                    content_type=content_type,
+                )
         # The upload's own answer: the generation this write created.
         return _meta(key, blob)
 
@@ -334,6 +303,8 @@ class _GcsConnector(Connector):
             if not blob.name.endswith("/")
         ]
         named += [(p[strip:], None) for p in prefixes]
+        # Parts of composed uploads in progress are not files.
+        named = [item for item in named if not item[0].startswith(TEMPORARY_DIR)]
         named = sorted(
             (item for item in named if page_token is None or item[0] > page_token),
             key=lambda item: item[0],

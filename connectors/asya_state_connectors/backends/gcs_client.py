@@ -12,10 +12,13 @@ table itself: client exceptions and HTTP statuses -> connector errors.
 Environment: ``STATE_BUCKET`` (required), ``STATE_PREFIX``, ``GCS_PROJECT``,
 ``STORAGE_EMULATOR_HOST`` (``http://host:port`` of an emulator),
 ``GCS_SIGNED_URL_EXPIRES`` (seconds, default 3600, at most 7 days),
-``GCS_MAX_CONNECTIONS`` (default 32), ``GCS_TIMEOUT_SECONDS`` (per request,
-default 60), ``GCS_RETRY_DEADLINE_SECONDS`` (default 30),
-``GCS_CHUNK_SIZE`` (resumable upload chunk, default 8 MiB, a multiple of
-256 KiB).
+``GCS_MAX_CONNECTIONS`` (default 32; also the bound on part requests in
+flight per connector), ``GCS_TIMEOUT_SECONDS`` (per request, default 60),
+``GCS_RETRY_DEADLINE_SECONDS`` (default 30), ``GCS_CHUNK_SIZE`` (the part
+size of ranged reads and composed uploads, default 8 MiB, a multiple of
+256 KiB), ``GCS_PARTS_IN_FLIGHT`` (ranged GETs or part uploads in flight per
+open file or upload, default 8), ``GCS_TRANSFER_MEMORY`` (bytes of parts in
+flight per connector, default 256 MiB).
 
 Must not: hold object bodies or decide connector semantics; that is ``gcs``.
 """
@@ -52,6 +55,7 @@ from ..errors import (
 )
 from ..settings import Settings
 from ._threads import BlockingPool
+from ._transfer import TransferLimits, TransferSettings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -139,6 +143,7 @@ class GcsConfig:
     timeout: float
     retry_deadline: float
     chunk_size: int
+    transfer: TransferSettings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GcsConfig:
@@ -153,16 +158,20 @@ class GcsConfig:
         chunk = settings.integer("GCS_CHUNK_SIZE", 8 * MiB, minimum=CHUNK_MULTIPLE)
         if chunk % CHUNK_MULTIPLE:
             raise ConfigError(f"GCS_CHUNK_SIZE must be a multiple of 262144 (256 KiB), got {chunk}")
+        max_connections = settings.integer("GCS_MAX_CONNECTIONS", 32, minimum=1)
         return cls(
             bucket=settings.required("STATE_BUCKET", hint="the GCS bucket that holds the state"),
             prefix=settings.prefix,
             project=settings.optional("GCS_PROJECT"),
             emulator=emulator,
             signed_url_expires=expires,
-            max_connections=settings.integer("GCS_MAX_CONNECTIONS", 32, minimum=1),
+            max_connections=max_connections,
             timeout=settings.number("GCS_TIMEOUT_SECONDS", 60.0, minimum=0.1),
             retry_deadline=settings.number("GCS_RETRY_DEADLINE_SECONDS", 30.0, minimum=0.0),
             chunk_size=chunk,
+            transfer=TransferSettings.from_settings(
+                settings, "GCS", part_size=chunk, requests=max_connections
+            ),
         )
 
     @property
@@ -198,6 +207,7 @@ class Gcs:
         self.bucket = client.bucket(config.bucket)
         self.retry = config.retry
         self.timeout = config.timeout
+        self.limits = TransferLimits(config.transfer)
 
     async def call(
         self, key: str | None, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

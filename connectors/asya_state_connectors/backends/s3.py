@@ -2,22 +2,22 @@
 
 Owns: the mapping of the connector interface onto one S3 bucket under
 ``STATE_PREFIX`` (configuration and the error table are in ``s3_client``,
-multipart transfers in ``s3_multipart``).
+reads in ``s3_read``, multipart transfers in ``s3_multipart``).
 
 - Revisions are S3 ETags (quotes stripped). For single-request uploads S3
   derives the ETag from the content, so rewriting identical bytes keeps the
   revision; a conditional write is then still correct, because the object
   holds exactly what the writer read.
-- Buffered writes spool the body (memory up to a few MiB, a temporary file
-  above) and store it with one PutObject carrying Content-Length and the
-  condition: ``If-Match: <etag read>`` or ``If-None-Match: *``. Above 5 GiB,
-  which one PutObject cannot carry, the spool is uploaded in parts and the
-  condition goes on CompleteMultipartUpload.
-- Passthrough writes stream: the first part's worth of the body is
-  buffered; a body that ends within it is one PutObject, a longer one
-  becomes a multipart upload fed as parts fill and aborted on any failure.
-- Reads stream GetObject, ranges map to S3 ranges. Deletes check existence
-  (and the revision) first, then delete with ``If-Match`` when conditional.
+- Writes stream, buffered and passthrough alike (the runtime is what
+  buffers): the first part's worth of the body is held; a body that ends
+  within it is one PutObject carrying Content-Length and the condition
+  (``If-Match: <etag read>`` or ``If-None-Match: *``), a longer one becomes a
+  multipart upload fed as parts fill, ``S3_PARTS_IN_FLIGHT`` parts at once,
+  completed under the condition and aborted on any failure.
+- Reads are ranged GetObjects fanned out by ``s3_read`` (the first small,
+  the rest pinned to its ETag and fetched ahead of the reader).
+- Deletes check existence (and the revision) first, then delete with
+  ``If-Match`` when conditional.
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
 - Listing is ListObjectsV2; its continuation token is the page token.
@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions as bx
 
@@ -52,36 +51,27 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional, content_range, no_chunks
-from ._threads import BlockingChunks, BlockingPool, spool
+from ._object_store import conditional
+from ._threads import BlockingPool
+from ._transfer import Part, PartBuffers, prepend, regroup
 from .s3_client import (
     MAX_OBJECT_SIZE,
     S3,
     SINGLE_REQUEST_LIMIT,
     S3Config,
-    error_code,
     quote_etag,
-    s3_errors,
     strip_etag,
 )
 from .s3_multipart import (
     MultipartUpload,
-    Part,
     copy_in_parts,
-    file_parts,
     part_size_for,
-    regroup,
     upload_parts,
 )
+from .s3_read import read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
-
-
-def _range_header(spec: RangeSpec) -> str:
-    if spec.first is None:
-        return f"bytes=-{spec.last or 0}"
-    return f"bytes={spec.first}-" + ("" if spec.last is None else str(spec.last))
 
 
 def _condition_args(condition: WriteCondition) -> dict[str, str]:
@@ -125,7 +115,7 @@ class _S3Connector(Connector):
     async def open(self) -> None:
         pool = BlockingPool(self.config.max_connections, "s3")
         client = await pool.run(self.config.make_client)
-        self._s3 = S3(client, pool, self.config.bucket)
+        self._s3 = S3(client, pool, self.config.bucket, self.config.transfer)
 
     async def close(self) -> None:
         s3, self._s3 = self._s3, None
@@ -157,41 +147,7 @@ class _S3Connector(Connector):
         )
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
-        args: dict[str, Any] = {"Bucket": self.s3.bucket, "Key": self._full(key)}
-        if byte_range is not None:
-            args["Range"] = _range_header(byte_range)
-        with s3_errors(key):
-            try:
-                answer = await self.s3.pool.run(self.s3.client.get_object, **args)
-            except bx.ClientError as exc:
-                if error_code(exc) != "InvalidRange" or byte_range is None:
-                    raise
-                return await self._empty_or_refused(key, byte_range)
-        body = answer["Body"]
-        length = answer["ContentLength"]
-        start, size = content_range(answer.get("ContentRange"), length)
-        meta = ObjectMeta(
-            key=key,
-            size=size,
-            etag=strip_etag(answer["ETag"]),
-            content_type=answer.get("ContentType"),
-            last_modified=answer["LastModified"].timestamp(),
-        )
-        chunks = BlockingChunks(
-            self.s3.pool,
-            body.read,
-            length,
-            close=body.close,
-            errors=functools.partial(s3_errors, key),
-            what=f"the S3 object {key!r}",
-        )
-        return ReadStream(meta, start, length, chunks)
-
-    async def _empty_or_refused(self, key: str, byte_range: RangeSpec) -> ReadStream:
-        """S3 refused the range: refuse it the same way, or answer a range that is empty by rule."""
-        meta = await self.stat(key)
-        start, length = byte_range.resolve(meta.size, key)
-        return ReadStream(meta, start, length, no_chunks())
+        return await read_object(self.s3, self._full(key), key, byte_range)
 
     # -- write ------------------------------------------------------------------
 
@@ -203,7 +159,7 @@ class _S3Connector(Connector):
     async def _put(
         self,
         key: str,
-        body: Part | IO[bytes],
+        body: Part,
         size: int,
         condition: WriteCondition,
         content_type: str | None,
@@ -225,19 +181,32 @@ class _S3Connector(Connector):
             key=key, size=size, etag=strip_etag(answer["ETag"]), content_type=content_type
         )
 
-    async def _upload_in_parts(
+    async def _write_streamed(
         self,
         key: str,
-        parts: AsyncIterator[Part],
+        body: AsyncIterator[bytes],
+        size: int | None,
         condition: WriteCondition,
         content_type: str | None,
     ) -> ObjectMeta:
+        """One PutObject for a body shorter than a part, else a multipart upload fed as parts fill."""
+        part_size = part_size_for(size, self.config.part_size)
+        buffers = PartBuffers(part_size)
+        parts = regroup(body, part_size, buffers)
+        first = await anext(parts, b"")
+        if len(first) < part_size:
+            await parts.aclose()
+            return await self._put(key, first, len(first), condition, content_type)
         upload = MultipartUpload(self.s3, self._full(key), key)
         with conditional(key, condition):
-            etag, size = await upload_parts(
-                upload, parts, content_type=content_type, conditions=_condition_args(condition)
+            etag, total = await upload_parts(
+                upload,
+                prepend(first, parts),
+                buffers,
+                content_type=content_type,
+                conditions=_condition_args(condition),
             )
-        return ObjectMeta(key=key, size=size, etag=etag, content_type=content_type)
+        return ObjectMeta(key=key, size=total, etag=etag, content_type=content_type)
 
     # -- delete -------------------------------------------------------------------
 
@@ -405,7 +374,7 @@ class _S3Connector(Connector):
 
 
 class _S3Buffered(_S3Connector):
-    """Writes arrive whole: spool, then one PutObject (parts above 5 GiB)."""
+    """Writes arrive whole (with their length) from the runtime's spool."""
 
     async def write(
         self,
@@ -417,15 +386,7 @@ class _S3Buffered(_S3Connector):
         content_type: str | None = None,
     ) -> ObjectMeta:
         await self._check_new_path(key, condition)
-        spooled, total = await spool(body, self.s3.pool)
-        try:
-            if total <= SINGLE_REQUEST_LIMIT:
-                return await self._put(key, spooled, total, condition, content_type)
-            part_size = part_size_for(total, self.config.part_size)
-            parts = file_parts(self.s3.pool, spooled, part_size)
-            return await self._upload_in_parts(key, parts, condition, content_type)
-        finally:
-            spooled.close()
+        return await self._write_streamed(key, body, size, condition, content_type)
 
 
 class S3BufferedLww(_S3Buffered):
@@ -452,16 +413,4 @@ class S3Passthrough(_S3Connector):
         content_type: str | None = None,
     ) -> ObjectMeta:
         await self._check_new_path(key, condition)
-        part_size = part_size_for(size, self.config.part_size)
-        parts = regroup(body, part_size)
-        first = await anext(parts, b"")
-        if len(first) < part_size:
-            await parts.aclose()
-            return await self._put(key, first, len(first), condition, content_type)
-        return await self._upload_in_parts(key, _prepend(first, parts), condition, content_type)
-
-
-async def _prepend(first: Part, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
-    yield first
-    async for part in rest:
-        yield part
+        return await self._write_streamed(key, body, size, condition, content_type)

@@ -14,7 +14,11 @@ S3-compatible stores), the standard AWS credential chain
 ``AWS_PROFILE``, web identity, instance roles), ``S3_ADDRESSING_STYLE``
 (auto | path | virtual; path when an endpoint is set), ``S3_PART_SIZE``
 (multipart part size, default 8 MiB, at least 5 MiB), ``S3_PRESIGN_EXPIRES``
-(seconds, default 3600), ``S3_MAX_CONNECTIONS`` (default 32),
+(seconds, default 3600), ``S3_MAX_CONNECTIONS`` (default 32; also the bound
+on part requests in flight per connector), ``S3_PARTS_IN_FLIGHT`` (ranged
+GETs or part uploads in flight per open file or upload, default 8),
+``S3_TRANSFER_MEMORY`` (bytes of parts in flight per connector, default
+256 MiB),
 ``S3_CONNECT_TIMEOUT_SECONDS`` (default 5), ``S3_READ_TIMEOUT_SECONDS``
 (default 60), ``S3_MAX_ATTEMPTS`` (tries per request, default 5).
 
@@ -47,6 +51,7 @@ from ..errors import (
 )
 from ..settings import Settings
 from ._threads import BlockingPool
+from ._transfer import TransferLimits, TransferSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -166,6 +171,7 @@ class S3Config:
     secret_access_key: str | None
     session_token: str | None
     profile: str | None
+    transfer: TransferSettings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Config:
@@ -187,6 +193,7 @@ class S3Config:
             raise ConfigError(
                 f"S3_PRESIGN_EXPIRES must be at most {MAX_PRESIGN_SECONDS} (7 days), got {expires}"
             )
+        max_connections = settings.integer("S3_MAX_CONNECTIONS", 32, minimum=1)
         access_key = settings.optional("AWS_ACCESS_KEY_ID")
         secret_key = settings.optional("AWS_SECRET_ACCESS_KEY")
         if (access_key is None) != (secret_key is None):
@@ -199,7 +206,7 @@ class S3Config:
             addressing_style=cast(AddressingStyle, style),
             part_size=part_size,
             presign_expires=expires,
-            max_connections=settings.integer("S3_MAX_CONNECTIONS", 32, minimum=1),
+            max_connections=max_connections,
             connect_timeout=settings.number("S3_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
             read_timeout=settings.number("S3_READ_TIMEOUT_SECONDS", 60.0, minimum=0.1),
             max_attempts=settings.integer("S3_MAX_ATTEMPTS", 5, minimum=1),
@@ -207,6 +214,9 @@ class S3Config:
             secret_access_key=secret_key,
             session_token=settings.optional("AWS_SESSION_TOKEN"),
             profile=settings.optional("AWS_PROFILE"),
+            transfer=TransferSettings.from_settings(
+                settings, "S3", part_size=part_size, requests=max_connections
+            ),
         )
 
     def make_client(self) -> S3Client:
@@ -242,10 +252,13 @@ class S3Config:
 class S3:
     """One bucket through one client; every call runs in the pool inside the error table."""
 
-    def __init__(self, client: S3Client, pool: BlockingPool, bucket: str) -> None:
+    def __init__(
+        self, client: S3Client, pool: BlockingPool, bucket: str, transfer: TransferSettings
+    ) -> None:
         self.client = client
         self.pool = pool
         self.bucket = bucket
+        self.limits = TransferLimits(transfer)
 
     async def call(
         self, key: str | None, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

@@ -1,28 +1,26 @@
 """S3 multipart transfers: uploads fed part by part, and server-side copies above 5 GiB.
 
-Owns: regrouping a body into parts of at least the part size, uploading parts
-with one in flight while the next one fills (so memory stays at about two
-parts), completing with the caller's conditions (``If-Match`` /
-``If-None-Match`` on CompleteMultipartUpload), aborting on any failure — the
-body raising, the client going away, a cancelled request — so no partial
-object ever appears, and UploadPartCopy in ranges for copies that one
-CopyObject cannot carry.
+Owns: a multipart upload fed by ``send_parts`` (up to ``S3_PARTS_IN_FLIGHT``
+part uploads at once while the next part fills, so memory stays at that
+many parts plus one), completing with the caller's conditions (``If-Match``
+/ ``If-None-Match`` on CompleteMultipartUpload), aborting on any failure —
+the body raising, the client going away, a cancelled request — once no part
+upload is running any more, so no partial object ever appears, and
+UploadPartCopy in ranges for copies that one CopyObject cannot carry.
 
 Must not: decide when a transfer is multipart (``s3`` does), or buffer more
-than the part in flight and the part being filled.
+than the parts in flight and the part being filled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from ..errors import TooLarge
-from ._threads import BlockingPool
+from ._transfer import Part, PartBuffers, send_parts
 from .s3_client import MAX_PARTS, S3, MiB, quote_etag, strip_etag
 
 if TYPE_CHECKING:
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("asya_state_connectors.s3")
 
 COPY_PART_SIZE = 512 * MiB
-# A part as uploaded: a reused buffer while streaming, plain bytes otherwise.
-Part = bytes | bytearray
 
 
 def part_size_for(size: int | None, configured: int) -> int:
@@ -40,43 +36,6 @@ def part_size_for(size: int | None, configured: int) -> int:
     if size is None or size <= configured * MAX_PARTS:
         return configured
     return math.ceil(size / MAX_PARTS / MiB) * MiB
-
-
-async def regroup(body: AsyncIterator[bytes], part_size: int) -> AsyncGenerator[Part]:
-    """``body`` cut into parts of exactly ``part_size`` bytes; only the last may be shorter.
-
-    Full parts are two buffers used in turn, so a part's memory is reused two
-    parts later: the consumer must be done with a part before asking for the
-    one after the next (``upload_parts`` keeps one upload in flight). Reusing
-    the buffers keeps the process from growing with every part, and equal
-    parts keep stores that demand them working.
-    """
-    spare: bytearray | None = None
-    current = bytearray()  # grows until the first part is full, then has a fixed size
-    filled = 0
-    async for chunk in body:
-        view = memoryview(chunk)
-        while view:
-            take = min(len(view), part_size - filled)
-            if len(current) < part_size:
-                current += view[:take]
-            else:
-                current[filled : filled + take] = view[:take]
-            filled += take
-            view = view[take:]
-            if filled == part_size:
-                yield current
-                current, spare = spare or bytearray(part_size), current
-                filled = 0
-    if len(current) < part_size:
-        yield current  # the whole body, or a first part that never filled
-    elif filled:
-        yield bytes(memoryview(current)[:filled])
-
-
-async def file_parts(pool: BlockingPool, file: IO[bytes], part_size: int) -> AsyncIterator[Part]:
-    while part := await pool.run(file.read, part_size):
-        yield part
 
 
 class MultipartUpload:
@@ -172,30 +131,24 @@ class MultipartUpload:
 async def upload_parts(
     upload: MultipartUpload,
     parts: AsyncIterator[Part],
+    buffers: PartBuffers,
     *,
     content_type: str | None,
     conditions: dict[str, str],
 ) -> tuple[str, int]:
-    """Upload every part (one in flight while the next is produced); returns (etag, size)."""
-    pending: asyncio.Future[None] | None = None
-    size = 0
+    """Upload every part, several at once (``send_parts``); returns (etag, size)."""
     try:
         await upload.begin(content_type)
-        number = 0
-        async for part in parts:
-            number += 1
-            if number > MAX_PARTS:
-                raise TooLarge(f"the body needs more than {MAX_PARTS} parts", key=upload.key)
-            size += len(part)
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(upload.upload(number, part))
-        if pending is not None:
-            await pending
+        _, size = await send_parts(
+            parts,
+            upload.upload,
+            upload.s3.limits,
+            buffers,
+            max_parts=MAX_PARTS,
+            key=upload.key,
+        )
         return await upload.complete(conditions), size
     except BaseException:
-        if pending is not None:
-            await _settle(pending)
         await upload.abort()
         raise
 
@@ -220,9 +173,3 @@ async def copy_in_parts(
     except BaseException:
         await upload.abort()
         raise
-
-
-async def _settle(pending: Awaitable[None]) -> None:
-    """Wait for a part upload we are giving up on, ignoring its outcome."""
-    with contextlib.suppress(BaseException):
-        await pending

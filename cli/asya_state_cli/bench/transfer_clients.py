@@ -1,0 +1,191 @@
+"""The libraries' own large-object transfers, run inside the benchmark's handler process.
+
+Owns: what ``asya-state bench --transfer`` compares the file API with, at the
+same concurrency and part size on the same shaped endpoint: boto3's transfer
+manager (s3transfer, threads) and google-cloud-storage's ``transfer_manager``
+(sliced downloads into a file, XML multipart uploads), each also with one
+stream (concurrency 1: what one connection delivers); and the time to the
+first byte of a read through the file API and through one plain GET.
+
+Must not: aggregate or judge numbers, or import a backend client at module
+import (the handler process imports this for every task).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .stores import LARGE_BLOCK, BenchError, _BlockReader
+
+
+def _s3_client(config: Mapping[str, Any]) -> Any:
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=config["endpoint"],
+        region_name=config["region"],
+        aws_access_key_id=config["access_key"],
+        aws_secret_access_key=config["secret_key"],
+        config=botocore.config.Config(max_pool_connections=int(config["concurrency"]) + 2),
+    )
+
+
+def _gcs_bucket(config: Mapping[str, Any]) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=config["project"],
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": config["endpoint"]},
+    )
+    return client.bucket(config["bucket"])
+
+
+def s3_transfer(config: Mapping[str, Any], kind: str, key: str, size: int, block: bytes) -> float:
+    """Seconds for boto3's transfer manager to write or read ``key`` (``size`` bytes)."""
+    from boto3.s3.transfer import TransferConfig
+
+    client = _s3_client(config)
+    part = int(config["part_size"])
+    settings = TransferConfig(
+        multipart_threshold=part,
+        multipart_chunksize=part,
+        max_concurrency=int(config["concurrency"]),
+        use_threads=int(config["concurrency"]) > 1,
+    )
+    try:
+        start = time.perf_counter()
+        if kind == "write":
+            client.upload_fileobj(_BlockReader(size, block), config["bucket"], key, Config=settings)
+        else:
+            sink = _Sink()
+            client.download_fileobj(config["bucket"], key, sink, Config=settings)
+            if sink.count != size:
+                raise BenchError(f"read {sink.count} bytes of {key!r}, expected {size}")
+        return time.perf_counter() - start
+    finally:
+        client.close()
+
+
+def gcs_transfer(config: Mapping[str, Any], kind: str, key: str, size: int, block: bytes) -> float:
+    """Seconds for google-cloud-storage to write or read ``key``: transfer_manager, or one stream."""
+    from google.cloud.storage import transfer_manager
+
+    bucket = _gcs_bucket(config)
+    part = int(config["part_size"])
+    workers = int(config["concurrency"])
+    blob = bucket.blob(key, chunk_size=part)
+    with tempfile.TemporaryDirectory(prefix="asya-bench-gcs-") as scratch:
+        path = os.path.join(scratch, "object.bin")
+        if kind == "write" and workers > 1:
+            # transfer_manager uploads from a file: writing it is not timed.
+            with open(path, "wb") as file:
+                reader = _BlockReader(size, block)
+                while piece := reader.read(LARGE_BLOCK):
+                    file.write(piece)
+        start = time.perf_counter()
+        if kind == "write" and workers > 1:
+            transfer_manager.upload_chunks_concurrently(
+                path,
+                blob,
+                chunk_size=part,
+                max_workers=workers,
+                worker_type=transfer_manager.THREAD,
+            )
+        elif kind == "write":
+            blob.upload_from_file(_BlockReader(size, block), size=size)
+        elif workers > 1:
+            blob.reload()
+            # The emulator's media link names its own address: without it the
+            # slices are fetched through the endpoint given, the shaped link.
+            blob._properties.pop("mediaLink", None)
+            transfer_manager.download_chunks_concurrently(
+                blob,
+                path,
+                chunk_size=part,
+                max_workers=workers,
+                worker_type=transfer_manager.THREAD,
+            )
+            if os.path.getsize(path) != size:
+                raise BenchError(f"read {os.path.getsize(path)} bytes of {key!r}, expected {size}")
+        else:
+            sink = _Sink()
+            blob.download_to_file(sink)
+            if sink.count != size:
+                raise BenchError(f"read {sink.count} bytes of {key!r}, expected {size}")
+        return time.perf_counter() - start
+
+
+def first_byte_of_file(path: str) -> float:
+    """Seconds from ``open`` to the first byte of ``path`` through the file API."""
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as file:
+        if not file.read(1):
+            raise BenchError(f"{path} is empty")
+        return time.perf_counter() - start
+
+
+def first_byte_direct(config: Mapping[str, Any], key: str) -> float:
+    """Seconds from sending one GET to its first body byte, with the backend's own client."""
+    if config["kind"] == "s3":
+        client = _s3_client(config)
+        try:
+            start = time.perf_counter()
+            body = client.get_object(Bucket=config["bucket"], Key=key)["Body"]
+            body.read(1)
+            seconds = time.perf_counter() - start
+            body.close()
+            return seconds
+        finally:
+            client.close()
+    bucket = _gcs_bucket(config)
+    blob = bucket.blob(key)
+    start = time.perf_counter()
+    with blob.open("rb", chunk_size=LARGE_BLOCK) as file:
+        file.read(1)
+        return time.perf_counter() - start
+
+
+def remove_direct(config: Mapping[str, Any], key: str) -> None:
+    if config["kind"] == "s3":
+        client = _s3_client(config)
+        try:
+            client.delete_object(Bucket=config["bucket"], Key=key)
+        finally:
+            client.close()
+    else:
+        _gcs_bucket(config).blob(key).delete()
+
+
+class _Sink:
+    """A write-only file that counts what it is given (download_fileobj seeks never)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return len(data)
+
+
+def run_task(payload: Mapping[str, Any], block: bytes) -> dict[str, Any]:
+    task = payload["task"]
+    if task == "transfer_direct":
+        config = payload["client"]
+        run = s3_transfer if config["kind"] == "s3" else gcs_transfer
+        return {"seconds": run(config, payload["kind"], payload["key"], payload["size"], block)}
+    if task == "transfer_first_byte":
+        if "path" in payload:
+            return {"seconds": first_byte_of_file(payload["path"])}
+        return {"seconds": first_byte_direct(payload["client"], payload["key"])}
+    if task == "transfer_remove":
+        remove_direct(payload["client"], payload["key"])
+        return {}
+    raise BenchError(f"unknown task {task!r}")
