@@ -131,12 +131,11 @@ def mounted(served: Target) -> Iterator[Path]:
     assert served.socket is not None
     socket = Path(served.socket)
     asya_state_runtime.install(f"{socket.stem}:/state", socket_dir=str(socket.parent))
-    asya_state_runtime.reset_revisions()
     try:
-        yield Path("/state") / served.ns
+        with asya_state_runtime.revision_scope():
+            yield Path("/state") / served.ns
     finally:
         asya_state_runtime.uninstall()
-        asya_state_runtime.reset_revisions()
 
 
 def _says(exc: OSError, code: str) -> None:

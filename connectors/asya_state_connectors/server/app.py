@@ -30,7 +30,7 @@ from ..errors import (
     TooLarge,
     Unsupported,
 )
-from ..interface import Capability, Connector, ObjectMeta, WriteCondition
+from ..interface import Capability, Connector, Kind, ObjectMeta, WriteCondition
 from ..keys import validate_key
 from . import requests as rq
 from .http import Request, Response, StreamResponse, json_response
@@ -190,7 +190,7 @@ class ProtocolApp:
             stream = await self.connector.read(key, spec)
         except NotFound as exc:
             # Only a missing key pays for asking whether it is a directory.
-            conflict = await self.connector.path_conflict(key)
+            conflict = await self.connector.why_missing(key, exc)
             if conflict is not None:
                 raise conflict from exc
             raise
@@ -221,13 +221,20 @@ class ProtocolApp:
 
     async def stat(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest, allow_empty=True)
-        if key:
+        if key and rq.flag(params, "probe"):
+            # The os.path predicates: what is there, not why nothing is.
+            found = await self.connector.probe(key)
+            if found is Kind.MISSING:
+                raise NotFound(f"no object at {key!r}", key=key)
+            if isinstance(found, ObjectMeta):
+                return Response(200, headers=meta_headers(found))
+        elif key:
             try:
                 meta = await self.connector.stat(key)
                 return Response(200, headers=meta_headers(meta))
             except NotFound as exc:
                 missing = exc
-            conflict = await self.connector.path_conflict(key)
+            conflict = await self.connector.why_missing(key, missing)
             if conflict is None:
                 raise missing
             if not isinstance(conflict, IsADirectory):
