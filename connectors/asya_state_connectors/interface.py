@@ -287,6 +287,8 @@ class Connector(ABC):
         """
         try:
             return await self.stat(key)
+        except NotADirectory:
+            return Kind.MISSING  # a local disk's stat below a file says so
         except NotFound as exc:
             if isinstance(exc, Missing):
                 below = isinstance(exc.conflict, IsADirectory)
