@@ -31,6 +31,12 @@ NATS error table in ``nats_messages``.
 - Files and directories: a write that may create a key first looks at its
   ancestors and below it, at once and beside the read of the current entry;
   without a multi-key transaction a concurrent creator can still race it.
+  The ``os.path`` predicates ask for the key and below it at once too.
+- Cost: reads, directory checks and listings select subjects with filters
+  (the key's own subject, ``a.b.>`` below a directory), which JetStream
+  resolves in its subject index: other keys in the bucket do not add to
+  them. A listing delivers every entry below its prefix, subdirectories'
+  entries included, and rolls them up here.
 
 Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_KV_BUCKET`` (default ``asya-state``), ``NATS_KV_CREATE_BUCKET``
@@ -75,6 +81,7 @@ from ..interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
+    Kind,
     ListPage,
     ObjectMeta,
     RangeSpec,
@@ -477,6 +484,16 @@ class NatsKvBufferedCas(Connector):
                 yield bytes(view[offset : offset + CHUNK])
 
         return ReadStream(meta, start, length, chunks())
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        """The key's last message and the first message below it, asked at once: one round trip."""
+        session = await self._connection()
+        entry, below = await asyncio.gather(
+            self._latest(session, key), self._has_objects_below(key)
+        )
+        if entry is not None and entry.live:
+            return entry.meta(key)
+        return Kind.DIRECTORY if below else Kind.MISSING
 
     # -- write ------------------------------------------------------------------
 
