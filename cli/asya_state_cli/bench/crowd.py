@@ -1,22 +1,24 @@
-"""Foreign keys for the backends the suites run on: other actors' objects in the same store.
+"""Foreign keys: other actors' objects in the store a benchmark or test suite runs on.
 
 A platform runs many actors against one Redis database, one NATS bucket, one
-S3 or GCS bucket. Each ``crowd_*`` function stores ``count`` objects of
-other mounts (laid out as their connectors would store them) beside the
-mount under test, in bulk: pipelines on Redis, pipelined publishes on NATS,
-threads for the object stores. Some names are chosen to sort right next to
-the suite's own prefix (``conformance-x``, ``conformance.x``,
-``conformance0``) so that a listing or a directory check that matches names
-textually rather than by directory would pick them up.
+S3 or GCS bucket. Each ``crowd_*`` function stores objects ``start`` to
+``stop`` of a fixed sequence of other mounts' objects (laid out as their
+connectors would store them), in bulk: pipelines on Redis, pipelined
+publishes on NATS, threads for the object stores; calling it again with the
+next range grows the crowd. The first few names sort right next to the test
+suite's prefix (``conformance-x/``, ``conformance.x/``, ``conformance0/``)
+so that a listing or a directory check that matches names textually rather
+than by directory would pick them up.
 
-Must not: write under the prefix of a mount under test.
+Must not: write under ``bench-`` or ``conformance/`` (the mounts measured or
+tested), or import a backend client before its function is called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 # Other mounts' prefixes; the last three sort right after "conformance/"'s siblings.
@@ -24,16 +26,18 @@ BULK_PREFIX = "other-actor/"
 NEIGHBOURS = ("conformance-x/", "conformance.x/", "conformance0/")
 
 
-def foreign_names(count: int) -> Iterator[tuple[str, str]]:
-    """``count`` (mount prefix, key) pairs: mostly one bulk mount, a few next to ``conformance/``."""
-    for neighbour in NEIGHBOURS:
-        yield neighbour, "d/file.txt"
-        yield neighbour, "file.txt"
-    for i in range(count - 2 * len(NEIGHBOURS)):
-        yield BULK_PREFIX, f"sessions/s{i % 100:02d}/k{i:07d}.json"
+def foreign_names(start: int, stop: int) -> Iterator[tuple[str, str]]:
+    """(mount prefix, key) pairs ``start`` to ``stop`` of the sequence: a few next to
+    ``conformance/``, then one bulk mount's sessions in 100 directories."""
+    near = [(n, key) for n in NEIGHBOURS for key in ("d/file.txt", "file.txt")]
+    for i in range(start, stop):
+        if i < len(near):
+            yield near[i]
+        else:
+            yield BULK_PREFIX, f"sessions/s{i % 100:02d}/k{i:07d}.json"
 
 
-def crowd_redis(url: str, count: int) -> None:
+def crowd_redis(url: str, start: int, stop: int) -> None:
     """Objects of other mounts in the connector's layout: value, metadata hash, name index."""
     import redis
 
@@ -42,7 +46,7 @@ def crowd_redis(url: str, count: int) -> None:
     client = redis.Redis.from_url(url)
     try:
         pipe = client.pipeline(transaction=False)
-        for n, (prefix, key) in enumerate(foreign_names(count), 1):
+        for n, (prefix, key) in enumerate(foreign_names(start, stop), 1):
             data = (prefix + key).encode()
             pipe.set(data, b"{}")
             pipe.hset(data + lua.META_SUFFIX, mapping={"etag": "e", "size": 2, "mtime": "1.0"})
@@ -54,7 +58,7 @@ def crowd_redis(url: str, count: int) -> None:
         client.close()
 
 
-def crowd_nats(url: str, bucket: str, count: int) -> None:
+def crowd_nats(url: str, bucket: str, start: int, stop: int) -> None:
     """Entries of other mounts in ``bucket`` (created if missing), as the connector encodes keys."""
     import nats
     from nats.js import api
@@ -75,7 +79,7 @@ def crowd_nats(url: str, bucket: str, count: int) -> None:
                 async with gate:
                     await js.publish(f"$KV.{bucket}.{encode_key(prefix + key)}", b"{}")
 
-            await asyncio.gather(*(one(p, k) for p, k in foreign_names(count)))
+            await asyncio.gather(*(one(p, k) for p, k in foreign_names(start, stop)))
         finally:
             await nc.close()
 
@@ -84,21 +88,22 @@ def crowd_nats(url: str, bucket: str, count: int) -> None:
         thread.submit(lambda: asyncio.run(fill())).result()
 
 
-def crowd_directory(root: Path, count: int) -> None:
+def crowd_directory(root: Path, start: int, stop: int) -> None:
     """Files of other mounts beside the local-directory connector's own."""
-    for prefix, key in foreign_names(count):
+    for prefix, key in foreign_names(start, stop):
         path = root / prefix / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"{}")
 
 
-def _in_threads(put: Callable[[str], object], count: int) -> None:
+def _in_threads(put: Callable[[str], object], start: int, stop: int) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        for _ in pool.map(put, (p + k for p, k in foreign_names(count))):
+        for _ in pool.map(put, (p + k for p, k in foreign_names(start, stop))):
             pass
 
 
-def crowd_s3(env: dict[str, str], count: int) -> None:
+def crowd_s3(env: Mapping[str, str], bucket: str, start: int, stop: int) -> None:
+    """Objects in ``bucket`` of the S3 endpoint a connector environment names."""
     import boto3
 
     client = boto3.client(
@@ -108,14 +113,16 @@ def crowd_s3(env: dict[str, str], count: int) -> None:
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    bucket = env["STATE_BUCKET"]
     try:
-        _in_threads(lambda name: client.put_object(Bucket=bucket, Key=name, Body=b"{}"), count)
+        _in_threads(
+            lambda name: client.put_object(Bucket=bucket, Key=name, Body=b"{}"), start, stop
+        )
     finally:
         client.close()
 
 
-def crowd_gcs(env: dict[str, str], count: int) -> None:
+def crowd_gcs(env: Mapping[str, str], bucket: str, start: int, stop: int) -> None:
+    """Objects in ``bucket`` of the GCS endpoint a connector environment names."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -124,5 +131,5 @@ def crowd_gcs(env: dict[str, str], count: int) -> None:
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]},
     )
-    bucket = client.bucket(env["STATE_BUCKET"])
-    _in_threads(lambda name: bucket.blob(name).upload_from_string(b"{}"), count)
+    target = client.bucket(bucket)
+    _in_threads(lambda name: target.blob(name).upload_from_string(b"{}"), start, stop)
