@@ -2,7 +2,7 @@
 
 Compare-and-swap between independent clients, the storage layout other
 Redis clients see, the name index (no SCAN on any request, objects stored
-before it indexed on first use, vanished names pruned, a rebuild), staged uploads, reads that
+before it indexed on first use, vanished names pruned, ``asya-state reindex``), staged uploads, reads that
 overlap an overwrite, expiry, ACLs, TLS, Unix sockets, configuration errors,
 and an outage with recovery (directly and through a connector process).
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -366,17 +368,28 @@ async def test_names_of_objects_that_expired_or_were_deleted_by_hand_are_pruned(
     assert await raw.zrange(prefix.encode() + lua.INDEX_SUFFIX, 0, -1) == [lua.COMPLETE, b"gone"]
 
 
-async def test_rebuilding_the_index_drops_names_and_adds_objects_it_missed(
-    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str
+async def test_asya_state_reindex_drops_names_and_adds_objects_the_index_missed(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str, redis_server: RedisServer
 ) -> None:
     await put(connector, "kept.txt", b"x")
     # Written by a connector without the index (during a rolling upgrade, say).
     await _legacy_object(raw, prefix.encode() + b"unseen/by-old-version.txt", b"old")
     await raw.zadd(prefix.encode() + lua.INDEX_SUFFIX, {b"phantom": 0})
     assert (await connector.list("")).prefixes == []
-    assert await connector.rebuild_index() == 2
+    command = [sys.executable, "-m", "asya_state_cli", "reindex"]
+    env = {**os.environ, "REDIS_URL": redis_server.url, "STATE_PREFIX": prefix}
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"indexed 2 objects under {prefix!r}")
     page = await connector.list("")
     assert ([m.key for m in page.entries], page.prefixes) == (["kept.txt"], ["unseen/"])
+    without_url = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    refused = await asyncio.to_thread(
+        subprocess.run, command, env=without_url, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "REDIS_URL" in refused.stderr
 
 
 async def test_failed_staged_upload_keeps_the_old_value_and_leaves_no_staging_key(
