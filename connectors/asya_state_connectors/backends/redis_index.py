@@ -32,7 +32,8 @@ from .redis_link import RedisLink
 
 log = logging.getLogger("asya_state_connectors.redis")
 
-SCAN_COUNT = 1000
+# Keys SCAN looks at per call: a few milliseconds of Redis time each.
+SCAN_COUNT = 10_000
 LOCK_MS = 30_000
 WAIT_SECONDS = 0.05
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
