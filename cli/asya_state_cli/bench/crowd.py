@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -130,6 +131,8 @@ def crowd_directory(root: Path, start: int, stop: int) -> None:
         path = root / prefix / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"{}")
+    # Written back now, not while the next measurement runs.
+    os.sync()
 
 
 def _in_threads(put: Callable[[str], object], start: int, stop: int) -> None:
