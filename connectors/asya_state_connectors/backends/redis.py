@@ -36,7 +36,7 @@ Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
 ``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
 ``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
-other commands: listing, staging, health checks), ``REDIS_TIMEOUT_SECONDS``
+other commands: staging, building the index, health checks), ``REDIS_TIMEOUT_SECONDS``
 (per command, default 10).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
