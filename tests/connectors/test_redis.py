@@ -308,6 +308,25 @@ async def test_objects_stored_before_the_index_are_indexed_once_on_first_use(
         await connector.close()
 
 
+async def test_without_the_index_scan_a_new_mount_starts_empty_and_never_scans(
+    redis_server: RedisServer, raw: aioredis.Redis, prefix: str
+) -> None:
+    await _legacy_object(raw, prefix.encode() + b"old/from-before.txt", b"old")
+    connector = make(redis_server.url, prefix, REDIS_INDEX_SCAN="false")
+    try:
+
+        async def first_use() -> None:
+            await put(connector, "new.txt", b"new")
+            page = await connector.list("")
+            assert ([m.key for m in page.entries], page.prefixes) == (["new.txt"], [])
+
+        assert _scans(await _commands_during(redis_server, raw, first_use)) == []
+        # What was stored before stays readable; only the index does not know it.
+        assert await get(connector, "old/from-before.txt") == b"old"
+    finally:
+        await connector.close()
+
+
 async def test_concurrent_first_users_build_the_index_once_and_all_see_it(
     redis_server: RedisServer, raw: aioredis.Redis, prefix: str
 ) -> None:

@@ -37,7 +37,9 @@ Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
 ``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
 other commands: staging, building the index, health checks), ``REDIS_TIMEOUT_SECONDS``
-(per command, default 10).
+(per command, default 10), ``REDIS_INDEX_SCAN`` (default true; false when the
+database holds nothing written before the name index, so a new mount's
+index starts empty instead of after a SCAN).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
 the revision the writer read, inside the script; MULTI only groups reads),
@@ -208,6 +210,7 @@ class RedisBufferedCas(Connector):
         *,
         max_connections: int,
         timeout: float,
+        scan_for_index: bool = True,
     ) -> None:
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
@@ -217,7 +220,7 @@ class RedisBufferedCas(Connector):
         self._link = RedisLink(pool, max_connections, timeout)
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
-        self._indexer = IndexBuilder(self._client, self._link, self._root)
+        self._indexer = IndexBuilder(self._client, self._link, self._root, scan=scan_for_index)
         self._index = self._indexer.index
 
     @classmethod
@@ -253,7 +256,14 @@ class RedisBufferedCas(Connector):
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
-        return cls(pool, settings.prefix, limit, max_connections=max_connections, timeout=timeout)
+        return cls(
+            pool,
+            settings.prefix,
+            limit,
+            max_connections=max_connections,
+            timeout=timeout,
+            scan_for_index=settings.flag("REDIS_INDEX_SCAN", True),
+        )
 
     # -- layout -------------------------------------------------------------
 
