@@ -31,6 +31,7 @@ from .interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
+    Kind,
     ListPage,
     ObjectMeta,
     RangeSpec,
@@ -89,6 +90,15 @@ class HttpConnector(Connector):
             await _raise_for_error(response)
             if response.headers.get("X-Asya-Kind") == "directory":
                 raise ERRORS_BY_CODE["not_found"](f"{key!r} is a directory", key=key)
+            return _meta(key, response.headers)
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        async with self.session.head(_object_url(key, "?probe=true")) as response:
+            if response.status == 404:
+                return Kind.MISSING
+            await _raise_for_error(response)
+            if response.headers.get("X-Asya-Kind") == "directory":
+                return Kind.DIRECTORY
             return _meta(key, response.headers)
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
@@ -219,8 +229,8 @@ class HttpConnector(Connector):
             await _raise_for_error(response)
 
 
-def _object_url(key: str) -> URL:
-    return URL(f"{BASE}/v1/objects/{encode_key(key)}", encoded=True)
+def _object_url(key: str, query: str = "") -> URL:
+    return URL(f"{BASE}/v1/objects/{encode_key(key)}{query}", encoded=True)
 
 
 def _xattr_url(key: str) -> URL:

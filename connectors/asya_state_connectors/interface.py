@@ -25,7 +25,11 @@ Rules every backend follows (the conformance suite checks them):
   transactions; a write conditional on a revision the writer read skips it,
   since the key then holds an object. Reads and stats of a missing key say
   NotFound; the server then asks ``path_conflict`` why, so only the
-  not-found path pays for the answer.
+  not-found path pays for the answer. A backend that learned the answer
+  in the same request raises ``Missing`` (a NotFound carrying it) instead.
+- Cost does not grow with keys outside the question: a stat, a directory
+  check and a listing page cost O(log N) or better in the keys the backend
+  holds (for other mounts too) and O(n) in the entries returned.
 """
 
 from __future__ import annotations
@@ -137,6 +141,25 @@ class ReadStream:
         closer = getattr(self.chunks, "aclose", None)
         if closer is not None:
             await closer()
+
+
+class Kind(enum.Enum):
+    """What ``probe`` finds at a key that is not a file."""
+
+    DIRECTORY = "directory"
+    MISSING = "missing"
+
+
+class Missing(NotFound):
+    """NotFound from a backend that learned, with the same request, why the key is not an object.
+
+    ``conflict`` is what ``path_conflict`` would answer: IsADirectory,
+    NotADirectory, or None when nothing is there at all.
+    """
+
+    def __init__(self, key: str, conflict: ConnectorError | None) -> None:
+        super().__init__(f"no object at {key!r}", key=key)
+        self.conflict = conflict
 
 
 def is_a_directory(key: str) -> IsADirectory:
@@ -274,6 +297,32 @@ class Connector(ABC):
             if is_object:
                 return not_a_directory(key, parent)
         return is_a_directory(key) if below else None
+
+    async def why_missing(self, key: str, missing: NotFound) -> ConnectorError | None:
+        """``path_conflict`` for a key a read or stat just found missing, reusing what it learned."""
+        if isinstance(missing, Missing):
+            return missing.conflict
+        return await self.path_conflict(key)
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        """What the ``os.path`` predicates need: a file's metadata, a directory, or nothing.
+
+        Unlike ``stat`` it need not say whether a parent is a file
+        (``exists``, ``isfile`` and ``isdir`` answer False either way), so a
+        backend can answer from fewer requests; the metadata may lack the
+        content type. This form: a stat, then on a miss a one-entry listing
+        under ``key/``.
+        """
+        try:
+            return await self.stat(key)
+        except NotADirectory:
+            return Kind.MISSING  # a local disk's stat below a file says so
+        except NotFound as exc:
+            if isinstance(exc, Missing):
+                below = isinstance(exc.conflict, IsADirectory)
+            else:
+                below = await self._has_objects_below(key)
+        return Kind.DIRECTORY if below else Kind.MISSING
 
     async def check_path(self, key: str) -> None:
         """Raise what ``path_conflict`` finds; called before a write that is not known to be an overwrite."""

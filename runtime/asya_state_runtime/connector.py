@@ -198,9 +198,15 @@ class MountClient:
 
     # -- objects -----------------------------------------------------------
 
-    def head(self, key: str, path: str) -> Meta | None:
-        """Stat ``key``: None when it is neither an object nor a non-empty prefix."""
-        reply = self._request("HEAD", OBJECTS + encode_key(key, path), path)
+    def head(self, key: str, path: str, *, probe: bool = False) -> Meta | None:
+        """Stat ``key``: None when it is neither an object nor a non-empty prefix.
+
+        ``probe`` asks only what is there (the os.path predicates): a missing
+        key is then None even below a file, which lets the connector answer
+        from fewer backend requests.
+        """
+        target = OBJECTS + encode_key(key, path) + ("?probe=true" if probe else "")
+        reply = self._request("HEAD", target, path)
         if reply.status == 404:
             reply.read_all()
             revisions.remember(self.mount.name, key, None)

@@ -103,9 +103,9 @@ def _forget_dirs(target: Target) -> None:
         )
 
 
-def _head(target: Target) -> connector.Meta | None:
+def _head(target: Target, *, probe: bool = False) -> connector.Meta | None:
     """HEAD of a key, where a directory this process made counts as an empty directory."""
-    meta = target.client.head(target.key, target.path)
+    meta = target.client.head(target.key, target.path, probe=probe)
     if meta is None:
         with _made_lock:
             made = (target.mount.name, target.key) in _made_dirs
@@ -122,10 +122,10 @@ def _not_a_directory(path: str) -> NotADirectoryError:
     return NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
 
 
-def stat(target: Target) -> os.stat_result:
+def stat(target: Target, *, probe: bool = False) -> os.stat_result:
     if not target.key:
         return make_stat(target, is_dir=True, size=0, mtime=None)
-    meta = _head(target)
+    meta = _head(target, probe=probe)
     if meta is None:
         raise _not_found(target.path)
     if target.dir_only and not meta.is_dir:
@@ -138,10 +138,12 @@ def probe(target: Target) -> os.stat_result | None:
 
     Unlike genericpath, an unreachable or silent connector is not "nothing
     there": "load or start fresh" code must not start fresh and then
-    overwrite state it could not see.
+    overwrite state it could not see. The connector is asked what is
+    there, not why nothing is (a parent that is a file), which it may answer
+    from one backend request.
     """
     try:
-        return stat(target)
+        return stat(target, probe=True)
     except (ConnectionError, TimeoutError):
         raise
     except (OSError, ValueError):

@@ -101,6 +101,32 @@ def test_targets_and_machine_are_in_the_table_and_the_json(run: tuple[Any, Any])
     assert results["command"] in completed.stdout
 
 
+def test_populated_mode_measures_each_operation_at_each_size_beside_other_mounts(
+    tmp_path: Any,
+) -> None:
+    out = tmp_path / "populated.json"
+    completed = bench(
+        "--backend", "redis", "--backend", "memory", "--populated", "10,500",
+        "--scale", "0.05", "--json", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(out.read_text())
+    rows = {(r["backend"], r["foreign"], r["workload"]): r for r in results["populated"]}
+    workloads = ["exists (present)", "exists (missing)", "stat", "listdir 5 entries"]
+    assert set(rows) == {("redis", size, w) for size in (10, 500) for w in workloads}
+    for row in rows.values():
+        assert row["proxy"]["n"] == row["direct"]["n"] > 0
+    assert rows[("redis", 500, "stat")]["proxy"]["n"] == 20  # 400 samples at scale 0.05
+    skipped = {(r["backend"], r["workload"]) for r in results["skipped"]}
+    assert ("memory", "populated backend") in skipped
+    names = {t["name"] for t in results["targets"] if t["backend"] == "redis"}
+    assert "stat p50, 500 vs 10 foreign keys" in names
+    assert "exists (missing) p50 vs a one-request stat, 500 foreign keys" in names
+    assert results["latency"] == []
+    assert results["contention"] == []
+    assert "Populated backends" in completed.stdout
+
+
 def test_bad_arguments_are_refused_with_the_option_named() -> None:
     completed = bench("--scale", "2")
     assert completed.returncode == 2
@@ -108,6 +134,9 @@ def test_bad_arguments_are_refused_with_the_option_named() -> None:
     completed = bench("--backend", "mongo")
     assert completed.returncode == 2
     assert "--backend" in completed.stderr
+    completed = bench("--populated", "many")
+    assert completed.returncode == 2
+    assert "--populated takes sizes" in completed.stderr
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 
 import asya_state_runtime
 from asya_state_connectors.errors import IsADirectory, NotADirectory, NotFound
-from asya_state_connectors.interface import Capability, WriteCondition
+from asya_state_connectors.interface import Capability, Kind, ObjectMeta, WriteCondition
 
 from .conftest import Target
 from .helpers import chunks_of, get, put
@@ -120,6 +120,28 @@ async def test_appending_to_a_directory_or_below_a_file_is_refused(target: Targe
     with pytest.raises(NotADirectory):
         await target.connector.append(target.key("f.txt/x"), chunks_of(b"tail"))
     assert await names_under(target, target.ns) == ([target.key("f.txt")], [target.key("dir/")])
+
+
+async def test_probe_says_what_is_there_a_file_a_directory_or_nothing(target: Target) -> None:
+    """What os.path.exists/isfile/isdir ask; a missing key below a file is simply missing."""
+    written = await put(target.connector, target.key("p/file.txt"), b"12345")
+    found = await target.connector.probe(target.key("p/file.txt"))
+    assert isinstance(found, ObjectMeta)
+    assert (found.key, found.size, found.etag) == (written.key, 5, written.etag)
+    assert await target.connector.probe(target.key("p")) is Kind.DIRECTORY
+    for missing in ("p/none", "p/file.txt/below", "p/fil", "nothing/at/all"):
+        assert await target.connector.probe(target.key(missing)) is Kind.MISSING, missing
+
+
+async def test_probe_sees_a_directory_behind_names_that_sort_before_it(target: Target) -> None:
+    # "d.bak", "d-old" and "d!" sort between "d" and "d/..."; more of them than
+    # one small listing page returns.
+    siblings = ["d.bak", "d-old", "d!", *(f"d.{i:02d}" for i in range(12))]
+    for name in [*siblings, "d/x", *(f"e.{i:02d}" for i in range(12))]:
+        await put(target.connector, target.key(name), b"x")
+    assert await target.connector.probe(target.key("d")) is Kind.DIRECTORY
+    assert isinstance(await target.connector.probe(target.key("d.bak")), ObjectMeta)
+    assert await target.connector.probe(target.key("e")) is Kind.MISSING
 
 
 # -- through the runtime, as a handler sees it ------------------------------------------

@@ -1,7 +1,8 @@
 """redis-buffered-cas specifics beyond the conformance suite, against real redis-server processes.
 
 Compare-and-swap between independent clients, the storage layout other
-Redis clients see, prefix escaping in SCAN, staged uploads, reads that
+Redis clients see, the name index (no SCAN on any request, objects stored
+before it indexed on first use, vanished names pruned, ``asya-state reindex``), staged uploads, reads that
 overlap an overwrite, expiry, ACLs, TLS, Unix sockets, configuration errors,
 and an outage with recovery (directly and through a connector process).
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,11 +37,21 @@ from asya_state_connectors.errors import (
     ConfigError,
     Conflict,
     ConnectorError,
+    IsADirectory,
+    NotADirectory,
     NotFound,
     PermissionDenied,
     TooLarge,
 )
-from asya_state_connectors.interface import Connector, ObjectMeta, RangeSpec, WriteCondition
+from asya_state_connectors.interface import (
+    Connector,
+    Kind,
+    ListPage,
+    Missing,
+    ObjectMeta,
+    RangeSpec,
+    WriteCondition,
+)
 from asya_state_connectors.settings import Settings
 from tests.conformance.helpers import (
     chunks_of,
@@ -118,14 +131,20 @@ async def test_a_retried_script_reports_its_own_success_not_a_conflict(
 ) -> None:
     """A lost reply makes the client run the script again; it must not call its own write a conflict."""
     write = raw.register_script(lua.WRITE)
-    data = (prefix + "retried").encode()
-    keys = [data, data + lua.META_SUFFIX]
-    # ARGV: condition, new etag, content type, number of ancestors (none here), value.
-    assert (await write(keys=keys, args=["*", "e1", "", 0, b"v1"]))[0] == lua.OK
+    root = prefix.encode()
+    data = root + b"retried"
+    index = root + lua.INDEX_SUFFIX
+    keys = [data, data + lua.META_SUFFIX, index]
+    # ARGV: condition, new etag, content type, number of ancestors (none here), root, name, value.
+    args = [0, root, "retried"]
+    assert (await write(keys=keys, args=["*", "e1", "", *args, b"v1"]))[0] == lua.NEEDS_INDEX
+    await raw.zadd(index, {lua.COMPLETE: 0})
+    assert (await write(keys=keys, args=["*", "e1", "", *args, b"v1"]))[0] == lua.OK
     for _ in range(2):
-        assert (await write(keys=keys, args=["e1", "e2", "", 0, b"v2"]))[0] == lua.OK
+        assert (await write(keys=keys, args=["e1", "e2", "", *args, b"v2"]))[0] == lua.OK
     assert await raw.get(data) == b"v2"
-    assert (await write(keys=keys, args=["e1", "e3", "", 0, b"v3"]))[0] == lua.CONFLICT
+    assert (await write(keys=keys, args=["e1", "e3", "", *args, b"v3"]))[0] == lua.CONFLICT
+    assert await raw.zrange(index, 0, -1) == [lua.COMPLETE, b"retried"]
 
 
 # -- the script connections ------------------------------------------------------
@@ -190,27 +209,206 @@ async def test_values_are_plain_strings_under_the_prefixed_key_in_the_chosen_db(
         await db0.aclose()
 
 
-async def test_listing_scans_only_the_escaped_prefix(
-    connector: RedisBufferedCas, redis_server: RedisServer, raw: aioredis.Redis
-) -> None:
-    for name in ["we*rd[1]?/a", "weXrd1X/b", "we\\rd/c", "weird/d"]:
-        await put(connector, name, b"x")
+async def _commands_during(
+    redis_server: RedisServer, raw: aioredis.Redis, work: Callable[[], Awaitable[None]]
+) -> list[str]:
+    """Every command Redis ran while ``work`` ran (from MONITOR)."""
     monitor = aioredis.Redis.from_url(redis_server.url)
     try:
         async with monitor.monitor() as feed:
-            listing = await connector.list("we*rd[1]?/")
-            backslash = await connector.list("we\\rd/")
-            await raw.echo("end-of-listing")
+            await work()
+            await raw.echo("end-of-work")
             commands: list[str] = []
-            while "end-of-listing" not in (command := (await feed.next_command())["command"]):
+            while "end-of-work" not in (command := (await feed.next_command())["command"]):
                 commands.append(command)
     finally:
         await monitor.aclose()
-    assert [m.key for m in listing.entries] == ["we*rd[1]?/a"]
-    assert [m.key for m in backslash.entries] == ["we\\rd/c"]
-    scans = [c for c in commands if c.startswith("SCAN ")]
-    assert len(scans) >= 2
-    assert all(" MATCH " in c for c in scans), "a SCAN without MATCH walks the whole keyspace"
+    return commands
+
+
+def _scans(commands: list[str]) -> list[str]:
+    return [c for c in commands if c.split(" ", 1)[0].upper() in ("SCAN", "KEYS")]
+
+
+async def test_listings_stats_and_directory_checks_never_scan(
+    connector: RedisBufferedCas, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    await put(connector, "dir/a", b"x")  # the first create finds and completes the index
+
+    async def work() -> None:
+        await put(connector, "dir/b", b"x")
+        await put(connector, "dir/sub/c", b"x")
+        assert [m.key for m in (await connector.list("dir/")).entries] == ["dir/a", "dir/b"]
+        assert (await connector.list("dir/")).prefixes == ["dir/sub/"]
+        with pytest.raises(IsADirectory):
+            await put(connector, "dir", b"x")
+        with pytest.raises(Missing) as missing:
+            await connector.stat("dir")
+        assert isinstance(missing.value.conflict, IsADirectory)
+        assert await connector.probe("dir/sub") is Kind.DIRECTORY
+        assert await connector.probe("nothing") is Kind.MISSING
+        await connector.rename("dir/b", "dir/sub/b")
+        await connector.delete("dir/a")
+
+    commands = await _commands_during(redis_server, raw, work)
+    assert _scans(commands) == []
+    assert any(c.startswith("ZRANGEBYLEX") for c in commands), "MONITOR shows script commands"
+    assert [m.key for m in (await connector.list("", delimiter=None)).entries] == [
+        "dir/sub/b",
+        "dir/sub/c",
+    ]
+
+
+async def _legacy_object(raw: aioredis.Redis, data: bytes, value: bytes) -> None:
+    """An object as a connector without the index stored it: value and metadata hash only."""
+    await raw.set(data, value)
+    meta = {"etag": "legacy", "size": len(value), "mtime": "1700000000.000000"}
+    await raw.hset(data + lua.META_SUFFIX, mapping=meta)  # type: ignore[arg-type]
+
+
+async def test_objects_stored_before_the_index_are_indexed_once_on_first_use(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Glob characters in the prefix: the one SCAN must match only this mount's keys.
+    prefix = f"we*rd[{uuid.uuid4().hex[:6]}]?/"
+    for name in ["a.txt", "dir/b.txt", "dir/deep/c.txt"]:
+        await _legacy_object(raw, prefix.encode() + name.encode(), name.encode())
+    sibling = prefix.replace("*", "X").replace("?", "Y").encode()
+    await _legacy_object(raw, sibling + b"foreign.txt", b"foreign")
+    await raw.set(prefix.encode() + b"not-an-object", b"no metadata hash")
+    connector = make(redis_server.url, prefix)
+    try:
+
+        async def first_use() -> None:
+            listing = await connector.list("", delimiter=None)
+            assert [m.key for m in listing.entries] == ["a.txt", "dir/b.txt", "dir/deep/c.txt"]
+            assert listing.entries[0].etag == "legacy"
+
+        first = await _commands_during(redis_server, raw, first_use)
+        scans = _scans(first)
+        assert scans, "the first listing indexes the stored objects"
+        assert all(" MATCH " in c for c in scans), "a SCAN without MATCH sees other mounts"
+
+        async def later() -> None:
+            with pytest.raises(IsADirectory):
+                await put(connector, "dir", b"over a directory of old objects")
+            with pytest.raises(NotADirectory):
+                await put(connector, "a.txt/below", b"below an old object")
+            assert (await connector.list("dir/")).prefixes == ["dir/deep/"]
+            assert await get(connector, "dir/deep/c.txt") == b"dir/deep/c.txt"
+
+        assert _scans(await _commands_during(redis_server, raw, later)) == []
+        # Another connector process finds the index complete.
+        other = make(redis_server.url, prefix)
+        try:
+            assert [m.key for m in (await other.list("dir/")).entries] == ["dir/b.txt"]
+        finally:
+            await other.close()
+    finally:
+        await connector.close()
+
+
+async def test_without_the_index_scan_a_new_mount_starts_empty_and_never_scans(
+    redis_server: RedisServer, raw: aioredis.Redis, prefix: str
+) -> None:
+    await _legacy_object(raw, prefix.encode() + b"old/from-before.txt", b"old")
+    connector = make(redis_server.url, prefix, REDIS_INDEX_SCAN="false")
+    try:
+
+        async def first_use() -> None:
+            await put(connector, "new.txt", b"new")
+            page = await connector.list("")
+            assert ([m.key for m in page.entries], page.prefixes) == (["new.txt"], [])
+
+        assert _scans(await _commands_during(redis_server, raw, first_use)) == []
+        # What was stored before stays readable; only the index does not know it.
+        assert await get(connector, "old/from-before.txt") == b"old"
+    finally:
+        await connector.close()
+
+
+async def test_concurrent_first_users_build_the_index_once_and_all_see_it(
+    redis_server: RedisServer, raw: aioredis.Redis, prefix: str
+) -> None:
+    async with raw.pipeline(transaction=False) as pipe:
+        for i in range(3000):
+            data = f"{prefix}old/{i:05d}".encode()
+            pipe.set(data, b"v")
+            pipe.hset(data + lua.META_SUFFIX, mapping={"etag": "e", "size": 1, "mtime": "1.0"})
+        await pipe.execute()
+    connectors = [make(redis_server.url, prefix) for _ in range(4)]
+    try:
+        listings = await asyncio.gather(
+            *(c.list("old/", limit=1000) for c in connectors),
+            *(put(c, f"new/{n}", b"created while indexing") for n, c in enumerate(connectors)),
+        )
+        for listing in listings[:4]:
+            assert isinstance(listing, ListPage)
+            assert len(listing.entries) == 1000
+            assert listing.next_token == "old/00999"
+        assert await raw.zcard(prefix.encode() + lua.INDEX_SUFFIX) == 3000 + 4 + 1
+    finally:
+        for c in connectors:
+            await c.close()
+
+
+async def test_names_of_objects_that_expired_or_were_deleted_by_hand_are_pruned(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str
+) -> None:
+    # More vanished names below one directory than one script call prunes.
+    count = lua.PRUNE_BUDGET + 500
+    await put(connector, "gone/first", b"x")
+    async with raw.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            data = f"{prefix}gone/{i:05d}".encode()
+            pipe.set(data, b"v")
+            pipe.hset(data + lua.META_SUFFIX, mapping={"etag": "e", "size": 1, "mtime": "1.0"})
+        pipe.zadd(
+            prefix.encode() + lua.INDEX_SUFFIX, {f"gone/{i:05d}".encode(): 0 for i in range(count)}
+        )
+        await pipe.execute()
+    await put(connector, "gone/short-lived", b"x")
+    await connector.set_xattr("gone/short-lived", "ttl", "1")
+    await connector.delete("gone/first")
+    async with raw.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            data = f"{prefix}gone/{i:05d}".encode()
+            pipe.delete(data, data + lua.META_SUFFIX)
+        await pipe.execute()
+
+    async def expired() -> bool:
+        return not await raw.exists(f"{prefix}gone/short-lived".encode() + lua.META_SUFFIX)
+
+    await _eventually(expired, "the key with a TTL to expire")
+    assert await connector.probe("gone") is Kind.MISSING
+    assert (await connector.list("")).prefixes == []
+    # A file where only vanished names were: allowed, as on a disk.
+    await put(connector, "gone", b"a file now")
+    assert await raw.zrange(prefix.encode() + lua.INDEX_SUFFIX, 0, -1) == [lua.COMPLETE, b"gone"]
+
+
+async def test_asya_state_reindex_drops_names_and_adds_objects_the_index_missed(
+    connector: RedisBufferedCas, raw: aioredis.Redis, prefix: str, redis_server: RedisServer
+) -> None:
+    await put(connector, "kept.txt", b"x")
+    # Written by a connector without the index (during a rolling upgrade, say).
+    await _legacy_object(raw, prefix.encode() + b"unseen/by-old-version.txt", b"old")
+    await raw.zadd(prefix.encode() + lua.INDEX_SUFFIX, {b"phantom": 0})
+    assert (await connector.list("")).prefixes == []
+    command = [sys.executable, "-m", "asya_state_cli", "reindex"]
+    env = {**os.environ, "REDIS_URL": redis_server.url, "STATE_PREFIX": prefix}
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"indexed 2 objects under {prefix!r}")
+    page = await connector.list("")
+    assert ([m.key for m in page.entries], page.prefixes) == (["kept.txt"], ["unseen/"])
+    without_url = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    refused = await asyncio.to_thread(
+        subprocess.run, command, env=without_url, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "REDIS_URL" in refused.stderr
 
 
 async def test_failed_staged_upload_keeps_the_old_value_and_leaves_no_staging_key(

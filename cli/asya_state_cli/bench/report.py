@@ -13,13 +13,19 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .results import MiB, Results, Target
+from .results import MiB, PopulatedRow, Results, Target
 
 REDIS_RATIO = 2.5
 KEEPALIVE_SPEEDUP = 3.0
 PASSTHROUGH_MBPS = 400.0
 RSS_GROWTH = 64 * MiB
 THREAD_SCALING = 1.5
+# Populated backends: p50 at the largest crowd over p50 at the smallest.
+POPULATED_GROWTH = 1.3
+POPULATED_FLAT = ("redis", "nats", "fs")
+# exists of a missing file against a stat of a stored one through the same
+# path: one backend request, what upstream's exists costs.
+MISSING_VS_ONE_REQUEST = 1.1
 
 
 def evaluate(results: Results) -> list[Target]:
@@ -70,6 +76,7 @@ def evaluate(results: Results) -> list[Target]:
                 growth < RSS_GROWTH,
             )
         )
+    targets += _populated_targets(results)
     by_threads = {(row.backend, row.threads): row for row in results.concurrency}
     for backend in ("fs", "memory"):
         one, eight = by_threads.get((backend, 1)), by_threads.get((backend, 8))
@@ -83,6 +90,43 @@ def evaluate(results: Results) -> list[Target]:
                 f">= {THREAD_SCALING}x",
                 f"{scaling:.2f}x",
                 scaling >= THREAD_SCALING,
+            )
+        )
+    return targets
+
+
+def _populated_targets(results: Results) -> list[Target]:
+    targets: list[Target] = []
+    series: dict[tuple[str, str], list[PopulatedRow]] = {}
+    for row in results.populated:
+        series.setdefault((row.backend, row.workload), []).append(row)
+    for (backend, workload), rows in series.items():
+        rows = sorted(rows, key=lambda row: row.foreign)
+        if backend in POPULATED_FLAT and len(rows) > 1:
+            first, last = rows[0], rows[-1]
+            growth = last.proxy.p50_us / first.proxy.p50_us
+            targets.append(
+                Target(
+                    backend,
+                    f"{workload} p50, {last.foreign:,} vs {first.foreign:,} foreign keys",
+                    f"<= {POPULATED_GROWTH}x",
+                    f"{growth:.2f}x",
+                    growth <= POPULATED_GROWTH,
+                )
+            )
+    stats = {(r.backend, r.foreign): r for r in results.populated if r.workload == "stat"}
+    for row in results.populated:
+        present = stats.get((row.backend, row.foreign))
+        if row.workload != "exists (missing)" or present is None:
+            continue
+        ratio = row.proxy.p50_us / present.proxy.p50_us
+        targets.append(
+            Target(
+                row.backend,
+                f"exists (missing) p50 vs a one-request stat, {row.foreign:,} foreign keys",
+                f"<= {MISSING_VS_ONE_REQUEST}x",
+                f"{ratio:.2f}x",
+                ratio <= MISSING_VS_ONE_REQUEST,
             )
         )
     return targets
@@ -199,6 +243,25 @@ def render(results: Results) -> str:
                      f"{row.seconds:.2f}", str(row.conflicts), str(row.failed),
                      "n/a" if row.final_count is None else str(row.final_count)]
                     for row in results.contention
+                ],
+            )
+        )  # fmt: skip
+    if results.populated:
+        smallest: dict[tuple[str, str], float] = {}
+        for row in sorted(results.populated, key=lambda row: row.foreign):
+            smallest.setdefault((row.backend, row.workload), row.proxy.p50_us)
+        sections.append(
+            table(
+                "Populated backends: other mounts' objects in the same store (µs); "
+                "growth = proxy p50 / proxy p50 at the smallest size",
+                ["backend", "foreign keys", "workload", "n", "proxy p50", "proxy p99",
+                 "growth", "direct", "direct p50", "direct p99"],
+                [
+                    [row.backend, f"{row.foreign:,}", row.workload, str(row.proxy.n),
+                     _us(row.proxy.p50_us), _us(row.proxy.p99_us),
+                     _x(row.proxy.p50_us / smallest[(row.backend, row.workload)]),
+                     row.direct_label, _us(row.direct.p50_us), _us(row.direct.p99_us)]
+                    for row in results.populated
                 ],
             )
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """What one benchmark run measured: typed rows per workload family, and their JSON form.
 
 Owns: the row types (latency, throughput, concurrency, keep-alive,
-contention, skipped workloads), the ratios derived from them, and
+contention, populated backends, skipped workloads), the ratios derived from them, and
 ``Results.to_json``. Sizes are bytes, rates MB/s (10^6 bytes per second),
 latencies microseconds.
 
@@ -34,6 +34,22 @@ class LatencyRow:
     @property
     def ratio_p99(self) -> float | None:
         return ratio(self.proxy.p99_us, self.direct.p99_us)
+
+
+@dataclass(frozen=True)
+class PopulatedRow:
+    """One operation on a backend that also holds ``foreign`` objects of other mounts."""
+
+    backend: str
+    foreign: int
+    workload: str
+    proxy: Latency
+    direct: Latency
+    direct_label: str
+
+    @property
+    def ratio_p50(self) -> float | None:
+        return ratio(self.proxy.p50_us, self.direct.p50_us)
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,7 @@ class Results:
     concurrency: list[ConcurrencyRow] = field(default_factory=list)
     keepalive: list[KeepAliveRow] = field(default_factory=list)
     contention: list[ContentionRow] = field(default_factory=list)
+    populated: list[PopulatedRow] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
 
@@ -163,6 +180,7 @@ class Results:
                 {**asdict(row), "speedup_p50": row.speedup_p50} for row in self.keepalive
             ],
             "contention": [asdict(row) for row in self.contention],
+            "populated": [{**asdict(row), "ratio_p50": row.ratio_p50} for row in self.populated],
             "skipped": [asdict(row) for row in self.skipped],
             "targets": [asdict(row) for row in self.targets],
         }

@@ -3,8 +3,10 @@
 Owns: for fs, memory, redis, nats, s3 and gcs, which connectors serve the
 workloads (buffered, passthrough, compare-and-swap for the contention
 run), the connector environment, the settings of the backend's own client
-for the direct baseline, the largest object the backend holds, and
-starting/stopping whatever server the backend needs on 127.0.0.1.
+for the direct baseline, the largest object the backend holds, how other
+mounts' objects are added beside both (``crowd``) and how many are
+practical here, and starting/stopping whatever server the backend needs on
+127.0.0.1.
 
 Must not: run workloads, or reach any server that it did not start.
 """
@@ -19,7 +21,19 @@ from pathlib import Path
 from asya_state_connectors.errors import ConfigError
 from asya_state_connectors.registry import connector_class
 
+from . import crowd
+
 MiB = 1024 * 1024
+# Other mounts' objects the emulated object stores take in practical time
+# here: moto and fake-gcs-server store about 150 objects a second on two
+# cores, and moto walks every object of a bucket for each listing.
+EMULATOR_FOREIGN = 10_000
+# Files are cheap to count but not to create: 100,000 files beside the
+# mounts already show that a directory's cost is its own entries.
+FS_FOREIGN = 100_000
+
+# Adds objects ``start`` to ``stop`` of the foreign sequence beside both stores.
+Populate = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,9 @@ class Rig:
     # Objects larger than this cannot be stored; None means no limit.
     max_object: int | None = None
     no_large: str | None = None  # why the large workload does not apply at all
+    # How to add other mounts' objects beside the measured ones; None: impossible.
+    populate: Populate | None = None
+    max_foreign: int | None = None  # the most that is practical on this backend
 
 
 RigFactory = Callable[[Path], contextlib.AbstractContextManager[Rig]]
@@ -52,7 +69,20 @@ def _fs(workdir: Path) -> Iterator[Rig]:
         connector_env={"STATE_DIR": str(workdir / "fs-state")},
         direct={"kind": "files", "root": str(workdir / "fs-direct")},
         direct_label="os",
+        populate=_both(
+            lambda a, b: crowd.crowd_directory(workdir / "fs-state", a, b),
+            lambda a, b: crowd.crowd_directory(workdir / "fs-direct", a, b),
+        ),
+        max_foreign=FS_FOREIGN,
     )
+
+
+def _both(first: Populate, second: Populate) -> Populate:
+    def populate(start: int, stop: int) -> None:
+        first(start, stop)
+        second(start, stop)
+
+    return populate
 
 
 @contextlib.contextmanager
@@ -85,6 +115,8 @@ def _redis(workdir: Path) -> Iterator[Rig]:
             direct={"kind": "redis", "url": server.url, "prefix": "direct/"},
             direct_label="redis-py",
             max_object=limit,
+            # One database holds the connector's keys and the direct client's.
+            populate=lambda a, b: crowd.crowd_redis(server.url, a, b),
         )
 
 
@@ -101,6 +133,10 @@ def _nats(workdir: Path) -> Iterator[Rig]:
             connector_env={"NATS_URL": server.url, "NATS_KV_BUCKET": "asya-bench"},
             direct={"kind": "nats", "url": server.url, "bucket": "asya-bench-direct"},
             direct_label="nats-py",
+            populate=_both(
+                lambda a, b: crowd.crowd_nats(server.url, "asya-bench", a, b),
+                lambda a, b: crowd.crowd_nats(server.url, "asya-bench-direct", a, b),
+            ),
             no_large=f"NATS KV values are bounded by max_payload ({server.max_payload // MiB} MiB)",
         )
 
@@ -128,6 +164,11 @@ def _s3(workdir: Path) -> Iterator[Rig]:
                 "secret_key": env["AWS_SECRET_ACCESS_KEY"],
             },
             direct_label="boto3",
+            populate=_both(
+                lambda a, b: crowd.crowd_s3(env, "asya-bench", a, b),
+                lambda a, b: crowd.crowd_s3(env, "asya-bench-direct", a, b),
+            ),
+            max_foreign=EMULATOR_FOREIGN,
         )
 
 
@@ -152,6 +193,11 @@ def _gcs(workdir: Path) -> Iterator[Rig]:
                 "bucket": "asya-bench-direct",
             },
             direct_label="google-cloud-storage",
+            populate=_both(
+                lambda a, b: crowd.crowd_gcs(env, "asya-bench", a, b),
+                lambda a, b: crowd.crowd_gcs(env, "asya-bench-direct", a, b),
+            ),
+            max_foreign=EMULATOR_FOREIGN,
         )
 
 

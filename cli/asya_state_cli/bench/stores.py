@@ -93,6 +93,10 @@ class Store(ABC):
             if not self.exists(key):
                 raise BenchError(f"exists {key!r}: False for a stored key")
 
+        def missing(key: str) -> None:
+            if self.exists(key):
+                raise BenchError(f"exists {key!r}: True for a key never stored")
+
         def listdir(directory: str) -> None:
             if not self.listdir(directory):
                 raise BenchError(f"listdir {directory!r}: empty")
@@ -102,6 +106,7 @@ class Store(ABC):
             "read": read,
             "stat": stat,
             "exists": exists,
+            "missing": missing,
             "listdir": listdir,
         }
         try:
@@ -350,6 +355,10 @@ class NatsStore(Store):
             if not await self._exists(key):
                 raise BenchError(f"exists {key!r}: False for a stored key")
 
+        async def missing(key: str) -> None:
+            if await self._exists(key):
+                raise BenchError(f"exists {key!r}: True for a key never stored")
+
         async def listdir(directory: str) -> None:
             if not await self._listdir(directory):
                 raise BenchError(f"listdir {directory!r}: empty")
@@ -359,6 +368,7 @@ class NatsStore(Store):
             "read": read,
             "stat": read,  # a KV entry's size comes with its value
             "exists": exists,
+            "missing": missing,
             "listdir": listdir,
         }
         return operations[op]

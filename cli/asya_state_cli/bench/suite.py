@@ -22,6 +22,7 @@ from .results import (
     KeepAliveRow,
     LatencyRow,
     MiB,
+    PopulatedRow,
     Results,
     Skipped,
     ThroughputRow,
@@ -32,6 +33,13 @@ from .stats import Latency
 
 SMALL = 1024
 SMALL_OPS = ("write", "read", "stat", "exists")
+# The populated-backend workloads: (name in the report, Store operation).
+POPULATED_OPS = (
+    ("exists (present)", "exists"),
+    ("exists (missing)", "missing"),
+    ("stat", "stat"),
+    ("listdir", "listdir"),
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,22 @@ class Plan:
     rounds: int = 10
     replicas: int = 8
     contention_messages: int = 200
+    # Populated-backend mode: sizes of the crowd of other mounts' objects
+    # (empty: the ordinary workloads instead), samples per operation and size,
+    # and the entries of the directory listed.
+    populated: tuple[int, ...] = ()
+    populated_ops: int = 400
+    populated_listings: int = 40
+    populated_entries: int = 100
 
     @classmethod
-    def make(cls, *, quick: bool, scale: float = 1.0) -> Plan:
-        """The full plan, or ``--quick`` (256 MiB large objects); ``scale`` shrinks every count."""
+    def make(cls, *, quick: bool, scale: float = 1.0, populated: tuple[int, ...] = ()) -> Plan:
+        """The full plan, or ``--quick`` (256 MiB large objects); ``scale`` shrinks every count.
+
+        ``populated``: measure only the populated-backend workload at these sizes.
+        """
         plan = cls(large_bytes=256 * MiB) if quick else cls()
+        plan = replace(plan, populated=tuple(sorted(set(populated))))
         if scale == 1.0:
             return plan
 
@@ -64,6 +83,9 @@ class Plan:
             concurrency_ops=scaled(plan.concurrency_ops, max(plan.threads) * 2),
             large_bytes=scaled(plan.large_bytes, MiB),
             contention_messages=scaled(plan.contention_messages, plan.replicas),
+            populated_ops=scaled(plan.populated_ops, plan.rounds * 2),
+            populated_listings=scaled(plan.populated_listings, plan.rounds),
+            populated_entries=scaled(plan.populated_entries, 5),
         )
 
 
@@ -83,6 +105,9 @@ class BackendSuite:
         self.direct = rig.direct
 
     def run(self, results: Results) -> None:
+        if self.plan.populated:
+            self.populated(results)
+            return
         for store in (self.proxy, self.direct, mount_store(PASSTHROUGH), mount_store(NO_KEEPALIVE)):
             self._call(store, "prepare", dirs=["small", "list", "large"])
         results.latency += self.small()
@@ -141,6 +166,52 @@ class BackendSuite:
         return LatencyRow(
             self.rig.name, workload, Latency.of(proxy), Latency.of(direct), self.rig.direct_label
         )
+
+    def populated(self, results: Results) -> None:
+        """exists, stat and listdir while the store fills up with other mounts' objects.
+
+        The crowd grows from one size to the next between measurements (the
+        same objects stay), in the same Redis database, NATS bucket, bucket
+        or state directory as both the proxied and the direct store.
+        """
+        rig, plan = self.rig, self.plan
+        if rig.populate is None:
+            reason = "each memory connector has its own store: nothing else can be in it"
+            results.skipped.append(Skipped(rig.name, "populated backend", reason))
+            return
+        entries = [f"pop/dir/k{i:05d}" for i in range(plan.populated_entries)]
+        for store in (self.proxy, self.direct):
+            self._call(store, "prepare", dirs=["pop", "pop/dir"])
+            self._call(store, "timed", op="write", keys=[*entries, "pop/present"], size=SMALL)
+        keys = {
+            "exists": ["pop/present"] * plan.populated_ops,
+            "missing": [f"pop/none{i:05d}" for i in range(plan.populated_ops)],
+            "stat": ["pop/present"] * plan.populated_ops,
+            "listdir": ["pop/dir"] * plan.populated_listings,
+        }
+        stored = 0
+        for size in plan.populated:
+            if rig.max_foreign is not None and size > rig.max_foreign:
+                reason = f"more than {rig.max_foreign:,} is impractical here (see the README)"
+                results.skipped.append(Skipped(rig.name, f"populated {size:,}", reason))
+                continue
+            self.say(f"{rig.name}: adding other mounts' objects, {stored:,} -> {size:,}")
+            rig.populate(stored, size)
+            stored = size
+            for workload, op in POPULATED_OPS:
+                self.say(f"{rig.name}: {size:,} foreign, {workload} x{len(keys[op])}")
+                proxy, direct = self._interleaved((self.proxy, self.direct), op, keys[op])
+                name = f"listdir {len(entries)} entries" if op == "listdir" else workload
+                results.populated.append(
+                    PopulatedRow(
+                        rig.name,
+                        size,
+                        name,
+                        Latency.of(proxy),
+                        Latency.of(direct),
+                        rig.direct_label,
+                    )
+                )
 
     def concurrency(self) -> list[ConcurrencyRow]:
         keys = self._small_keys()

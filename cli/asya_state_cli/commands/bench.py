@@ -1,7 +1,8 @@
 """``asya-state bench``: the benchmark suite, full path against each backend's own client.
 
-Owns: the command line (backends, ``--quick``, ``--json``, and a hidden
-``--scale`` that shrinks every count for smoke tests), printing progress to
+Owns: the command line (backends, ``--quick``, ``--json``, ``--populated``
+for the populated-backend mode, and a hidden ``--scale`` that shrinks every
+count for smoke tests), printing progress to
 stderr and the tables to stdout, and the exit status (1 when a backend
 could not be measured; missed targets are reported, not failures).
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("fs", "memory", "redis", "nats", "s3", "gcs")
+DEFAULT_POPULATED = (1_000, 100_000, 1_000_000)
 
 
 def register(subparsers: Any) -> None:
@@ -60,6 +62,19 @@ def register(subparsers: Any) -> None:
     transfer.add_argument(
         "--size-mib", type=int, default=1024, metavar="MIB", help="object size (default 1024)"
     )
+    parser.add_argument(
+        "--populated",
+        type=_sizes,
+        nargs="?",
+        const=DEFAULT_POPULATED,
+        metavar="N,N,...",
+        help=(
+            "instead of the usual workloads, measure exists (of a stored and of a missing "
+            "file), stat and listdir while the backend fills with other mounts' objects "
+            "(the same Redis database, NATS bucket, bucket or state directory), at each "
+            f"size; default {','.join(map(str, DEFAULT_POPULATED))}"
+        ),
+    )
     parser.add_argument("--scale", type=_scale, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
@@ -74,6 +89,16 @@ def _scale(text: str) -> float:
     return value
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"--populated takes sizes like 1000,100000, got {text!r}")
+    return sizes
+
+
 def _command(args: argparse.Namespace) -> str:
     parts = ["asya-state", "bench"]
     for backend in args.backend or []:
@@ -82,6 +107,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--quick")
     if args.json is not None:
         parts += ["--json", str(args.json)]
+    if args.populated:
+        parts += ["--populated", ",".join(map(str, args.populated))]
     if args.scale != 1.0:
         parts += ["--scale", f"{args.scale:g}"]
     if args.transfer:
@@ -107,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.suite import Plan
 
     backends = list(dict.fromkeys(args.backend or BACKENDS))
-    plan = Plan.make(quick=args.quick, scale=args.scale)
+    plan = Plan.make(quick=args.quick, scale=args.scale, populated=args.populated or ())
     results, failed = run_bench(backends, plan, command=_command(args), quick=args.quick, say=_say)
     sys.stdout.write(render(results))
     sys.stdout.flush()

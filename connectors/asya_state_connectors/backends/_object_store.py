@@ -2,7 +2,8 @@
 
 Owns: turning a failed precondition into the Conflict the protocol promises
 (worded for create-only or compare-and-swap), reading ``Content-Range``
-answers, and the empty body of a range that is empty by rule.
+answers, the empty body of a range that is empty by rule, and reading a
+probe's one listing (what is at a key: a file, a directory or nothing).
 
 Must not: import a backend client.
 """
@@ -10,10 +11,18 @@ Must not: import a backend client.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from ..errors import Conflict, NotFound
-from ..interface import WriteCondition
+from ..interface import Kind, WriteCondition
+
+T = TypeVar("T")
+
+# Entries a probe's listing asks for: the key itself sorts first, and only
+# names that continue the key with a character before '/' (``key.bak``,
+# ``key-old``) can come between it and ``key/``.
+PROBE_KEYS = 10
 
 
 @contextlib.contextmanager
@@ -40,3 +49,23 @@ def content_range(header: str | None, length: int) -> tuple[int, int]:
 async def no_chunks() -> AsyncIterator[bytes]:
     return
     yield  # pragma: no cover - makes this an async generator
+
+
+def probe_answer(
+    full: str, files: Mapping[str, T], prefixes: Iterable[str], truncated: bool
+) -> T | Kind | None:
+    """What a listing with prefix ``full`` and delimiter ``/`` says is at ``full``.
+
+    The file's entry, DIRECTORY (``full/`` is a common prefix), MISSING, or
+    None when siblings such as ``full.bak`` filled the page before ``full/``
+    could appear (ask below ``full/`` then).
+    """
+    if full in files:
+        return files[full]
+    rolled = list(prefixes)
+    if full + "/" in rolled:
+        return Kind.DIRECTORY
+    seen = [*files, *rolled]
+    if not truncated or (seen and max(seen) > full + "/"):
+        return Kind.MISSING
+    return None

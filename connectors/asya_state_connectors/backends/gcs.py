@@ -21,7 +21,9 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   ``if_generation_match`` (GCS enforces it; the check gives emulators that
   ignore it the same answer). Copy and rename are server-side rewrites;
   rename deletes the source only at the generation it copied.
-- Listing is the objects list with prefix, delimiter and page tokens.
+- Listing is the objects list with prefix, delimiter and page tokens. The
+  ``os.path`` predicates (``probe``) are one objects list from the key: a
+  missing key costs one request, as a metadata get would, and never a second.
 - Files and directories: a write not conditional on a revision read, a copy
   and a rename first look at the target's ancestors (one metadata request
   each) and below it (a list of one name), all at once: one round trip. GCS
@@ -49,6 +51,7 @@ from ..interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
+    Kind,
     ListPage,
     ObjectMeta,
     RangeSpec,
@@ -56,7 +59,7 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional
+from ._object_store import PROBE_KEYS, conditional, probe_answer
 from ._threads import BlockingPool
 from ._transfer import PartBuffers, prepend, regroup
 from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
@@ -203,6 +206,20 @@ class _GcsConnector(Connector):
 
     async def stat(self, key: str) -> ObjectMeta:
         return _meta(key, await self._loaded(key))
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        """One objects list from ``key`` with ``/`` as delimiter: as many requests as a metadata get.
+
+        It names the key itself (with its full metadata) or rolls up
+        ``key/``; GCS finds the start of a listing in its index, whatever
+        else the bucket holds.
+        """
+        full = self._prefix + key
+        blobs, prefixes, more = await self.gcs.call(key, self._page, key, "/", None, PROBE_KEYS)
+        found = probe_answer(full, {blob.name: blob for blob in blobs}, prefixes, more)
+        if found is None:
+            return Kind.DIRECTORY if await self._has_objects_below(key) else Kind.MISSING
+        return found if isinstance(found, Kind) else _meta(key, found)
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         return await read_object(

@@ -31,6 +31,14 @@ NATS error table in ``nats_messages``.
 - Files and directories: a write that may create a key first looks at its
   ancestors and below it, at once and beside the read of the current entry;
   without a multi-key transaction a concurrent creator can still race it.
+  The ``os.path`` predicates are one batched direct get of the last message
+  on the key's subject and below it (nats-server 2.11+; two gets at once on
+  older servers).
+- Cost: reads, directory checks and listings select subjects with filters
+  (the key's own subject, ``a.b.>`` below a directory), which JetStream
+  resolves in its subject index: other keys in the bucket do not add to
+  them. A listing delivers every entry below its prefix, subdirectories'
+  entries included, and rolls them up here.
 
 Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_KV_BUCKET`` (default ``asya-state``), ``NATS_KV_CREATE_BUCKET``
@@ -59,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -88,6 +97,7 @@ from ..interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
+    Kind,
     ListPage,
     ObjectMeta,
     RangeSpec,
@@ -134,6 +144,16 @@ def _without_credentials(url: str) -> str:
     """``url`` without a user and password, for error messages."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    subject: str
+    entry: Entry
+
+
+class _NoBatchedGets(Exception):
+    """The server does not answer batched direct gets (before nats-server 2.11)."""
 
 
 @dataclass(slots=True)
@@ -187,6 +207,7 @@ class NatsKvBufferedCas(Connector):
         self._last_error = ""  # the client's last complaint (refusals arrive only there)
         self._violations = 0
         self._inflight: set[asyncio.Timeout] = set()
+        self._batched_gets = True  # until the server says it has none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -517,6 +538,55 @@ class NatsKvBufferedCas(Connector):
                 yield bytes(view[offset : offset + CHUNK])
 
         return ReadStream(meta, start, length, chunks())
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        """One batched direct get of the last message on the key's subject and below it.
+
+        The server answers with the earliest of those messages: the key's own
+        (a file), one below it (a directory) or none (nothing there): one
+        request, as a plain get would be. A delete marker in the answer, or
+        a server without batched gets (before 2.11), takes the two
+        questions asked apart, at once.
+        """
+        session = await self._connection()
+        if session.direct and self._batched_gets:
+            try:
+                first = await self._first_at_or_below(session, key)
+            except _NoBatchedGets as exc:
+                log.info("%s; probes ask two questions", exc)
+                self._batched_gets = False
+            else:
+                if first is None:
+                    return Kind.MISSING
+                if first.entry.live:
+                    if first.subject == self._subject(key):
+                        return first.entry.meta(key)
+                    return Kind.DIRECTORY
+        entry, below = await asyncio.gather(
+            self._latest(session, key), self._has_objects_below(key)
+        )
+        if entry is not None and entry.live:
+            return entry.meta(key)
+        return Kind.DIRECTORY if below else Kind.MISSING
+
+    async def _first_at_or_below(self, session: _Session, key: str) -> _Found | None:
+        """The earliest last message on ``key``'s subject or below it; None if there is none."""
+        subject = self._subject(key)
+        request = json.dumps({"multi_last": [subject, subject + ".>"], "batch": 1})
+        async with self._errors(key):
+            reply = await session.nc.request(
+                f"$JS.API.DIRECT.GET.{self._stream}", request.encode(), timeout=self._timeout
+            )
+        headers = reply.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status is not None or "Nats-Subject" not in headers:
+            raise _NoBatchedGets(f"NATS answered a batched direct get with status {status}")
+        stamp = headers.get("Nats-Time-Stamp")
+        when = api.Base._parse_utc_iso(stamp).timestamp() if stamp else time.time()
+        entry = Entry(int(headers["Nats-Sequence"]), reply.data or b"", headers, when)
+        return _Found(headers["Nats-Subject"], entry)
 
     # -- write ------------------------------------------------------------------
 

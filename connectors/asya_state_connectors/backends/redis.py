@@ -22,6 +22,13 @@ and the atomic scripts live in ``redis_scripts``.
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
 - Files and directories: the scripts that create a key refuse one below an
   object or over a prefix with objects, atomically (see ``redis_scripts``).
+  A stat asks the same questions in its read block, so a missing key is
+  explained with the same round trip.
+- Listing: one script call per page over the mount's name index (a sorted
+  set the scripts keep with every create, delete and rename), paginated by
+  the last name returned; neither a listing nor a directory check ever
+  walks the keyspace. Data written before the index existed is indexed on
+  first use (``redis_index``).
 - Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
   writes, so a retried write, append or rename whose first attempt was
   applied finds its own etag and succeeds inside the same script (until
@@ -31,8 +38,6 @@ and the atomic scripts live in ``redis_scripts``.
   host name and the connector's socket (what a restarted sidecar of the same
   pod has again); when a connector starts it deletes the staged values of
   its previous life. The one-hour expiry covers owners that never return.
-- Listing: SCAN with MATCH on the escaped prefix (never the whole keyspace
-  when a prefix is given), sorted, paginated by the last name returned.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
   Redis string limit), enforced from the declared size or while streaming.
 
@@ -40,13 +45,17 @@ Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
 ``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
 ``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
-other commands: listing, staging, health checks), ``REDIS_TIMEOUT_SECONDS``
-(per command, default 10).
+other commands: staging, building the index, health checks), ``REDIS_TIMEOUT_SECONDS``
+(per command, default 10), ``REDIS_INDEX_SCAN`` (default true; false when the
+database holds nothing written before the name index, so a new mount's
+index starts empty instead of after a SCAN).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
 the revision the writer read, inside the script; MULTI only groups reads),
-or scan the keyspace without a MATCH pattern when a prefix is given. Standalone Redis or a primary only:
-the scripts touch several keys, which Redis Cluster would spread over slots.
+or SCAN the keyspace on a request path (only ``redis_index`` does, once).
+Standalone Redis or a primary: the scripts touch several keys, which Redis
+Cluster keeps in one slot only when ``STATE_PREFIX`` holds a hash tag, and
+the connector does not follow cluster redirects.
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ from ..interface import (
     Capability,
     Connector,
     ListPage,
+    Missing,
     ObjectMeta,
     RangeSpec,
     ReadStream,
@@ -91,9 +101,9 @@ from ..interface import (
     is_a_directory,
 )
 from ..keys import ancestors
-from ..listing import paginate
 from ..settings import Settings
 from . import redis_scripts as lua
+from .redis_index import SCAN_COUNT, IndexBuilder, glob_escape
 from .redis_link import RedisLink
 
 MiB = 1024 * 1024
@@ -103,10 +113,11 @@ INLINE_BODY = MiB
 STAGED_TTL_SECONDS = 3600
 DEFAULT_MAX_VALUE = 64 * MiB
 REDIS_STRING_LIMIT = 512 * MiB
-SCAN_COUNT = 1000
 # How long the start-up sweep of a previous life's staged values may run.
 _SWEEP_SECONDS = 60.0
-_GLOB_SPECIAL = frozenset(b"*?[]\\")
+# A script that answers NEEDS_INDEX again after the index was built: someone
+# keeps deleting it.
+INDEX_ATTEMPTS = 3
 # How Redis words an ACL refusal of a command or key inside a script.
 _SCRIPT_ACL_DENIAL = "The user executing the script can't"
 
@@ -142,22 +153,27 @@ def _redis_errors(key: str | None = None) -> Iterator[None]:
         raise _map_redis_error(exc, key) from exc
 
 
-def _refuse_path(key: str, status: int) -> None:
-    """Raise the file-versus-directory refusal a script answered with, if any."""
+def _not_a_directory(key: str) -> NotADirectory:
+    return NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+
+
+def _conflict(key: str, status: int) -> ConnectorError | None:
+    """The file-versus-directory refusal a script answered with, if any."""
     if status == lua.NOT_A_DIRECTORY:
-        raise NotADirectory(f"a parent of {key!r} is a file, not a directory", key=key)
+        return _not_a_directory(key)
     if status == lua.IS_A_DIRECTORY:
-        raise is_a_directory(key)
+        return is_a_directory(key)
+    return None
 
 
-def glob_escape(raw: bytes) -> bytes:
-    """Escape SCAN MATCH metacharacters so a prefix matches only itself."""
-    out = bytearray()
-    for byte in raw:
-        if byte in _GLOB_SPECIAL:
-            out.append(0x5C)
-        out.append(byte)
-    return bytes(out)
+def _refuse_path(key: str, status: int) -> None:
+    conflict = _conflict(key, status)
+    if conflict is not None:
+        raise conflict
+
+
+def _status(reply: Any) -> Any:
+    return reply[0] if isinstance(reply, list) and reply else reply
 
 
 def _text(value: Any) -> str | None:
@@ -219,9 +235,11 @@ class RedisBufferedCas(Connector):
         max_connections: int,
         timeout: float,
         owner: str | None = None,
+        scan_for_index: bool = True,
     ) -> None:
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
+        self._root = prefix.encode("utf-8")
         # Who stages uploads: the same name after a restart of this sidecar.
         self._owner = (owner or secrets.token_hex(6)).encode()
         self._sweep: asyncio.Task[None] | None = None
@@ -233,6 +251,8 @@ class RedisBufferedCas(Connector):
         self._link = RedisLink(pool, max_connections, timeout)
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
+        self._indexer = IndexBuilder(self._client, self._link, self._root, scan=scan_for_index)
+        self._index = self._indexer.index
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -274,6 +294,7 @@ class RedisBufferedCas(Connector):
             max_connections=max_connections,
             timeout=timeout,
             owner=staging_owner(settings.optional("CONNECTOR_SOCKET")),
+            scan_for_index=settings.flag("REDIS_INDEX_SCAN", True),
         )
 
     # -- layout -------------------------------------------------------------
@@ -298,6 +319,26 @@ class RedisBufferedCas(Connector):
             + self._life
             + secrets.token_hex(8).encode()
         )
+
+    async def _run(self, script: str, key: str | None, keys: list[bytes], args: list[Any]) -> Any:
+        """Run a script, building the index when it asks for it and again while it prunes."""
+        attempts = 0
+        while True:
+            with _redis_errors(key):
+                reply = await self._link.run(script, keys, args)
+            status = _status(reply)
+            if status == lua.BUSY:
+                continue  # it removed a batch of vanished names; the rest next time
+            if status != lua.NEEDS_INDEX:
+                return reply
+            attempts += 1
+            if attempts > INDEX_ATTEMPTS:
+                raise BackendError(
+                    f"the name index of {self._prefix!r} keeps disappearing; is something deleting it?",
+                    key=key,
+                )
+            with _redis_errors(key):
+                await self._indexer.ensure()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -346,15 +387,43 @@ class RedisBufferedCas(Connector):
     # -- stat and read --------------------------------------------------------
 
     async def _stat_reply(self, key: str) -> list[Any]:
-        """Metadata in ``META_FIELDS`` order, then the milliseconds to expiry (-1: none)."""
+        """Metadata in ``META_FIELDS`` order, then the milliseconds to expiry (-1: none).
+
+        The same block asks why the key would be missing (a parent that is a
+        file, the first name below it, whether the index is complete), so a
+        miss raises ``Missing`` with its answer and costs no second round trip.
+        """
         meta_key = self._keys(key)[1]
+        parents = self._ancestor_metas(key)
+        dir_name = key.encode("utf-8") + b"/"
+        commands: list[tuple[Any, ...]] = [
+            ("HMGET", meta_key, *lua.META_FIELDS),
+            ("PTTL", meta_key),
+            ("ZRANGEBYLEX", self._index, b"[" + dir_name, b"(" + dir_name + b"\xff", "LIMIT", 0, 1),
+            ("ZSCORE", self._index, lua.COMPLETE),
+        ]
+        if parents:
+            commands.append(("EXISTS", *parents))
         with _redis_errors(key):
-            fields, pttl = await self._link.transaction(
-                ("HMGET", meta_key, *lua.META_FIELDS), ("PTTL", meta_key)
-            )
-        if fields[0] is None:
-            raise NotFound(f"no object at {key!r}", key=key)
-        return [*fields, pttl]
+            fields, pttl, below, complete, *parent_files = await self._link.transaction(*commands)
+        if fields[0] is not None:
+            return [*fields, pttl]
+        if parent_files and parent_files[0]:
+            raise Missing(key, _not_a_directory(key))
+        if complete is not None and not below:
+            raise Missing(key, None)
+        # A name below it that may have expired, or no complete index yet: the script decides.
+        raise Missing(key, await self.path_conflict(key))
+
+    async def path_conflict(self, key: str) -> ConnectorError | None:
+        """One script call: the ancestors' metadata hashes and a range of the index."""
+        status = await self._run(
+            "EXPLAIN",
+            key,
+            [self._index, *self._ancestor_metas(key)],
+            [self._root, key],
+        )
+        return _conflict(key, status)
 
     async def stat(self, key: str) -> ObjectMeta:
         return _meta(key, await self._stat_reply(key))
@@ -467,17 +536,16 @@ class RedisBufferedCas(Connector):
             self._check_size(key, size)
         inline, staging = await self._take_body(key, body)
         parents = self._ancestor_metas(key)
-        keys = [*self._keys(key), *parents]
+        keys = [*self._keys(key), self._index, *parents]
         etag = idempotency.new_etag()
         expected = "*" if condition.if_none_match else (condition.if_match or "")
-        args: list[bytes | str | int] = [expected, etag, content_type or "", len(parents)]
+        args: list[Any] = [expected, etag, content_type or "", len(parents), self._root, key]
         if staging is None:
             args.append(inline)
         else:
             keys.append(staging)
         try:
-            with _redis_errors(key):
-                reply = await self._link.run("WRITE", keys, args)
+            reply = await self._run("WRITE", key, keys, args)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -496,19 +564,18 @@ class RedisBufferedCas(Connector):
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
         parents = self._ancestor_metas(key)
-        keys = [*self._keys(key), *parents]
+        keys = [*self._keys(key), self._index, *parents]
         with _redis_errors(key):
             current = int(await self._client.strlen(keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = idempotency.new_etag()
-        args: list[bytes | str | int] = [etag, self._limit, len(parents)]
+        args: list[Any] = [etag, self._limit, len(parents), self._root, key]
         if staging is None:
             args.append(inline)
         else:
             keys.append(staging)
         try:
-            with _redis_errors(key):
-                reply = await self._link.run("APPEND", keys, args)
+            reply = await self._run("APPEND", key, keys, args)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -524,12 +591,12 @@ class RedisBufferedCas(Connector):
         )
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
-        with _redis_errors(source):
-            reply = await self._link.run(
-                "RENAME",
-                [*self._keys(source), *self._keys(target), *self._ancestor_metas(target)],
-                [idempotency.new_etag()],
-            )
+        reply = await self._run(
+            "RENAME",
+            source,
+            [*self._keys(source), *self._keys(target), self._index, *self._ancestor_metas(target)],
+            [idempotency.new_etag(), self._root, source, target],
+        )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
         if isinstance(reply, int):
@@ -540,9 +607,10 @@ class RedisBufferedCas(Connector):
         with _redis_errors(key):
             status = await self._link.run(
                 "DELETE",
-                [*self._keys(key), self._data(key) + lua.DELETED_SUFFIX],
+                [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
                 [
                     condition.if_match or "",
+                    key,
                     idempotency.current() or "",
                     idempotency.DELETE_RECORD_SECONDS * 1000,
                 ],
@@ -562,36 +630,35 @@ class RedisBufferedCas(Connector):
         page_token: str | None = None,
         limit: int = 1000,
     ) -> ListPage:
-        pattern = glob_escape(self._data(prefix)) + b"*" + lua.META_SUFFIX
-        strip = len(self._data(""))
-        names: set[str] = set()
-        with _redis_errors(prefix or None):
-            async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
-                with contextlib.suppress(UnicodeDecodeError):
-                    names.add(raw[strip : -len(lua.META_SUFFIX)].decode("utf-8"))
-        page = paginate(
-            sorted(names),
-            lambda name: name,
-            lambda name: ObjectMeta(key=name, size=0, etag=""),
-            prefix,
-            delimiter=delimiter,
-            page_token=page_token,
-            limit=limit,
+        start = b""
+        if page_token:
+            # Past the token; past every name under it when it is a rolled-up prefix.
+            start = b"(" + page_token.encode("utf-8")
+            if delimiter and page_token.endswith(delimiter):
+                start += b"\xff"
+        reply = await self._run(
+            "LIST",
+            prefix or None,
+            [self._index],
+            [self._root, prefix, start, limit, delimiter or ""],
         )
-        if not page.entries:
-            return page
-        with _redis_errors(prefix or None):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for entry in page.entries:
-                    pipe.hmget(self._keys(entry.key)[1], *lua.META_FIELDS)
-                replies = await pipe.execute()
-        # A key deleted or expired between SCAN and now is simply left out.
-        entries = [
-            _meta(entry.key, fields)
-            for entry, fields in zip(page.entries, replies, strict=True)
-            if fields[0] is not None
-        ]
-        return ListPage(entries, page.prefixes, page.next_token)
+        token, count = _text(reply[1]), int(reply[2])
+        entries = []
+        for offset in range(3, 3 + 5 * count, 5):
+            name, etag, size, content_type, mtime = reply[offset : offset + 5]
+            entries.append(_meta(_text(name) or "", [etag, size, content_type, mtime]))
+        prefixes = [_text(raw) or "" for raw in reply[3 + 5 * count :]]
+        return ListPage(entries, prefixes, token or None)
+
+    async def rebuild_index(self) -> int:
+        """Build the mount's name index again from its stored objects; the number of names.
+
+        For objects written by something that does not keep the index (a
+        connector from before it, during a rolling upgrade): creates wait
+        while it runs, reads and overwrites go on.
+        """
+        with _redis_errors():
+            return await self._indexer.rebuild()
 
     # -- attributes -------------------------------------------------------------
 
@@ -609,7 +676,9 @@ class RedisBufferedCas(Connector):
     async def set_xattr(self, key: str, name: str, value: str) -> None:
         with _redis_errors(key):
             if name == "ttl":
-                done = await self._link.run("EXPIRE", self._keys(key), [_parse_ttl(value, key)])
+                done = await self._link.run(
+                    "EXPIRE", [*self._keys(key), self._index], [_parse_ttl(value, key), key]
+                )
             else:
                 done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value])
         if not done:

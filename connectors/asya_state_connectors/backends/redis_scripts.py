@@ -1,38 +1,57 @@
 """The Lua scripts behind ``redis-buffered-cas``: every check-and-change runs inside Redis.
 
-Owns: the storage layout of one object and the scripts that change it
+Owns: the storage layout of one mount and the scripts that change it
 atomically. Reads need no script: the connector reads the metadata hash and
 the value in one MULTI/EXEC block (a few microseconds of Redis time against
 about fifteen for a script call), which no write can interleave with.
-Each object is two keys (three while a large body uploads):
+A mount is the keys starting with its root R (``STATE_PREFIX``); each object
+is two keys (three while a large body uploads), and the mount has one index:
 
-    D                  string  the value (D = STATE_PREFIX + key, readable with GET)
-    D "\\0meta"         hash    etag, size, mtime and, when set, type (content type)
-    D "\\0tmp\\0" <owner> "\\0" <hex>   string  a streamed body being staged; expires if abandoned
-    D "\\0gone"        string  the request id of the last delete, for ten minutes
+    R key                  string  the value (readable with GET)
+    R key "\\0meta"         hash    etag, size, mtime and, when set, type (content type)
+    R key "\\0tmp\\0" <owner> "\\0" <life> <hex>   string  a streamed body being staged; expires if abandoned
+    R key "\\0gone"         string  the request id of the last delete, for ten minutes
+    R "\\0names"            zset    every object's key, score 0, in byte order;
+                                   the member "" says the index is complete
+    R "\\0indexing"         string  held (with an expiry) by whoever builds the index
 
 Keys never contain NUL, so the suffixes cannot collide with an object's name.
 An object exists when its metadata hash exists. Both keys always carry the
 same expiry: every script that changes one sets the other in the same call,
 and Redis freezes time for the length of a script.
 
+The index: every script that creates, deletes or renames an object adds or
+removes its name in the same atomic call, so a listing or a directory check
+is a range of the sorted set by name (ZRANGEBYLEX: O(log N) to find the
+start, then the entries it returns) and never walks the keyspace. Names
+are added only by scripts; an object that expires (``user.asya.ttl``) or
+that someone deletes by hand leaves its name behind, so every reader checks
+the metadata hash of each name it uses and removes the names of objects that
+are gone (at most ``PRUNE_BUDGET`` per call; past that the script answers
+BUSY and the connector calls it again, so no call holds Redis for long). A
+mount whose objects were written before the index existed has no "" member:
+the scripts that need the index answer NEEDS_INDEX and the connector builds
+it (``redis_index``) before asking again.
+
+Redis Cluster: every key of a mount starts with R, so a hash tag in R
+(``{orders}/``) keeps a mount's values, metadata, staging keys and index in
+one slot, which the scripts need; the scripts touch only keys of their own
+mount (the verification reads metadata hashes under R without naming them
+in KEYS).
+
 Idempotent retries: a writer sends the etag its write will create (the
 request's id when it has one, so the runtime's own retries send the same).
 If that etag is already stored, the script did run and only the reply was
 lost, so a retry reports success instead of a false conflict. A delete with
-a request id records it in ``D "\\0gone"``; a retry that finds the key
-gone or changed and its own id there reports success.
+a request id records it in ``R key "\\0gone"``; a retry that finds the key
+gone or changed and its own id there reports success. Index changes are
+idempotent (ZADD, ZREM).
 
 Files and directories: a script that creates an object (write, append,
 rename target) first checks, in the same atomic call, that no ancestor is an
 object (EXISTS on each ancestor's metadata hash, passed in KEYS) and that no
-object lives below it (``has_objects_below``). An overwrite skips both: an
-existing object never has either. ``has_objects_below`` walks SCAN with a
-MATCH pattern today, which costs time in the number of keys in the database
-and holds Redis for that long; an index of names can replace its body
-without changing any script. (Why a missing key is missing, asked on the
-read path, needs no atomicity and uses the connector's listing, which does
-not hold Redis.)
+object lives below it (a range of the index). An overwrite skips both: an
+existing object never has either.
 
 Must not: talk to Redis (the connector module runs these) or hold policy such
 as size limits beyond the number it is given.
@@ -43,8 +62,14 @@ from __future__ import annotations
 META_SUFFIX = b"\x00meta"
 DELETED_SUFFIX = b"\x00gone"
 STAGED_INFIX = b"\x00tmp\x00"
+INDEX_SUFFIX = b"\x00names"
+INDEX_LOCK_SUFFIX = b"\x00indexing"
+# The index member that marks it complete; no object key is empty.
+COMPLETE = b""
 # Field order of every metadata reply below.
 META_FIELDS = ("etag", "size", "type", "mtime")
+# Names of vanished objects one call removes from the index before answering BUSY.
+PRUNE_BUDGET = 1000
 
 # Status codes in the first element of a reply.
 OK = 1
@@ -52,8 +77,15 @@ CONFLICT = 0
 MISSING = -1
 NOT_A_DIRECTORY = -2
 IS_A_DIRECTORY = -3
+NEEDS_INDEX = -4
+BUSY = -5
 
-_PRELUDE = """
+_PRELUDE = (
+    """
+local META = '\\0meta'
+local PRUNE_BUDGET = """
+    + str(PRUNE_BUDGET)
+    + """
 local function now()
   local t = redis.call('TIME')
   return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -61,43 +93,57 @@ end
 local function meta(key)
   return redis.call('HMGET', key, 'etag', 'size', 'type', 'mtime')
 end
--- Whether an object lives below ``dir`` (a data key ending with '/').
-local function has_objects_below(dir)
-  local pattern = string.gsub(dir, '[%*%?%[%]\\\\]', '\\\\%0') .. '*\\0meta'
-  local cursor = '0'
-  repeat
-    local reply = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
-    if #reply[2] > 0 then return true end
-    cursor = reply[1]
-  until cursor == '0'
-  return false
+local function indexed(index)
+  return redis.call('ZSCORE', index, '') ~= false
 end
--- 0 when an object may be created at ``data``, else NOT_A_DIRECTORY (one of
--- the ancestors' metadata hashes KEYS[first..last] exists) or IS_A_DIRECTORY.
-local function path_conflict(data, first, last)
+-- Whether an object's name in ``index`` starts with ``dir`` (ending with
+-- '/'); names of objects that are gone are removed as they are met. nil
+-- when PRUNE_BUDGET of them were removed without an answer.
+local function has_objects_below(index, root, dir)
+  local pruned = 0
+  while true do
+    local names = redis.call('ZRANGEBYLEX', index, '[' .. dir, '(' .. dir .. '\\255', 'LIMIT', 0, 32)
+    if #names == 0 then return false end
+    for _, name in ipairs(names) do
+      if redis.call('EXISTS', root .. name .. META) == 1 then return true end
+      redis.call('ZREM', index, name)
+      pruned = pruned + 1
+    end
+    if pruned >= PRUNE_BUDGET then return nil end
+  end
+end
+-- 0 when an object may be created at ``name``, else NOT_A_DIRECTORY (one of
+-- the ancestors' metadata hashes KEYS[first..last] exists), IS_A_DIRECTORY,
+-- NEEDS_INDEX or BUSY.
+local function path_conflict(index, root, name, first, last)
   for i = first, last do
     if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
   end
-  if has_objects_below(data .. '/') then return -3 end
+  if not indexed(index) then return -4 end
+  local below = has_objects_below(index, root, name .. '/')
+  if below == nil then return -5 end
+  if below then return -3 end
   return 0
 end
 """
+)
 
-# KEYS: data, meta, the metadata hash of each ancestor[, staged]  ARGV:
-# condition ('' | '*' | etag read), new etag, content type ('' for none),
-# number of ancestors[, inline value]. An overwrite keeps the key's expiry.
+# KEYS: data, meta, index, the metadata hash of each ancestor[, staged]
+# ARGV: condition ('' | '*' | etag read), new etag, content type ('' for
+# none), number of ancestors, root, name[, inline value]. An overwrite keeps
+# the key's expiry.
 WRITE = (
     _PRELUDE
     + """
 local parents = tonumber(ARGV[4])
-local staged = KEYS[3 + parents]
+local staged = KEYS[4 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[2] then
   local m = meta(KEYS[2])
   return {1, m[2], m[4]}
 end
 if not current then
-  local refused = path_conflict(KEYS[1], 3, 2 + parents)
+  local refused = path_conflict(KEYS[3], ARGV[5], ARGV[6], 4, 3 + parents)
   if refused ~= 0 then return {refused} end
 end
 if ARGV[1] == '*' then
@@ -109,7 +155,7 @@ local ttl = redis.call('PTTL', KEYS[2])
 if staged then
   redis.call('RENAME', staged, KEYS[1])
 else
-  redis.call('SET', KEYS[1], ARGV[5])
+  redis.call('SET', KEYS[1], ARGV[7])
 end
 local size = redis.call('STRLEN', KEYS[1])
 local mtime = now()
@@ -122,30 +168,31 @@ if ttl > 0 then
 else
   redis.call('PERSIST', KEYS[1])
 end
+if not current then redis.call('ZADD', KEYS[3], 0, ARGV[6]) end
 return {1, size, mtime}
 """
 )
 
-# KEYS: data, meta, the metadata hash of each ancestor[, staged]  ARGV: new
-# etag, size limit (0: none), number of ancestors[, inline tail]. Reply:
-# {1, size, mtime, type}, {0} when the result would exceed the limit, or
-# {NOT_A_DIRECTORY} / {IS_A_DIRECTORY}.
+# KEYS: data, meta, index, the metadata hash of each ancestor[, staged]
+# ARGV: new etag, size limit (0: none), number of ancestors, root, name[,
+# inline tail]. Reply: {1, size, mtime, type}, {0} when the result would
+# exceed the limit, or {status} for a refusal.
 APPEND = (
     _PRELUDE
     + """
 local parents = tonumber(ARGV[3])
-local staged = KEYS[3 + parents]
+local staged = KEYS[4 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[1] then
   local m = meta(KEYS[2])
   return {1, m[2], m[4], m[3]}
 end
 if not current then
-  local refused = path_conflict(KEYS[1], 3, 2 + parents)
+  local refused = path_conflict(KEYS[3], ARGV[4], ARGV[5], 4, 3 + parents)
   if refused ~= 0 then return {refused} end
   redis.call('DEL', KEYS[1])
 end
-local tail = ARGV[4]
+local tail = ARGV[6]
 if staged then
   tail = redis.call('GET', staged) or ''
   redis.call('DEL', staged)
@@ -156,32 +203,36 @@ if limit > 0 and size > limit then return {0} end
 redis.call('APPEND', KEYS[1], tail)
 local mtime = now()
 redis.call('HSET', KEYS[2], 'etag', ARGV[1], 'size', size, 'mtime', mtime)
+if not current then redis.call('ZADD', KEYS[3], 0, ARGV[5]) end
 return {1, size, mtime, redis.call('HGET', KEYS[2], 'type')}
 """
 )
 
-# KEYS: data, meta, delete record  ARGV: etag the deleter read ('' for
-# unconditional), request id ('' for none), milliseconds the record lives.
+# KEYS: data, meta, index, delete record  ARGV: etag the deleter read ('' for
+# unconditional), name, request id ('' for none), milliseconds the record lives.
 DELETE = """
 local current = redis.call('HGET', KEYS[2], 'etag')
 local refused = 0
 if ARGV[1] ~= '' and current ~= ARGV[1] then
   refused = 0
 elseif not current then
+  redis.call('ZREM', KEYS[3], ARGV[2])
   refused = -1
 else
+  redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('DEL', KEYS[1], KEYS[2])
-  if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3]) end
+  if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4]) end
   return 1
 end
-if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then return 1 end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then return 1 end
 return refused
 """
 
-# KEYS: source data, source meta, target data, target meta, the metadata
-# hash of each of the target's ancestors  ARGV: new etag. The object keeps its
-# content type and expiry; a target is replaced. Reply: the target's metadata,
-# nil when the source is missing, or NOT_A_DIRECTORY / IS_A_DIRECTORY.
+# KEYS: source data, source meta, target data, target meta, index, the
+# metadata hash of each of the target's ancestors  ARGV: new etag, root,
+# source name, target name. The object keeps its content type and expiry; a
+# target is replaced. Reply: the target's metadata, nil when the source is
+# missing, or a refusal status.
 RENAME = (
     _PRELUDE
     + """
@@ -190,23 +241,27 @@ if not redis.call('HGET', KEYS[2], 'etag') then
   return nil
 end
 if redis.call('EXISTS', KEYS[4]) == 0 then
-  local refused = path_conflict(KEYS[3], 5, #KEYS)
+  local refused = path_conflict(KEYS[5], ARGV[2], ARGV[4], 6, #KEYS)
   if refused ~= 0 then return refused end
 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('RENAME', KEYS[2], KEYS[4])
 redis.call('HSET', KEYS[4], 'etag', ARGV[1], 'mtime', now())
+redis.call('ZREM', KEYS[5], ARGV[3])
+redis.call('ZADD', KEYS[5], 0, ARGV[4])
 return meta(KEYS[4])
 """
 )
 
-# KEYS: data, meta  ARGV: seconds (negative: never expire; 0: expire now).
+# KEYS: data, meta, index  ARGV: seconds (negative: never expire; 0: expire
+# now), name.
 EXPIRE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local seconds = tonumber(ARGV[1])
-for _, key in ipairs(KEYS) do
-  if seconds < 0 then redis.call('PERSIST', key) else redis.call('EXPIRE', key, seconds) end
+for i = 1, 2 do
+  if seconds < 0 then redis.call('PERSIST', KEYS[i]) else redis.call('EXPIRE', KEYS[i], seconds) end
 end
+if seconds == 0 then redis.call('ZREM', KEYS[3], ARGV[2]) end
 return 1
 """
 
@@ -221,5 +276,89 @@ end
 return 1
 """
 
+# Why ``name`` is not an object: KEYS: index, the metadata hash of each
+# ancestor  ARGV: root, name. Reply: 0 (nothing there), NOT_A_DIRECTORY,
+# IS_A_DIRECTORY, NEEDS_INDEX or BUSY.
+EXPLAIN = (
+    _PRELUDE
+    + """
+return path_conflict(KEYS[1], ARGV[1], ARGV[2], 2, #KEYS)
+"""
+)
+
+# One page of a listing. KEYS: index  ARGV: root, prefix, where to start
+# ('' for the beginning, else the exclusive lower bound as a ZRANGEBYLEX
+# argument), limit, delimiter ('' for a flat listing). Reply: {status, next
+# token ('' for none), number of entries, then per entry its name and
+# META_FIELDS, then the rolled-up prefixes}. A name below a rolled-up prefix
+# is checked to be live before the prefix is reported, and the range then
+# jumps past the prefix: a page costs O(log N) per entry or prefix, never the
+# number of names under a prefix.
+LIST = (
+    _PRELUDE
+    + """
+local index, root, prefix = KEYS[1], ARGV[1], ARGV[2]
+local limit, delimiter = tonumber(ARGV[4]), ARGV[5]
+if not indexed(index) then return {-4} end
+local low = ARGV[3]
+if low == '' then low = '[' .. prefix end
+local high = '(' .. prefix .. '\\255'
+local entries, prefixes = {}, {}
+local function page(token)
+  local reply = {1, token, #entries / 5}
+  for _, value in ipairs(entries) do reply[#reply + 1] = value end
+  for _, value in ipairs(prefixes) do reply[#reply + 1] = value end
+  return reply
+end
+local count, pruned, last = 0, 0, ''
+while true do
+  local names = redis.call('ZRANGEBYLEX', index, low, high, 'LIMIT', 0, 64)
+  if #names == 0 then return page('') end
+  for _, name in ipairs(names) do
+    low = '(' .. name
+    if name ~= '' then
+      local cut = nil
+      if delimiter ~= '' then cut = string.find(name, delimiter, #prefix + 1, true) end
+      local m = meta(root .. name .. META)
+      if not m[1] then
+        redis.call('ZREM', index, name)
+        pruned = pruned + 1
+        if pruned >= PRUNE_BUDGET then return page(name) end
+      elseif count == limit then
+        return page(last)
+      elseif cut then
+        last = string.sub(name, 1, cut + #delimiter - 1)
+        prefixes[#prefixes + 1] = last
+        count = count + 1
+        -- Past every name below the prefix: the next range starts there.
+        low = '(' .. last .. '\\255'
+        break
+      else
+        last = name
+        entries[#entries + 1] = name
+        entries[#entries + 1] = m[1]
+        entries[#entries + 1] = m[2]
+        entries[#entries + 1] = m[3] or ''
+        entries[#entries + 1] = m[4] or ''
+        count = count + 1
+      end
+    end
+  end
+end
+"""
+)
+
+# Add names of objects written before the index existed. KEYS: index  ARGV:
+# root, then names; a name is added only if its metadata hash exists now.
+ADOPT = """
+local added = 0
+for i = 2, #ARGV do
+  if redis.call('EXISTS', ARGV[1] .. ARGV[i] .. '\\0meta') == 1 then
+    added = added + redis.call('ZADD', KEYS[1], 0, ARGV[i])
+  end
+end
+return added
+"""
+
 # Every script the connector runs, by the name of its constant here.
-SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "EXPIRE", "SET_TYPE")
+SCRIPTS = ("WRITE", "APPEND", "DELETE", "RENAME", "EXPIRE", "SET_TYPE", "EXPLAIN", "LIST", "ADOPT")

@@ -20,7 +20,9 @@ reads in ``s3_read``, multipart transfers in ``s3_multipart``).
   ``If-Match`` when conditional.
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
-- Listing is ListObjectsV2; its continuation token is the page token.
+- Listing is ListObjectsV2; its continuation token is the page token. The
+  ``os.path`` predicates (``probe``) are one ListObjectsV2 from the key: a
+  missing key costs one request, as a HEAD would, and never a second.
 - Files and directories: a write not conditional on a revision read, a copy
   and a rename first look at the target's ancestors (HeadObject each) and
   below it (ListObjectsV2 of one key), all at once: one round trip. S3 has
@@ -44,6 +46,7 @@ from ..interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
+    Kind,
     ListPage,
     ObjectMeta,
     RangeSpec,
@@ -51,7 +54,7 @@ from ..interface import (
     WriteCondition,
 )
 from ..settings import Settings
-from ._object_store import conditional
+from ._object_store import PROBE_KEYS, conditional, probe_answer
 from ._threads import BlockingPool
 from ._transfer import Part, PartBuffers, prepend, regroup
 from .s3_client import (
@@ -148,6 +151,36 @@ class _S3Connector(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         return await read_object(self.s3, self._full(key), key, byte_range)
+
+    async def probe(self, key: str) -> ObjectMeta | Kind:
+        """One ListObjectsV2 from ``key`` with ``/`` as delimiter, as many requests as a HEAD.
+
+        It names the key itself (sizes, ETag and time come with the listing;
+        the content type does not) or rolls up ``key/``; S3 finds the start
+        of a listing in its index, whatever else the bucket holds.
+        """
+        full = self._full(key)
+        answer = await self.s3.call(
+            key,
+            self.s3.client.list_objects_v2,
+            Bucket=self.s3.bucket,
+            Prefix=full,
+            Delimiter="/",
+            MaxKeys=PROBE_KEYS,
+        )
+        files = {item["Key"]: item for item in answer.get("Contents", [])}
+        prefixes = [p["Prefix"] for p in answer.get("CommonPrefixes", [])]
+        found = probe_answer(full, files, prefixes, bool(answer.get("IsTruncated")))
+        if found is None:
+            return Kind.DIRECTORY if await self._has_objects_below(key) else Kind.MISSING
+        if isinstance(found, Kind):
+            return found
+        return ObjectMeta(
+            key=key,
+            size=found["Size"],
+            etag=strip_etag(found["ETag"]),
+            last_modified=found["LastModified"].timestamp(),
+        )
 
     # -- write ------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from ..errors import (
 from ..interface import (
     Capability,
     Connector,
+    Kind,
     ObjectMeta,
     WriteCondition,
     check_content_type,
@@ -213,7 +214,7 @@ class ProtocolApp:
             stream = await self.connector.read(key, spec)
         except NotFound as exc:
             # Only a missing key pays for asking whether it is a directory.
-            conflict = await self.connector.path_conflict(key)
+            conflict = await self.connector.why_missing(key, exc)
             if conflict is not None:
                 raise conflict from exc
             raise
@@ -244,7 +245,14 @@ class ProtocolApp:
 
     async def stat(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
         key = rq.object_key(rest, allow_empty=True)
-        if key:
+        if key and rq.flag(params, "probe"):
+            # The os.path predicates: what is there, not why nothing is.
+            found = await self.connector.probe(key)
+            if found is Kind.MISSING:
+                raise NotFound(f"no object at {key!r}", key=key)
+            if isinstance(found, ObjectMeta):
+                return Response(200, headers=meta_headers(found))
+        elif key:
             try:
                 meta = await self.connector.stat(key)
                 headers = meta_headers(meta)
@@ -252,7 +260,7 @@ class ProtocolApp:
                 return Response(200, headers=headers)
             except NotFound as exc:
                 missing = exc
-            conflict = await self.connector.path_conflict(key)
+            conflict = await self.connector.why_missing(key, missing)
             if conflict is None:
                 raise missing
             if not isinstance(conflict, IsADirectory):

@@ -119,3 +119,13 @@ def xattr_name(params: dict[str, str], *, required: bool) -> str | None:
     if not XATTR_NAME.match(name):
         raise BadRequest(f"invalid attribute name {name!r}")
     return name
+
+
+def flag(params: dict[str, str], name: str) -> bool:
+    """A boolean query parameter: ``true``/``1``, or ``false``/``0``/absent."""
+    value = params.get(name, "false").lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
