@@ -39,8 +39,8 @@ async def two_connectors(
     # Unix socket paths are limited to 108 bytes: keep the directory short.
     with (
         tempfile.TemporaryDirectory(prefix="asya-", dir="/tmp") as sockets,
-        ConnectorProcess("fs-buffered-cas", f"{sockets}/a.sock", env).start(),
-        ConnectorProcess("fs-buffered-cas", f"{sockets}/b.sock", env).start(),
+        ConnectorProcess("fs-buffered-cas", f"{sockets}/a.sock", env),
+        ConnectorProcess("fs-buffered-cas", f"{sockets}/b.sock", env),
     ):
         clients = HttpConnector(f"{sockets}/a.sock"), HttpConnector(f"{sockets}/b.sock")
         for client in clients:

@@ -69,6 +69,7 @@ def call(pod: Pod, op: str, **payload: Any) -> dict[str, Any]:
 def restart_connector(pod: Pod) -> None:
     old = pod.connectors[0]
     pod.connectors[0] = ConnectorProcess(old.name, old.socket_path, old.env).start()
+    pod.release(0)
 
 
 def _wait_for_temp_file(directory: Path, timeout: float = 30) -> None:
@@ -97,7 +98,8 @@ def test_sigkill_mid_write_leaves_the_old_version(
     )
     writer.start()
     _wait_for_temp_file(state_dir)
-    pod.connectors[0].kill()
+    # Kept down: once it is back, the runtime's own retry would land the write.
+    pod.hold_down(0, kill=True)
     writer.join(60)
     (reply,) = replies
     assert "error" in reply, "the interrupted write must fail in the handler"
@@ -118,7 +120,7 @@ def test_sigkill_mid_write_leaves_the_old_version(
 def test_runtime_reconnects_after_a_connector_restart(make_pod: PodFactory) -> None:
     pod = make_pod("buffered")
     assert "outputs" in call(pod, "write", path="/state/x.bin", fill="z", mib=1)
-    pod.connectors[0].stop()
+    pod.hold_down(0)
     down = call(pod, "read", path="/state/x.bin")
     assert down["error"].startswith("ConnectionError"), down["error"]
     restart_connector(pod)
@@ -128,7 +130,7 @@ def test_runtime_reconnects_after_a_connector_restart(make_pod: PodFactory) -> N
 
 def test_missing_socket_is_connection_error_not_file_not_found(make_pod: PodFactory) -> None:
     pod = make_pod("buffered")
-    pod.connectors[0].stop()  # the sidecar is gone: its socket no longer exists
+    pod.hold_down(0)  # the sidecar is gone: its socket no longer exists
     for op in ("load_or_start_fresh", "exists", "read"):
         reply = call(pod, op, path="/state/history.json")
         assert reply.get("error", "").startswith("ConnectionError"), (op, reply)

@@ -85,6 +85,8 @@ class Pod:
         self._lifecycle = threading.RLock()
         self._stopping = False
         self._watcher: threading.Thread | None = None
+        # Connectors taken down on purpose (hold_down): neither restart path touches them.
+        self._held: set[int] = set()
 
     def start(self) -> None:
         """Start the connectors, then the handler process; a restart starts only the latter."""
@@ -169,7 +171,9 @@ class Pod:
 
     def _restart_dead_connectors(self) -> None:
         """Start again, on the same socket, every connector that died (the lifecycle lock held)."""
-        for connector in self.connectors:
+        for index, connector in enumerate(self.connectors):
+            if index in self._held:
+                continue
             if connector.process is None:  # an earlier restart failed (and said why)
                 self._event(f"connector {connector.name} is down; starting it again")
                 connector.restart()
@@ -183,7 +187,10 @@ class Pod:
         """Restart a dead connector at once, while the handler may still be retrying a request."""
         while not self._stopping:
             time.sleep(WATCH_INTERVAL)
-            if all(c.process is not None and c.exit_status is None for c in self.connectors):
+            if all(
+                i in self._held or (c.process is not None and c.exit_status is None)
+                for i, c in enumerate(self.connectors)
+            ):
                 continue
             with self._lifecycle:
                 if self._stopping:
@@ -195,6 +202,20 @@ class Pod:
                     # a connector that cannot start fails the message with its reason.
                     self._event(str(exc))
                     time.sleep(1.0)
+
+    def hold_down(self, index: int, *, kill: bool = False) -> None:
+        """Stop (or SIGKILL) connector ``index`` and keep it down: a sidecar gone for a while."""
+        with self._lifecycle:
+            self._held.add(index)
+            if kill:
+                self.connectors[index].kill()
+            else:
+                self.connectors[index].stop()
+
+    def release(self, index: int) -> None:
+        """Let connector ``index`` be restarted again (by the watcher, or before the next message)."""
+        with self._lifecycle:
+            self._held.discard(index)
 
     def _event(self, text: str) -> None:
         print(f"asya-state run: pod {self.index}: {text}", file=sys.stderr, flush=True)
