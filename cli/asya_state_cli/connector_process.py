@@ -75,6 +75,9 @@ class ConnectorProcess:
 
     def start(self) -> Self:
         """Start the process and wait until it serves and its backend answers (see wait_ready)."""
+        if self.process is not None and self.process.poll() is None:
+            # A second launch would orphan the first process on the same socket.
+            raise RuntimeError(f"connector {self.name} is already running on {self.socket_path}")
         self._launch()
         self.wait_ready()
         return self
@@ -188,7 +191,8 @@ class ConnectorProcess:
             self.process.wait()
 
     def __enter__(self) -> Self:
-        return self.start()
+        # ``with ConnectorProcess(...).start():`` enters a running process.
+        return self if self.process is not None and self.process.poll() is None else self.start()
 
     def __exit__(
         self,
