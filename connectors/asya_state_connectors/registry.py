@@ -17,15 +17,15 @@ from .interface import Connector
 # name -> "module:ClassName" under asya_state_connectors.backends
 CONNECTORS: dict[str, str] = {
     "memory": "memory:MemoryConnector",
-    "fs-buffered-lww": "fs:FsBufferedLww",
-    "fs-buffered-cas": "fs:FsBufferedCas",
-    "redis-buffered-cas": "redis:RedisBufferedCas",
-    "nats-kv-buffered-cas": "nats_kv:NatsKvBufferedCas",
-    "s3-passthrough": "s3:S3Passthrough",
-    "s3-buffered-lww": "s3:S3BufferedLww",
-    "s3-buffered-cas": "s3:S3BufferedCas",
-    "gcs-buffered-lww": "gcs:GcsBufferedLww",
-    "gcs-buffered-cas": "gcs:GcsBufferedCas",
+    "fs-buffered-lww": "fs.backend:FsBufferedLww",
+    "fs-buffered-cas": "fs.backend:FsBufferedCas",
+    "redis-buffered-cas": "redis.backend:RedisBufferedCas",
+    "nats-kv-buffered-cas": "nats_kv.backend:NatsKvBufferedCas",
+    "s3-passthrough": "s3.backend:S3Passthrough",
+    "s3-buffered-lww": "s3.backend:S3BufferedLww",
+    "s3-buffered-cas": "s3.backend:S3BufferedCas",
+    "gcs-buffered-lww": "gcs.backend:GcsBufferedLww",
+    "gcs-buffered-cas": "gcs.backend:GcsBufferedCas",
 }
 
 # The pip extra that carries each backend's client library.
@@ -50,7 +50,8 @@ def connector_class(name: str) -> type[Connector]:
     try:
         module = importlib.import_module(f"asya_state_connectors.backends.{module_name}")
     except ImportError as exc:
-        extra = EXTRAS.get(module_name, module_name)
+        package = module_name.split(".")[0]
+        extra = EXTRAS.get(package, package)
         raise ConfigError(
             f"connector {name!r} needs the '{extra}' extra: pip install 'asya-state-proxy[{extra}]'"
             f" ({exc})"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asya_state_connectors.backends.fs import FsBufferedCas
-from asya_state_connectors.backends.fs_files import DirLock
+from asya_state_connectors.backends.fs.backend import FsBufferedCas
+from asya_state_connectors.backends.fs.primitives import DirLock
 from asya_state_connectors.errors import ConfigError
 from asya_state_connectors.settings import Settings
 from tests.conformance.helpers import get, put

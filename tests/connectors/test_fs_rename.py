@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from asya_state_cli.connector_process import ConnectorProcess
-from asya_state_connectors.backends.fs import FsBufferedCas
-from asya_state_connectors.backends.fs_files import LockBusy
+from asya_state_connectors.backends.fs.backend import FsBufferedCas
+from asya_state_connectors.backends.fs.primitives import LockBusy
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import Conflict, NotFound
 from asya_state_connectors.interface import WriteCondition

@@ -38,9 +38,9 @@ from google.oauth2 import service_account
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.base import free_port
 from asya_state_cli.servers.fake_gcs import PROJECT, FakeGcsServer
-from asya_state_connectors.backends.gcs import GcsBufferedCas, GcsBufferedLww, sign_url
-from asya_state_connectors.backends.gcs_client import map_gcs_error
-from asya_state_connectors.backends.gcs_upload import TEMPORARY_DIR
+from asya_state_connectors.backends.gcs.api import map_gcs_error
+from asya_state_connectors.backends.gcs.backend import GcsBufferedCas, GcsBufferedLww, sign_url
+from asya_state_connectors.backends.gcs.upload import TEMPORARY_DIR
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
     BackendError,

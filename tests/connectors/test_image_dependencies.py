@@ -31,11 +31,11 @@ CLIENTS = {
 # connector module -> the top-level packages its extra brings
 OWN = {
     "memory": set(),
-    "fs": set(),
-    "redis": {"redis"},
-    "nats_kv": {"nats"},
-    "s3": {"boto3", "botocore"},
-    "gcs": {"google"},
+    "fs.backend": set(),
+    "redis.backend": {"redis"},
+    "nats_kv.backend": {"nats"},
+    "s3.backend": {"boto3", "botocore"},
+    "gcs.backend": {"google"},
 }
 
 PROGRAM = """

@@ -40,7 +40,7 @@ from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.fake_gcs import PROJECT, FakeGcsServer
 from asya_state_cli.servers.moto import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 from asya_state_cli.servers.shaper import ShapedLink
-from asya_state_connectors.backends._prefetch import Stale
+from asya_state_connectors.backends.object_store.prefetch import Stale
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import ConnectorError
 from asya_state_connectors.interface import Connector

@@ -24,12 +24,12 @@ from nats.js import api
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.base import free_port
 from asya_state_cli.servers.nats import NatsServer
-from asya_state_connectors.backends.nats_keys import (
+from asya_state_connectors.backends.nats_kv.backend import HEADER_ROOM, NatsKvBufferedCas
+from asya_state_connectors.backends.nats_kv.key_encoding import (
     decode_key,
     encode_key,
     prefix_filter,
 )
-from asya_state_connectors.backends.nats_kv import HEADER_ROOM, NatsKvBufferedCas
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
     BackendError,

@@ -28,8 +28,8 @@ import redis.asyncio as aioredis
 
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.redis import RedisServer
-from asya_state_connectors.backends import redis_scripts as lua
-from asya_state_connectors.backends.redis import RedisBufferedCas
+from asya_state_connectors.backends.redis import scripts as lua
+from asya_state_connectors.backends.redis.backend import RedisBufferedCas
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
     BackendTimeout,

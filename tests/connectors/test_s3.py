@@ -39,9 +39,9 @@ import pytest
 from asya_state_cli.connector_process import ConnectorProcess
 from asya_state_cli.servers.base import free_port
 from asya_state_cli.servers.moto import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
-from asya_state_connectors.backends.s3 import S3BufferedLww, S3Passthrough
-from asya_state_connectors.backends.s3_client import map_s3_error
-from asya_state_connectors.backends.s3_multipart import MultipartUpload, copy_in_parts
+from asya_state_connectors.backends.s3.api import map_s3_error
+from asya_state_connectors.backends.s3.backend import S3BufferedLww, S3Passthrough
+from asya_state_connectors.backends.s3.multipart import MultipartUpload, copy_in_parts
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.errors import (
     BackendError,

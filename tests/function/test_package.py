@@ -146,7 +146,7 @@ def test_one_connector_image_target_per_name_on_a_shared_base() -> None:
     )
     assert entrypoints == {name: name for name in CONNECTORS}
     for name in CONNECTORS:
-        module = REGISTRY[name].split(":")[0]
+        module = REGISTRY[name].split(":")[0].split(".")[0]
         backend = stages[name]
         if backend == "base":
             assert EXTRAS[module] == "connector", name

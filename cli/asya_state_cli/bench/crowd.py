@@ -93,7 +93,7 @@ def crowd_nats(url: str, bucket: str, start: int, stop: int) -> None:
     import nats
     from nats.js import api
 
-    from asya_state_connectors.backends.nats_keys import encode_key
+    from asya_state_connectors.backends.nats_kv.key_encoding import encode_key
 
     async def fill() -> None:
         nc = await nats.connect(url)

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from asya_state_connectors.backends.redis import RedisBufferedCas
+    from asya_state_connectors.backends.redis.backend import RedisBufferedCas
     from asya_state_connectors.errors import ConfigError, ConnectorError
     from asya_state_connectors.settings import Settings
 

@@ -41,7 +41,7 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
@@ -53,9 +53,9 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
-from ..settings import Settings
-from ._threads import BlockingPool
-from ._transfer import TransferLimits, TransferSettings
+from ...settings import Settings
+from ..blocking_pool import BlockingPool
+from ..object_store.transfer import TransferLimits, TransferSettings
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -14,8 +14,8 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TypeVar
 
-from ..errors import Conflict, NotFound
-from ..interface import Kind, WriteCondition
+from ...errors import Conflict, NotFound
+from ...interface import Kind, WriteCondition
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ GETs or part uploads in flight per open file or upload, default 8),
 (default 60), ``S3_MAX_ATTEMPTS`` (tries per request, default 5).
 
 Must not: hold object bodies or decide connector semantics (conditions,
-prefixes, listing); that is ``s3`` and ``s3_multipart``.
+prefixes, listing); that is ``s3`` and ``s3.multipart``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import boto3
 import botocore.config
 import botocore.exceptions as bx
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
@@ -49,9 +49,9 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
-from ..settings import Settings
-from ._threads import BlockingPool
-from ._transfer import TransferLimits, TransferSettings
+from ...settings import Settings
+from ..blocking_pool import BlockingPool
+from ..object_store.transfer import TransferLimits, TransferSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -35,10 +35,10 @@ from urllib.parse import quote
 
 from google.api_core import exceptions as gx
 
-from ..errors import Conflict, NotFound
-from ..keys import RESERVED_SEGMENT_PREFIX
-from ._transfer import Part, PartBuffers, send_parts
-from .gcs_client import Gcs
+from ...errors import Conflict, NotFound
+from ...keys import RESERVED_SEGMENT_PREFIX
+from ..object_store.transfer import Part, PartBuffers, send_parts
+from .api import Gcs
 
 log = logging.getLogger("asya_state_connectors.gcs")
 

@@ -20,8 +20,8 @@ import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ._transfer import Part, PartBuffers, send_parts
-from .s3_client import MAX_PARTS, S3, MiB, quote_etag, strip_etag
+from ..object_store.transfer import Part, PartBuffers, send_parts
+from .api import MAX_PARTS, S3, MiB, quote_etag, strip_etag
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef

@@ -2,7 +2,7 @@
 
 Owns: the mapping of the connector interface onto one Cloud Storage bucket
 under ``STATE_PREFIX`` (configuration and the error table are in
-``gcs_client``, reads in ``gcs_read``, uploads in parts in ``gcs_upload``).
+``gcs.api``, reads in ``gcs.read``, uploads in parts in ``gcs.upload``).
 
 - Revisions are object generations (as strings). A conditional write sends
   ``if_generation_match`` with the generation the writer read, or 0 for
@@ -11,9 +11,9 @@ under ``STATE_PREFIX`` (configuration and the error table are in
 - Writes stream: a body shorter than ``GCS_CHUNK_SIZE`` is one upload
   request carrying the precondition; a longer one is uploaded in parts, up
   to ``GCS_PARTS_IN_FLIGHT`` at once, as temporary objects composed into the
-  target under the precondition (``gcs_upload``). Nothing is visible until
+  target under the precondition (``gcs.upload``). Nothing is visible until
   the single request or the final compose succeeds.
-- Reads are ranged media requests fanned out by ``gcs_read``: the first is
+- Reads are ranged media requests fanned out by ``gcs.read``: the first is
   small and its headers carry the generation, type and size (a small read
   is one round trip); the rest are pinned to that generation and fetched
   ahead of the reader.
@@ -46,8 +46,8 @@ from typing import Any, ClassVar, Self
 import google.auth.credentials
 import google.auth.transport.requests
 
-from ..errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
-from ..interface import (
+from ...errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
+from ...interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
@@ -58,13 +58,13 @@ from ..interface import (
     ReadStream,
     WriteCondition,
 )
-from ..settings import Settings
-from ._object_store import PROBE_KEYS, conditional, probe_answer
-from ._threads import BlockingPool
-from ._transfer import PartBuffers, prepend, regroup
-from .gcs_client import Gcs, GcsConfig, gcs_errors, map_gcs_error
-from .gcs_read import read_object
-from .gcs_upload import TEMPORARY_DIR, ComposedUpload, upload_composed
+from ...settings import Settings
+from ..blocking_pool import BlockingPool
+from ..object_store.answers import PROBE_KEYS, conditional, probe_answer
+from ..object_store.transfer import PartBuffers, prepend, regroup
+from .api import Gcs, GcsConfig, gcs_errors, map_gcs_error
+from .read import read_object
+from .upload import TEMPORARY_DIR, ComposedUpload, upload_composed
 
 MAX_OBJECT_SIZE = 5 * 1024**4
 # One readiness check: below the server's bound on /ready (READY_CHECK_SECONDS).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import nats.errors as nx
 import nats.js.errors as jx
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
@@ -25,7 +25,7 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
-from ..interface import ObjectMeta
+from ...interface import ObjectMeta
 
 CONTENT_TYPE = "Asya-Content-Type"
 MSG_TTL = "Nats-TTL"

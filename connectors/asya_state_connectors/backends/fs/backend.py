@@ -28,7 +28,7 @@ Owns: the embedded default backend. Objects are files under
   the temporary file before the rename, so it lands atomically with the data.
 - Files and directories come from the filesystem itself: a directory at
   the key fails the rename (EISDIR), a file as a parent fails the temporary
-  file (ENOTDIR). Every OSError goes through ``fs_files.map_os_error``, so a
+  file (ENOTDIR). Every OSError goes through ``fs.primitives.map_os_error``, so a
   full disk is ``no_space`` (507) and a name over the filesystem's limit
   ``name_too_long``.
 - ``STATE_FSYNC=true`` also fsyncs data and directory (survives power loss,
@@ -61,8 +61,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Self, TypeVar
 
-from .. import idempotency
-from ..errors import (
+from ... import idempotency
+from ...errors import (
     BackendError,
     BackendUnavailable,
     ConfigError,
@@ -73,7 +73,7 @@ from ..errors import (
     TooLarge,
     Unsupported,
 )
-from ..interface import (
+from ...interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
@@ -84,10 +84,10 @@ from ..interface import (
     WriteCondition,
     is_a_directory,
 )
-from ..keys import RESERVED_SEGMENT_PREFIX
-from ..listing import paginate
-from ..settings import Settings
-from .fs_files import (
+from ...keys import RESERVED_SEGMENT_PREFIX
+from ...listing import paginate
+from ...settings import Settings
+from .primitives import (
     CONTENT_TYPE_XATTR,
     DirLock,
     DirLocks,

@@ -32,9 +32,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from ..errors import BackendError
-from ._threads import CHUNK, BlockingPool
-from ._transfer import TransferLimits
+from ...errors import BackendError
+from ..blocking_pool import CHUNK, BlockingPool
+from .transfer import TransferLimits
 
 # A range abandoned with at most this much left is read to its end so its
 # connection can be reused; a longer one is cheaper to drop.

@@ -1,6 +1,6 @@
 """The Redis connector's hot path: scripts and read blocks on connections it checks out itself.
 
-Owns: idle connections to one Redis server (``redis_resp`` connections
+Owns: idle connections to one Redis server (``redis.resp`` connections
 made from the connection pool's own settings, so URL, credentials, TLS
 and database are the pool's), a bound on connections in use with a wait
 bounded by the command timeout, the command timeout itself (one
@@ -14,7 +14,7 @@ bytes on every connection it hands out (a system call), the client wraps
 each command in retry, callback and parsing layers, and its socket timeout
 starts an extra task for every send (``wait_for``); measured on a 1 KiB
 read, those came to about as much CPU as the Redis round trip itself.
-Every script here is safe to run twice (see ``redis_scripts``) and a read
+Every script here is safe to run twice (see ``redis.scripts``) and a read
 block changes nothing, so a retry never reports a false conflict.
 
 Must not: be used for commands whose replies need redis-py's parsing
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
-from .redis_resp import Arg, Dialer, RespConnection
+from .resp import Arg, Dialer, RespConnection
 
 T = TypeVar("T")
 

@@ -31,7 +31,7 @@ are gone (at most ``PRUNE_BUDGET`` per call; past that the script answers
 BUSY and the connector calls it again, so no call holds Redis for long). A
 mount whose objects were written before the index existed has no "" member:
 the scripts that need the index answer NEEDS_INDEX and the connector builds
-it (``redis_index``) before asking again.
+it (``redis.index``) before asking again.
 
 Redis Cluster: every key of a mount starts with R, so a hash tag in R
 (``{orders}/``) keeps a mount's values, metadata, staging keys and index in

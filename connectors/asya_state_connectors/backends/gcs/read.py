@@ -10,7 +10,7 @@ mixing versions; a bucket that keeps old generations serves the old bytes).
 A range GCS refuses is refused the same way, or answered empty when it is
 empty by rule.
 
-Must not: decide how far ahead to read (``_prefetch`` does) or write anything.
+Must not: decide how far ahead to read (``object_store.prefetch`` does) or write anything.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 from google.api_core import exceptions as gx
 
-from ..interface import ObjectMeta, RangeSpec, ReadStream
-from ._object_store import content_range, no_chunks
-from ._prefetch import Prefetcher, RangeBody, Stale
-from .gcs_client import Gcs, gcs_errors
+from ...interface import ObjectMeta, RangeSpec, ReadStream
+from ..object_store.answers import content_range, no_chunks
+from ..object_store.prefetch import Prefetcher, RangeBody, Stale
+from .api import Gcs, gcs_errors
 
 Stat = Callable[[], Awaitable[ObjectMeta]]
 

@@ -1,9 +1,9 @@
 """``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
 
 Owns: the Redis connector — configuration, the connection pool (scripts and
-read blocks run on ``redis_link``'s own connections made from it), streaming
+read blocks run on ``redis.link``'s own connections made from it), streaming
 bodies in and out, listing, TTL and the Redis error table. The storage layout
-and the atomic scripts live in ``redis_scripts``.
+and the atomic scripts live in ``redis.scripts``.
 
 - Compare-and-swap: every write stores a fresh random etag beside the value.
   A conditional write sends the etag the writer read; one Lua script compares
@@ -21,14 +21,14 @@ and the atomic scripts live in ``redis_scripts``.
   removes the expiry. An overwrite or append keeps the key's expiry (like
   ``SET ... KEEPTTL``); a delete forgets it. A rename carries it along.
 - Files and directories: the scripts that create a key refuse one below an
-  object or over a prefix with objects, atomically (see ``redis_scripts``).
+  object or over a prefix with objects, atomically (see ``redis.scripts``).
   A stat asks the same questions in its read block, so a missing key is
   explained with the same round trip.
 - Listing: one script call per page over the mount's name index (a sorted
   set the scripts keep with every create, delete and rename), paginated by
   the last name returned; neither a listing nor a directory check ever
   walks the keyspace. Data written before the index existed is indexed on
-  first use (``redis_index``).
+  first use (``redis.index``).
 - Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
   writes, so a retried write, append or rename whose first attempt was
   applied finds its own etag and succeeds inside the same script (until
@@ -52,7 +52,7 @@ index starts empty instead of after a SCAN).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
 the revision the writer read, inside the script; MULTI only groups reads),
-or SCAN the keyspace on a request path (only ``redis_index`` does, once).
+or SCAN the keyspace on a request path (only ``redis.index`` does, once).
 Standalone Redis or a primary: the scripts touch several keys, which Redis
 Cluster keeps in one slot only when ``STATE_PREFIX`` holds a hash tag, and
 the connector does not follow cluster redirects.
@@ -74,8 +74,8 @@ from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from .. import idempotency
-from ..errors import (
+from ... import idempotency
+from ...errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
@@ -88,7 +88,7 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
-from ..interface import (
+from ...interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
@@ -100,11 +100,11 @@ from ..interface import (
     WriteCondition,
     is_a_directory,
 )
-from ..keys import ancestors
-from ..settings import Settings
-from . import redis_scripts as lua
-from .redis_index import SCAN_COUNT, IndexBuilder, glob_escape
-from .redis_link import RedisLink
+from ...keys import ancestors
+from ...settings import Settings
+from . import scripts as lua
+from .index import SCAN_COUNT, IndexBuilder, glob_escape
+from .link import RedisLink
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -183,7 +183,7 @@ def _text(value: Any) -> str | None:
 
 
 def _meta(key: str, fields: Sequence[Any]) -> ObjectMeta:
-    """ObjectMeta from a reply in ``redis_scripts.META_FIELDS`` order."""
+    """ObjectMeta from a reply in ``redis.scripts.META_FIELDS`` order."""
     etag, size, content_type, mtime = fields[:4]
     return ObjectMeta(
         key=key,

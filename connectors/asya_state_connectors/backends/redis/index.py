@@ -1,6 +1,6 @@
 """Building a Redis mount's name index, once for objects written before it existed or again on request.
 
-Owns: making the index of one mount complete (see ``redis_scripts`` for the
+Owns: making the index of one mount complete (see ``redis.scripts`` for the
 layout): the names of every object found by a SCAN of the mount's
 metadata hashes, added in batches so no call holds Redis for long, then
 the completeness mark. One builder at a time per mount across every
@@ -30,8 +30,8 @@ import time
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
-from . import redis_scripts as lua
-from .redis_link import RedisLink
+from . import scripts as lua
+from .link import RedisLink
 
 log = logging.getLogger("asya_state_connectors.redis")
 

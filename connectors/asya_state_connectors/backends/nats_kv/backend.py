@@ -3,8 +3,8 @@
 Owns: the NATS connector — configuration, the connection (made on first use
 and made again after the client gives up on a lost server), the bucket
 (created when missing unless disabled), reads, conditional writes, listing,
-TTL. Key encoding lives in ``nats_keys``; message headers, entries and the
-NATS error table in ``nats_messages``.
+TTL. Key encoding lives in ``nats_kv.key_encoding``; message headers, entries and the
+NATS error table in ``nats_kv.messages``.
 
 - One object is one message on the bucket's subject ``$KV.<bucket>.<key>``
   (the layout every NATS KV client reads). Its revision, and so its etag, is
@@ -81,8 +81,8 @@ import nats.errors as nx
 import nats.js.errors as jx
 from nats.js import api
 
-from .. import idempotency
-from ..errors import (
+from ... import idempotency
+from ...errors import (
     BackendError,
     BackendUnavailable,
     BadRequest,
@@ -93,7 +93,7 @@ from ..errors import (
     TooLarge,
     Unsupported,
 )
-from ..interface import (
+from ...interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
@@ -105,10 +105,10 @@ from ..interface import (
     WriteCondition,
     check_content_type,
 )
-from ..listing import paginate
-from ..settings import Settings
-from .nats_keys import decode_key, encode_key, prefix_filter
-from .nats_messages import (
+from ...listing import paginate
+from ...settings import Settings
+from .key_encoding import decode_key, encode_key, prefix_filter
+from .messages import (
     CONTENT_TYPE,
     KV_OPERATION,
     MSG_TTL,

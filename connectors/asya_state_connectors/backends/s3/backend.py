@@ -1,8 +1,8 @@
 """The S3 connectors: ``s3-passthrough``, ``s3-buffered-lww`` and ``s3-buffered-cas``.
 
 Owns: the mapping of the connector interface onto one S3 bucket under
-``STATE_PREFIX`` (configuration and the error table are in ``s3_client``,
-reads in ``s3_read``, multipart transfers in ``s3_multipart``).
+``STATE_PREFIX`` (configuration and the error table are in ``s3.api``,
+reads in ``s3.read``, multipart transfers in ``s3.multipart``).
 
 - Revisions are S3 ETags (quotes stripped). For single-request uploads S3
   derives the ETag from the content, so rewriting identical bytes keeps the
@@ -14,7 +14,7 @@ reads in ``s3_read``, multipart transfers in ``s3_multipart``).
   (``If-Match: <etag read>`` or ``If-None-Match: *``), a longer one becomes a
   multipart upload fed as parts fill, ``S3_PARTS_IN_FLIGHT`` parts at once,
   completed under the condition and aborted on any failure.
-- Reads are ranged GetObjects fanned out by ``s3_read`` (the first small,
+- Reads are ranged GetObjects fanned out by ``s3.read`` (the first small,
   the rest pinned to its ETag and fetched ahead of the reader).
 - Deletes check existence (and the revision) first, then delete with
   ``If-Match`` when conditional.
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions as bx
 
-from ..errors import BackendUnavailable, Conflict, NotFound, PermissionDenied
-from ..interface import (
+from ...errors import BackendUnavailable, Conflict, NotFound, PermissionDenied
+from ...interface import (
     UNCONDITIONAL,
     Capability,
     Connector,
@@ -53,11 +53,11 @@ from ..interface import (
     ReadStream,
     WriteCondition,
 )
-from ..settings import Settings
-from ._object_store import PROBE_KEYS, conditional, probe_answer
-from ._threads import BlockingPool
-from ._transfer import Part, PartBuffers, prepend, regroup
-from .s3_client import (
+from ...settings import Settings
+from ..blocking_pool import BlockingPool
+from ..object_store.answers import PROBE_KEYS, conditional, probe_answer
+from ..object_store.transfer import Part, PartBuffers, prepend, regroup
+from .api import (
     MAX_OBJECT_SIZE,
     S3,
     SINGLE_REQUEST_LIMIT,
@@ -65,13 +65,13 @@ from .s3_client import (
     quote_etag,
     strip_etag,
 )
-from .s3_multipart import (
+from .multipart import (
     MultipartUpload,
     copy_in_parts,
     part_size_for,
     upload_parts,
 )
-from .s3_read import read_object
+from .read import read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef

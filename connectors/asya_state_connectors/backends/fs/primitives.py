@@ -6,7 +6,7 @@ processes (and the ordered pair of them a rename takes), finishing and discardin
 in a ``user.asya.*`` extended attribute, and small directory helpers.
 
 Must not: know about keys, prefixes or the connector interface's semantics
-(see ``fs.py``).
+(see ``fs.backend``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .. import idempotency
-from ..errors import (
+from ... import idempotency
+from ...errors import (
     BackendError,
     ConnectorError,
     IsADirectory,
@@ -31,7 +31,7 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
-from ..keys import RESERVED_SEGMENT_PREFIX
+from ...keys import RESERVED_SEGMENT_PREFIX
 
 CONTENT_TYPE_XATTR = "user.asya.content_type"
 # The file's recent writes (see idempotency.remember), newest first: a retry

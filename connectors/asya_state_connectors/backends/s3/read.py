@@ -9,7 +9,7 @@ A suffix range longer than the first range asks HeadObject for the size and
 pins its first GET too. A range S3 refuses is refused the same way, or
 answered empty when it is empty by rule (any range of an empty object).
 
-Must not: decide how far ahead to read (``_prefetch`` does) or write anything.
+Must not: decide how far ahead to read (``object_store.prefetch`` does) or write anything.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions as bx
 
-from ..interface import ObjectMeta, RangeSpec, ReadStream
-from ._object_store import content_range, no_chunks
-from ._prefetch import Prefetcher, RangeBody, Stale
-from .s3_client import S3, error_code, quote_etag, s3_errors, strip_etag
+from ...interface import ObjectMeta, RangeSpec, ReadStream
+from ..object_store.answers import content_range, no_chunks
+from ..object_store.prefetch import Prefetcher, RangeBody, Stale
+from .api import S3, error_code, quote_etag, s3_errors, strip_etag
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef

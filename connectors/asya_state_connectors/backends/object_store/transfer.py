@@ -25,8 +25,8 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from ..errors import ConfigError, TooLarge
-from ..settings import Settings
+from ...errors import ConfigError, TooLarge
+from ...settings import Settings
 
 KiB = 1024
 MiB = 1024 * KiB
