@@ -71,9 +71,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -84,6 +85,7 @@ from nats.js import api
 from ... import idempotency
 from ...errors import (
     BackendError,
+    BackendTimeout,
     BackendUnavailable,
     BadRequest,
     ConfigError,
@@ -130,6 +132,12 @@ HEADER_ROOM = 2048
 # JetStream error codes for a failed Nats-Expected-Last-Subject-Sequence check.
 WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 STREAM_NAME_IN_USE = 10058
+# A publish with the Nats-Msg-Id of one the stream is still storing.
+DUPLICATE_IN_PROCESS = 10158
+MSG_ID = "Nats-Msg-Id"
+# Between attempts through a failover (seconds): doubling up to the cap.
+FAILOVER_FIRST_DELAY = 0.1
+FAILOVER_MAX_DELAY = 1.0
 # A failed connect is not retried for this long: requests fail fast meanwhile.
 RECONNECT_COOLDOWN = 1.0
 RECONNECT_WAIT = 0.25
@@ -138,6 +146,7 @@ RECONNECT_WAIT = 0.25
 RECONNECT_ATTEMPTS = 3
 CHUNK = 256 * 1024
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+T = TypeVar("T")
 
 
 def _without_credentials(url: str) -> str:
@@ -160,7 +169,8 @@ class _NoBatchedGets(Exception):
 class _Session:
     nc: Any
     js: Any
-    direct: bool
+    direct: bool  # reads are direct gets (any replica may answer: one replica only)
+    replicated: bool  # more than one replica: a stream leader can fail over
     max_age: float | None
     msg_ttl: bool
     limit: int
@@ -186,6 +196,7 @@ class NatsKvBufferedCas(Connector):
         auth: dict[str, str],
         timeout: float,
         max_value: int | None,
+        failover: float = 15.0,
     ) -> None:
         self._servers = servers
         self._bucket = bucket
@@ -197,6 +208,7 @@ class NatsKvBufferedCas(Connector):
         self._memory_storage = memory_storage
         self._auth = auth
         self._timeout = timeout
+        self._failover_seconds = failover
         self._max_value = max_value
         # Until the server tells us its max_payload, assume its default (1 MiB).
         self.max_object_size = min(max_value or 1 << 20, (1 << 20) - HEADER_ROOM)
@@ -249,6 +261,7 @@ class NatsKvBufferedCas(Connector):
             memory_storage=storage == "memory",
             auth=auth,
             timeout=settings.number("NATS_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+            failover=settings.number("NATS_FAILOVER_SECONDS", 15.0),
             max_value=settings.integer("NATS_MAX_VALUE_BYTES", 0, minimum=0) or None,
         )
 
@@ -332,7 +345,11 @@ class NatsKvBufferedCas(Connector):
             return _Session(
                 nc=nc,
                 js=js,
-                direct=bool(config.allow_direct),
+                # A replica answers a direct get from what it has applied,
+                # which after a failover lagged acknowledged writes: a
+                # replicated bucket is read from its stream leader.
+                direct=bool(config.allow_direct) and (config.num_replicas or 1) == 1,
+                replicated=(config.num_replicas or 1) > 1,
                 max_age=config.max_age or None,
                 msg_ttl=msg_ttl,
                 limit=limit,
@@ -420,15 +437,56 @@ class NatsKvBufferedCas(Connector):
 
     async def _latest(self, session: _Session, key: str) -> Entry | None:
         """The last message on ``key``'s subject, live or a marker; None if there is none."""
-        async with self._errors(key):
-            try:
-                msg = await session.js.get_msg(
-                    self._stream, subject=self._subject(key), direct=session.direct
-                )
-            except jx.NotFoundError:
-                return None
+        msg = await self._get(session, key, subject=self._subject(key))
+        if msg is None:
+            return None
         stamp = msg.time.timestamp() if msg.time is not None else time.time()
         return Entry(int(msg.seq), msg.data or b"", msg.headers or {}, stamp)
+
+    async def _get(self, session: _Session, key: str, **request: Any) -> Any:
+        """One message get (direct, or from the stream leader), through a failover; None if none."""
+
+        async def once(current: _Session) -> Any:
+            async with self._errors(key):
+                try:
+                    return await current.js.get_msg(self._stream, direct=current.direct, **request)
+                except jx.NotFoundError:
+                    return None
+
+        return await self._failover(session, once)
+
+    async def _failover(self, session: _Session, attempt: Callable[[_Session], Awaitable[T]]) -> T:
+        """``attempt``, made again while a replicated bucket fails over, for ``NATS_FAILOVER_SECONDS``.
+
+        A killed server costs its clients the connection (the client moves to
+        another server) and, if it led the stream, an election of about five
+        seconds during which JetStream answers nothing. Without this, every
+        request meanwhile would end as 503 or 504 and the runtime, whose
+        retries last five seconds, would hand the handler an error; with it a
+        request waits for the new leader. Every attempt may be repeated: gets
+        read, and a publish carries a ``Nats-Msg-Id`` that makes the stream
+        answer a copy of a message it already stored with that message's
+        sequence instead of storing it twice. A single server's outage is
+        answered at once (nothing there fails over).
+        """
+        deadline = time.monotonic() + self._failover_seconds
+        delay = FAILOVER_FIRST_DELAY
+        while True:
+            try:
+                return await attempt(session)
+            except (BackendUnavailable, BackendTimeout) as exc:
+                if not session.replicated or time.monotonic() + delay > deadline:
+                    raise
+                log.info("NATS is failing over (%s); trying again", exc.message)
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FAILOVER_MAX_DELAY)
+                try:
+                    session = await self._connection()
+                    break
+                except BackendUnavailable:
+                    if time.monotonic() + delay > deadline:
+                        raise
 
     async def _live(self, session: _Session, key: str) -> Entry:
         entry = await self._latest(session, key)
@@ -481,14 +539,27 @@ class NatsKvBufferedCas(Connector):
             )
             if recent is not None:
                 headers[RECENT_REQUESTS] = recent
-        async with self._errors(key):
-            try:
-                ack = await session.js.publish(self._subject(key), data, headers=headers or None)
-            except jx.APIError as exc:
-                if exc.err_code in WRONG_LAST_SEQUENCE:
-                    raise Conflict(f"{key!r} changed since it was read", key=key) from None
-                raise
-        return int(ack.seq)
+        if session.replicated:
+            # What lets _failover publish again: the stream drops a copy.
+            headers[MSG_ID] = uuid.uuid4().hex
+
+        async def once(current: _Session) -> int:
+            async with self._errors(key):
+                try:
+                    ack = await current.js.publish(
+                        self._subject(key), data, headers=headers or None
+                    )
+                except jx.APIError as exc:
+                    if exc.err_code in WRONG_LAST_SEQUENCE:
+                        raise Conflict(f"{key!r} changed since it was read", key=key) from None
+                    if exc.err_code == DUPLICATE_IN_PROCESS:
+                        raise BackendUnavailable(
+                            f"NATS is still storing an earlier attempt at {key!r}", key=key
+                        ) from None
+                    raise
+            return int(ack.seq)
+
+        return await self._failover(session, once)
 
     def _carried_ttl(self, session: _Session, entry: Entry | None) -> float | None:
         """The TTL an overwrite of ``entry`` keeps: seconds left, -1 for never, None for none set."""
@@ -509,13 +580,9 @@ class NatsKvBufferedCas(Connector):
         subjects = self._subject_root + prefix_filter(self._prefix + key + "/")
         seq = 1
         while True:
-            async with self._errors(key):
-                try:
-                    msg = await session.js.get_msg(
-                        self._stream, seq=seq, subject=subjects, next=True, direct=session.direct
-                    )
-                except jx.NotFoundError:
-                    return False
+            msg = await self._get(session, key, seq=seq, subject=subjects, next=True)
+            if msg is None:
+                return False
             if not is_absent(msg.headers):
                 return True
             seq = int(msg.seq) + 1
@@ -741,7 +808,7 @@ class NatsKvBufferedCas(Connector):
         limit: int = 1000,
     ) -> ListPage:
         session = await self._connection()
-        entries = await self._scan(session, prefix)
+        entries = await self._failover(session, lambda current: self._scan(current, prefix))
         return paginate(
             sorted(entries.items()),
             lambda item: item[0],

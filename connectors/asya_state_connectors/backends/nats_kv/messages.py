@@ -53,6 +53,11 @@ def map_nats_error(
         return PermissionDenied(f"JetStream refused access{where}: {detail}", key=key)
     if isinstance(exc, nx.MaxPayloadError):
         return TooLarge(f"the value exceeds the NATS max_payload{where}", key=key)
+    if isinstance(exc, jx.APIError) and exc.code == 503:
+        # JetStream's own "try again": no stream leader yet (an election),
+        # too few servers up to place a replicated bucket, a check that
+        # cannot be made right now.
+        return BackendUnavailable(f"JetStream is not available{where}: {detail}", key=key)
     if isinstance(exc, TimeoutError) and connected:
         return BackendTimeout(f"NATS did not answer in time{where}: {detail}", key=key)
     if isinstance(
