@@ -131,14 +131,15 @@ def _run_counter(
     handler: str = "counter.update_state_with_cas",
     handler_path: Path = COUNTER,
     extra: list[str] | None = None,
+    replicas: int = 4,
 ) -> RunResult:
-    """Run the counter over ``payloads`` with 4 replicas, injecting ``fault`` at even steps."""
+    """Run the counter over ``payloads`` with ``replicas`` pods, injecting ``fault`` at even steps."""
     args = run_args(
         handler,
         handler_path=handler_path,
         mounts=[f"/state/shared={rig.connector}"],
         state_dir=rig.state_dir,
-        replicas=4,
+        replicas=replicas,
         extra=[*RUN_OPTIONS, *(extra or [])],
     )
     with LiveRun(args, rig.env) as run:
