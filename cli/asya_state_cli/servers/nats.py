@@ -221,7 +221,7 @@ class NatsCluster:
                 leader = self.stream_leader(stream)
                 target = self.stream_state(leader, stream)["last_seq"]
                 behind = [
-                    node.server_name
+                    node.server_name or node.url
                     for node in self.nodes
                     if node.process is not None
                     and self.stream_state(node, stream)["last_seq"] < target
