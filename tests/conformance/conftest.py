@@ -21,6 +21,31 @@ from asya_state_connectors.settings import Settings
 from tests.fixtures.connectors import ProcessFactory, env_fixture_name
 
 MODES = ("direct", "http")
+# Further setups of a registry connector, each with its own env fixture
+# (``connector_env_<name>_<suffix>``): the NATS connector on a 3-member
+# cluster with a bucket of 3 replicas (tests/fixtures/nats.py).
+VARIANTS = {"nats-kv-buffered-cas.cluster": ("nats-kv-buffered-cas", "cluster")}
+SETUPS = [*CONNECTORS, *VARIANTS]
+# What the default run asks of each variant (the full matrix, about 30 s
+# for the cluster, runs with --soak): objects, conditions and idempotent
+# retries, where a replicated bucket differs from a single server. Racing
+# writers on the cluster, through a failover, are in
+# tests/reliability/test_nats_cluster.py.
+VARIANT_MODULES = frozenset({"test_objects.py", "test_conditions.py", "test_idempotent_retries.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    deselected = [
+        item
+        for item in items
+        if any(f"{variant}-" in item.nodeid for variant in VARIANTS)
+        and item.path.name not in VARIANT_MODULES
+    ]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in set(deselected)]
 
 
 @dataclass
@@ -28,11 +53,12 @@ class Target:
     """What a conformance test gets: the connector, how it is reached, and its setup."""
 
     connector: Connector
-    name: str
+    name: str  # the registry name
     mode: str
     env: dict[str, str]
     ns: str  # a key namespace private to this test
     socket: str | None = None
+    setup: str = ""  # the registry name, or a variant of it (VARIANTS)
 
     def key(self, name: str) -> str:
         return self.ns + name
@@ -43,23 +69,25 @@ class Target:
 
 
 async def _open_target(
-    request: pytest.FixtureRequest, processes: ProcessFactory, name: str, mode: str
+    request: pytest.FixtureRequest, processes: ProcessFactory, setup: str, mode: str
 ) -> AsyncIterator[Target]:
-    env: dict[str, str] = request.getfixturevalue(env_fixture_name(name))
+    name, suffix = VARIANTS.get(setup, (setup, ""))
+    fixture = env_fixture_name(name) + (f"_{suffix}" if suffix else "")
+    env: dict[str, str] = request.getfixturevalue(fixture)
     socket = None
     if mode == "direct":
         connector: Connector = connector_class(name).from_settings(Settings(env))
     else:
-        socket = processes(name, env).socket_path
+        socket = processes(name, env, setup).socket_path
         connector = HttpConnector(socket)
     await connector.open()
     try:
-        yield Target(connector, name, mode, env, f"t{uuid.uuid4().hex[:12]}/", socket)
+        yield Target(connector, name, mode, env, f"t{uuid.uuid4().hex[:12]}/", socket, setup)
     finally:
         await connector.close()
 
 
-@pytest.fixture(params=[(n, m) for n in CONNECTORS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=[(n, m) for n in SETUPS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
 async def target(
     request: pytest.FixtureRequest, connector_processes: ProcessFactory
 ) -> AsyncIterator[Target]:
@@ -68,7 +96,7 @@ async def target(
         yield opened
 
 
-@pytest.fixture(params=list(CONNECTORS), ids=lambda n: f"{n}-http")
+@pytest.fixture(params=list(SETUPS), ids=lambda n: f"{n}-http")
 async def served(
     request: pytest.FixtureRequest, connector_processes: ProcessFactory
 ) -> AsyncIterator[Target]:
