@@ -83,8 +83,10 @@ def crowd_redis(url: str, start: int, stop: int) -> None:
         client.close()
 
 
-def crowd_nats(url: str, bucket: str, start: int, stop: int) -> None:
-    """Entries of other mounts in ``bucket`` (created if missing), as the connector encodes keys.
+def crowd_nats(url: str, bucket: str, start: int, stop: int, replicas: int = 1) -> None:
+    """Entries of other mounts in ``bucket`` (created with ``replicas`` if missing), as the connector encodes keys.
+
+    ``url`` may list a cluster's servers, comma-separated.
 
     Published without waiting for each acknowledgement, a batch at a time,
     then confirmed from the stream's message count (the names are new, so
@@ -96,14 +98,16 @@ def crowd_nats(url: str, bucket: str, start: int, stop: int) -> None:
     from asya_state_connectors.backends.nats_kv.key_encoding import encode_key
 
     async def fill() -> None:
-        nc = await nats.connect(url)
+        nc = await nats.connect(servers=url.split(","))
         try:
             js = nc.jetstream()
             stream = f"KV_{bucket}"
             try:
                 before = (await js.stream_info(stream)).state.messages
             except nats.js.errors.NotFoundError:
-                await js.create_key_value(api.KeyValueConfig(bucket=bucket, history=1, direct=True))
+                await js.create_key_value(
+                    api.KeyValueConfig(bucket=bucket, history=1, direct=True, replicas=replicas)
+                )
                 before = 0
             for batch in _batches(start, stop):
                 for prefix, keys in batch.items():

@@ -1,6 +1,7 @@
 """Each benchmarked backend: its loopback servers, connector settings and direct client.
 
-Owns: for fs, memory, redis, nats, s3 and gcs, which connectors serve the
+Owns: for fs, memory, redis, nats (and nats-cluster: three clustered
+nats-servers, buckets of three replicas), s3 and gcs, which connectors serve the
 workloads (buffered, passthrough, compare-and-swap for the contention
 run), the connector environment, the settings of the backend's own client
 for the direct baseline, the largest object the backend holds, how other
@@ -142,6 +143,32 @@ def _nats(workdir: Path) -> Iterator[Rig]:
 
 
 @contextlib.contextmanager
+def _nats_cluster(workdir: Path) -> Iterator[Rig]:
+    from ..servers.nats import NatsCluster
+
+    with NatsCluster() as cluster:
+        url = cluster.url
+        yield Rig(
+            name="nats-cluster",
+            connector="nats-kv-buffered-cas",
+            passthrough_connector="nats-kv-buffered-cas",
+            cas_connector="nats-kv-buffered-cas",
+            connector_env={
+                "NATS_URL": url,
+                "NATS_KV_BUCKET": "asya-bench",
+                "NATS_KV_REPLICAS": "3",
+            },
+            direct={"kind": "nats", "url": url, "bucket": "asya-bench-direct", "replicas": "3"},
+            direct_label="nats-py",
+            populate=_both(
+                lambda a, b: crowd.crowd_nats(url, "asya-bench", a, b, replicas=3),
+                lambda a, b: crowd.crowd_nats(url, "asya-bench-direct", a, b, replicas=3),
+            ),
+            no_large=f"NATS KV values are bounded by max_payload ({cluster.nodes[0].max_payload // MiB} MiB)",
+        )
+
+
+@contextlib.contextmanager
 def _s3(workdir: Path) -> Iterator[Rig]:
     from ..servers.moto import MotoServer
 
@@ -206,6 +233,7 @@ RIGS: dict[str, RigFactory] = {
     "memory": _memory,
     "redis": _redis,
     "nats": _nats,
+    "nats-cluster": _nats_cluster,
     "s3": _s3,
     "gcs": _gcs,
 }
@@ -214,6 +242,7 @@ _CONNECTORS = {
     "memory": ("memory",),
     "redis": ("redis-buffered-cas",),
     "nats": ("nats-kv-buffered-cas",),
+    "nats-cluster": ("nats-kv-buffered-cas",),
     "s3": ("s3-buffered-cas", "s3-passthrough"),
     "gcs": ("gcs-buffered-cas", "gcs-buffered-lww"),
 }

@@ -248,13 +248,14 @@ class RedisStore(Store):
 class NatsStore(Store):
     """nats-py's JetStream key-value API, timed inside its own event loop."""
 
-    def __init__(self, url: str, bucket: str) -> None:
+    def __init__(self, url: str, bucket: str, replicas: int = 1) -> None:
         import nats
 
         self._loop = asyncio.new_event_loop()
-        self._nc: Any = self._run(nats.connect(url))
+        # A cluster's servers come comma-separated, as NATS_URL takes them.
+        self._nc: Any = self._run(nats.connect(servers=url.split(",")))
         self._js: Any = self._nc.jetstream()
-        self._kv: Any = self._run(self._js.create_key_value(bucket=bucket))
+        self._kv: Any = self._run(self._js.create_key_value(bucket=bucket, replicas=replicas))
         self._subjects = f"$KV.{bucket}."
         # The client's background tasks must end before the interpreter does.
         atexit.register(self._close)
@@ -559,7 +560,7 @@ def make_store(config: Mapping[str, str]) -> Store:
     if kind == "redis":
         return RedisStore(config["url"], config["prefix"])
     if kind == "nats":
-        return NatsStore(config["url"], config["bucket"])
+        return NatsStore(config["url"], config["bucket"], int(config.get("replicas", "1")))
     if kind == "s3":
         return S3Store(config)
     if kind == "gcs":

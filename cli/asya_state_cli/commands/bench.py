@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("fs", "memory", "redis", "nats", "s3", "gcs")
+# Measured only when named: three nats-servers clustered, a bucket of three replicas.
+CLUSTERS = ("nats-cluster",)
 DEFAULT_POPULATED = (1_000, 100_000, 1_000_000)
 
 
@@ -34,9 +36,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--backend",
         action="append",
-        choices=BACKENDS,
+        choices=(*BACKENDS, *CLUSTERS),
         metavar="NAME",
-        help=f"backend to measure ({', '.join(BACKENDS)}); repeatable; default: every available one",
+        help=(
+            f"backend to measure ({', '.join(BACKENDS)}; or {', '.join(CLUSTERS)}: three"
+            " clustered nats-servers and a bucket of three replicas, only when named);"
+            " repeatable; default: every available one"
+        ),
     )
     parser.add_argument(
         "--quick", action="store_true", help="large objects of 256 MiB instead of 1 GiB"
