@@ -184,8 +184,18 @@ class NatsCluster:
         raise ServerStartError("no cluster member answers its monitoring port")
 
     def meta_leader(self) -> NatsServer:
-        """The member leading the JetStream meta group (placing streams, answering their API)."""
-        return self.node(self._any_jsz("leader-only=false")["meta_cluster"]["leader"])
+        """The member leading the JetStream meta group (placing streams, answering their API).
+
+        Waits (bounded) while the members are electing one.
+        """
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            leader = self._any_jsz("leader-only=false").get("meta_cluster", {}).get("leader")
+            if leader:
+                return self.node(leader)
+            if time.monotonic() > deadline:
+                raise ServerStartError("the cluster never elected a JetStream meta leader")
+            time.sleep(0.1)
 
     def stream_leader(self, stream: str) -> NatsServer:
         """The member leading ``stream``'s replicas (ordering and acknowledging its writes)."""

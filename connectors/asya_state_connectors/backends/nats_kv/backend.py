@@ -40,12 +40,22 @@ NATS error table in ``nats_kv.messages``.
   them. A listing delivers every entry below its prefix, subdirectories'
   entries included, and rolls them up here.
 
+- A replicated bucket (a cluster): reads, checks and the idempotency
+  lookups go to the stream leader (the message get API), not to direct gets
+  any replica answers: a replica applies writes after they are
+  acknowledged, and after a failover one answered with the previous
+  revision. Requests wait out a failover (a lost server, an election) for
+  ``NATS_FAILOVER_SECONDS``; a publish sent again then carries the same
+  ``Nats-Msg-Id``, so the stream stores it once. A single server's outage
+  is answered at once (503).
+
 Environment: ``NATS_URL`` (required; comma-separated for a cluster),
 ``NATS_KV_BUCKET`` (default ``asya-state``), ``NATS_KV_CREATE_BUCKET``
 (default true), ``NATS_KV_REPLICAS`` and ``NATS_KV_STORAGE`` (``file`` or
 ``memory``) for a created bucket, ``NATS_CREDS`` (a credentials file) or
 ``NATS_USER``/``NATS_PASSWORD`` or ``NATS_TOKEN``, ``NATS_TIMEOUT_SECONDS``
-(default 5), ``NATS_MAX_VALUE_BYTES``, ``STATE_PREFIX``.
+(default 5), ``NATS_FAILOVER_SECONDS`` (default 15; 0: never wait),
+``NATS_MAX_VALUE_BYTES``, ``STATE_PREFIX``.
 
 Idempotent retries: every value and delete marker carries its request's
 ``Asya-Request-Id`` header and, in ``Asya-Recent-Requests``, the ids,
@@ -219,6 +229,8 @@ class NatsKvBufferedCas(Connector):
         self._last_error = ""  # the client's last complaint (refusals arrive only there)
         self._violations = 0
         self._inflight: set[asyncio.Timeout] = set()
+        # Set when the client reconnected or gave up (_connection waits on it).
+        self._settled = asyncio.Event()
         self._batched_gets = True  # until the server says it has none
 
     @classmethod
@@ -291,7 +303,23 @@ class NatsKvBufferedCas(Connector):
         if session is not None and session.nc.is_connected:
             return session
         if session is not None and not session.nc.is_closed:
-            raise BackendUnavailable("the connection to NATS was lost; reconnecting")
+            # The client is moving to another server: in a cluster that takes
+            # well under a second, so wait for it (bounded) instead of failing.
+            deadline = time.monotonic() + (self._failover_seconds if session.replicated else 0)
+            while not (session.nc.is_connected or session.nc.is_closed):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Looked at again at least every RECONNECT_WAIT: a callback
+                # may have come between the look and the clear.
+                self._settled.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, RECONNECT_WAIT)):
+                        await self._settled.wait()
+            if session.nc.is_connected:
+                return session
+            if not session.nc.is_closed:
+                raise BackendUnavailable("the connection to NATS was lost; reconnecting")
         async with self._connecting:
             if self._session is not None and self._session.nc.is_connected:
                 return self._session
@@ -327,6 +355,7 @@ class NatsKvBufferedCas(Connector):
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
                     **self._auth,
                 )
                 js = nc.jetstream(timeout=self._timeout)
@@ -407,6 +436,10 @@ class NatsKvBufferedCas(Connector):
 
     async def _on_reconnected(self) -> None:
         log.info("reconnected to NATS")
+        self._settled.set()
+
+    async def _on_closed(self) -> None:
+        self._settled.set()  # given up: the next request connects afresh
 
     @contextlib.asynccontextmanager
     async def _errors(self, key: str | None) -> AsyncIterator[None]:
