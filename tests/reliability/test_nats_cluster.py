@@ -11,7 +11,9 @@ new leader), the count must equal the increments acknowledged, and every
 read after an acknowledged write must return that write (no stale answer
 from a replica). The killed member is started again and must catch up: the
 leader's last sequence, and the count read from its own replica. A write
-whose acknowledgement is lost is sent again and stored once.
+whose acknowledgement is lost is sent again and stored once. While the
+killed member is down (and listed first), a new connector creates a bucket
+of three replicas on the other two.
 
 Marked soak (``--soak``): the CAS counter of ``examples/cas-counter`` under the real
 ``asya-state run`` with two pods racing (each with its own connector
@@ -154,6 +156,25 @@ async def _writer(connector: Connector, key: str, stop: asyncio.Event) -> list[i
     return counts
 
 
+async def _create_with_one_down(cluster: NatsCluster, down: NatsServer) -> None:
+    bucket = f"late{uuid.uuid4().hex[:8]}"
+    others = [node.url for node in cluster.nodes if node is not down]
+    env = {"NATS_URL": ",".join([down.url, *others]), "NATS_KV_BUCKET": bucket}
+    connector = NatsKvBufferedCas.from_settings(Settings({**env, "NATS_KV_REPLICAS": "3"}))
+    await connector.open()
+    try:
+        await connector.write("k", chunks_of(b"created"), size=7)
+        assert await get(connector, "k") == b"created"
+    finally:
+        await connector.close()
+    client = await nats.connect(servers=others)
+    try:
+        info = await client.jetstream().stream_info(f"KV_{bucket}")
+    finally:
+        await client.close()
+    assert info.config.num_replicas == 3
+
+
 async def _new_leader(cluster: NatsCluster, old: NatsServer) -> None:
     """Wait (bounded) until the surviving members report a stream leader other than ``old``."""
     for _ in range(300):
@@ -200,7 +221,7 @@ async def test_racing_writers_lose_nothing_and_see_no_error_when_the_stream_lead
         victim = cluster.stream_leader(STREAM)
         victim.kill()  # an election follows: about five seconds without a leader
         await _new_leader(cluster, victim)
-        await asyncio.sleep(1.0)  # the writers go on past the election
+        await asyncio.sleep(0.5)  # the writers go on past the election
         stop.set()
         counts = [c for done in await asyncio.gather(*writers) for c in done]
         # Every acknowledged increment is stored, none twice, none lost.
@@ -208,10 +229,13 @@ async def test_racing_writers_lose_nothing_and_see_no_error_when_the_stream_lead
         assert int(await get(direct, "count")) == len(counts)
         # A read right after an acknowledged write returns that write, whichever
         # member the connector's client is connected to.
-        for _ in range(100):
+        for _ in range(50):
             count, etag = await _increment(direct, "count")
             assert (await direct.stat("count")).etag == etag
             assert int(await get(served, "count")) == count
+        # With the killed member still down and listed first, a new connector
+        # reaches the others and creates a bucket of three replicas.
+        await _create_with_one_down(cluster, victim)
         victim.start()
         last = cluster.wait_caught_up(STREAM)
         assert cluster.stream_state(victim, STREAM)["last_seq"] == last

@@ -283,7 +283,7 @@ class NatsKvBufferedCas(Connector):
         # A sidecar may start before NATS (or before its account or bucket is
         # ready): serve anyway; readiness reports the problem until it is solved.
         try:
-            await self._connection()
+            await self._connection(wait=False)
         except ConnectorError as exc:
             log.warning("NATS is not usable yet: %s", exc.message)
 
@@ -294,18 +294,21 @@ class NatsKvBufferedCas(Connector):
                 await session.nc.close()
 
     async def check_health(self) -> None:
-        session = await self._connection()
+        session = await self._connection(wait=False)  # readiness answers now
         async with self._errors(None):
             await session.js.stream_info(self._stream)
 
-    async def _connection(self) -> _Session:
+    async def _connection(self, *, wait: bool = True) -> _Session:
+        """The session, connecting if needed; ``wait``: through a cluster's failover (bounded)."""
         session = self._session
         if session is not None and session.nc.is_connected:
             return session
         if session is not None and not session.nc.is_closed:
             # The client is moving to another server: in a cluster that takes
             # well under a second, so wait for it (bounded) instead of failing.
-            deadline = time.monotonic() + (self._failover_seconds if session.replicated else 0)
+            deadline = time.monotonic() + (
+                self._failover_seconds if wait and session.replicated else 0
+            )
             while not (session.nc.is_connected or session.nc.is_closed):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -323,18 +326,35 @@ class NatsKvBufferedCas(Connector):
         async with self._connecting:
             if self._session is not None and self._session.nc.is_connected:
                 return self._session
+            # A cluster may be electing a leader, or the servers tried first
+            # may be the ones down: keep trying for the failover time.
+            clustered = len(self._servers) > 1 or self._replicas > 1
+            deadline = time.monotonic() + (self._failover_seconds if wait and clustered else 0)
             failure = self._unusable
-            if failure is not None and time.monotonic() - self._failed_at < RECONNECT_COOLDOWN:
-                raise type(failure)(f"{failure.message} (retrying shortly)")
-            self._last_error = ""
-            try:
-                self._session = await self._connect()
-            except ConnectorError as exc:
-                self._failed_at = time.monotonic()
-                self._unusable = self._explained(exc)
-                raise self._unusable from exc
+            cooling = RECONNECT_COOLDOWN - (time.monotonic() - self._failed_at)
+            if failure is not None and cooling > 0:
+                if time.monotonic() + cooling > deadline:
+                    raise type(failure)(f"{failure.message} (retrying shortly)")
+                await asyncio.sleep(cooling)
+            while True:
+                self._last_error = ""
+                try:
+                    self._session = await self._connect()
+                    break
+                except (BackendUnavailable, BackendTimeout) as exc:
+                    if time.monotonic() + RECONNECT_COOLDOWN > deadline:
+                        raise self._failed(exc) from exc
+                    log.info("NATS is not usable yet (%s); trying again", exc.message)
+                except ConnectorError as exc:
+                    raise self._failed(exc) from exc
+                await asyncio.sleep(RECONNECT_COOLDOWN)
             self._unusable = None
             return self._session
+
+    def _failed(self, exc: ConnectorError) -> ConnectorError:
+        self._failed_at = time.monotonic()
+        self._unusable = self._explained(exc)
+        return self._unusable
 
     def _explained(self, exc: ConnectorError) -> ConnectorError:
         """A failed connect, naming the servers tried and the client's last complaint."""
