@@ -373,6 +373,7 @@ async def test_credentials_and_publish_permissions() -> None:
         ({"NATS_URL": "nats://n", "NATS_USER": "u"}, "NATS_PASSWORD"),
         ({"NATS_URL": "nats://n", "NATS_KV_STORAGE": "tape"}, "NATS_KV_STORAGE"),
         ({"NATS_URL": "nats://n", "NATS_MAX_VALUE_BYTES": "-1"}, "NATS_MAX_VALUE_BYTES"),
+        ({"NATS_URL": "nats://n", "NATS_FAILOVER_SECONDS": "-1"}, "NATS_FAILOVER_SECONDS"),
     ],
 )
 def test_configuration_errors_name_the_variable(env: dict[str, str], named: str) -> None:
