@@ -71,8 +71,6 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from ... import idempotency
 from ...errors import (
@@ -103,8 +101,9 @@ from ...interface import (
 from ...keys import ancestors
 from ...settings import Settings
 from . import scripts as lua
+from .cluster import ClusterLink, Link, cluster_root, is_cluster
 from .index import SCAN_COUNT, IndexBuilder, glob_escape
-from .link import RedisLink
+from .link import RedisLink, WaitFor
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -120,6 +119,7 @@ _SWEEP_SECONDS = 60.0
 INDEX_ATTEMPTS = 3
 # How Redis words an ACL refusal of a command or key inside a script.
 _SCRIPT_ACL_DENIAL = "The user executing the script can't"
+_CLUSTER_MODES = {"auto": None, "true": True, "false": False}
 
 
 def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
@@ -236,23 +236,64 @@ class RedisBufferedCas(Connector):
         timeout: float,
         owner: str | None = None,
         scan_for_index: bool = True,
+        cluster: bool | None = False,
+        wait_for: WaitFor | None = None,
     ) -> None:
+        """``cluster``: whether ``pool`` names a Redis Cluster node; None asks the server first."""
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
-        self._root = prefix.encode("utf-8")
+        self._pool = pool
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._wait_for = wait_for
+        self._scan_for_index = scan_for_index
+        self._settling = asyncio.Lock()
         # Who stages uploads: the same name after a restart of this sidecar.
         self._owner = (owner or secrets.token_hex(6)).encode()
         self._sweep: asyncio.Task[None] | None = None
         # Starts every staged name of this life, so the sweep that runs while
         # it already serves leaves its own uploads alone.
         self._life = secrets.token_hex(4).encode() + b"."
-        self._pool = pool
-        self._client = aioredis.Redis(connection_pool=pool)
-        self._link = RedisLink(pool, max_connections, timeout)
+        self._settled = False
+        self._layout(bool(cluster))
+        if cluster is not None:
+            self._settled = True
+
+    def _layout(self, cluster: bool) -> None:
+        """The mount's key root and the link for a standalone server or a cluster.
+
+        On Redis Cluster the root carries a hash tag (``cluster_root``), so
+        all of a mount's keys share one slot and every script can run.
+        """
+        self.cluster = cluster
+        root = cluster_root(self._prefix) if cluster else self._prefix
+        self._root = root.encode("utf-8")
+        self._link: Link
+        if cluster:
+            self._link = ClusterLink(
+                self._pool, self._max_connections, self._timeout, wait_for=self._wait_for
+            )
+        else:
+            self._link = RedisLink(
+                self._pool, self._max_connections, self._timeout, wait_for=self._wait_for
+            )
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
-        self._indexer = IndexBuilder(self._client, self._link, self._root, scan=scan_for_index)
+        self._indexer = IndexBuilder(self._link, self._root, scan=self._scan_for_index)
         self._index = self._indexer.index
+
+    async def _settle(self) -> None:
+        """With ``REDIS_CLUSTER=auto``: ask the server whether it is a cluster node, once."""
+        async with self._settling:
+            if self._settled:
+                return
+            with _redis_errors():
+                async with asyncio.timeout(self._timeout):
+                    cluster = await is_cluster(self._pool)
+            if cluster:
+                await self._link.close()
+                self._layout(True)
+            self._settled = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -272,18 +313,23 @@ class RedisBufferedCas(Connector):
             )
         timeout = settings.number("REDIS_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         max_connections = settings.integer("REDIS_MAX_CONNECTIONS", 50, minimum=1)
+        mode = (settings.optional("REDIS_CLUSTER", "auto") or "auto").strip().lower()
+        if mode not in _CLUSTER_MODES:
+            raise ConfigError(f"REDIS_CLUSTER must be auto, true or false, got {mode!r}")
+        cluster = _CLUSTER_MODES[mode]
+        if cluster and scheme == "unix":
+            raise ConfigError("REDIS_CLUSTER=true needs a redis:// or rediss:// URL, not unix://")
+        replicas = settings.integer("REDIS_WAIT_REPLICAS", 0, minimum=0)
+        wait_ms = settings.integer("REDIS_WAIT_TIMEOUT_MS", 1000, minimum=1)
+        if replicas and wait_ms >= timeout * 1000:
+            raise ConfigError(
+                f"REDIS_WAIT_TIMEOUT_MS ({wait_ms}) must be below REDIS_TIMEOUT_SECONDS ({timeout:g}s)"
+            )
         try:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=min(timeout, 5.0),
-                health_check_interval=30,
-                # One quick retry: a pooled connection may have died with a
-                # restarted server. Every script is safe to run twice (see
-                # redis_scripts), so a retry never reports a false conflict.
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            # Parses the URL (credentials, TLS options, database) for the
+            # connector's own connections (``redis.link``); it opens none itself.
+            pool = aioredis.ConnectionPool.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0)
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
@@ -295,6 +341,8 @@ class RedisBufferedCas(Connector):
             timeout=timeout,
             owner=staging_owner(settings.optional("CONNECTOR_SOCKET")),
             scan_for_index=settings.flag("REDIS_INDEX_SCAN", True),
+            cluster=cluster,
+            wait_for=(replicas, wait_ms) if replicas else None,
         )
 
     # -- layout -------------------------------------------------------------
@@ -320,12 +368,23 @@ class RedisBufferedCas(Connector):
             + secrets.token_hex(8).encode()
         )
 
-    async def _run(self, script: str, key: str | None, keys: list[bytes], args: list[Any]) -> Any:
-        """Run a script, building the index when it asks for it and again while it prunes."""
+    async def _run(
+        self,
+        script: str,
+        key: str | None,
+        keys: list[bytes],
+        args: list[Any],
+        *,
+        durable: bool = False,
+    ) -> Any:
+        """Run a script, building the index when it asks for it and again while it prunes.
+
+        ``durable``: a script that changes an object (``REDIS_WAIT_REPLICAS`` applies).
+        """
         attempts = 0
         while True:
             with _redis_errors(key):
-                reply = await self._link.run(script, keys, args)
+                reply = await self._link.run(script, keys, args, durable=durable)
             status = _status(reply)
             if status == lua.BUSY:
                 continue  # it removed a batch of vanished names; the rest next time
@@ -349,12 +408,17 @@ class RedisBufferedCas(Connector):
         self._sweep = asyncio.create_task(self._discard_abandoned_quietly())
 
     async def _discard_abandoned_quietly(self) -> None:
-        with contextlib.suppress(rx.RedisError, OSError, TimeoutError):
+        with contextlib.suppress(ConnectorError, rx.RedisError, OSError, TimeoutError):
             async with asyncio.timeout(_SWEEP_SECONDS):
                 await self.discard_abandoned_uploads()
 
     async def discard_abandoned_uploads(self) -> int:
-        """Delete the staged values this connector's previous life left behind; how many."""
+        """Delete the staged values this connector's previous life left behind; how many.
+
+        On Redis Cluster the SCAN visits every primary.
+        """
+        if not self._settled:
+            await self._settle()
         pattern = (
             glob_escape(self._data(""))
             + b"*"
@@ -362,13 +426,10 @@ class RedisBufferedCas(Connector):
             + b"*"
         )
         mine = lua.STAGED_INFIX + self._owner + b"\x00" + self._life
-        found = [
-            raw
-            async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT)
-            if mine not in raw
-        ]
-        if found:
-            await self._client.delete(*found)
+        found = [raw async for raw in self._link.scan(pattern, SCAN_COUNT) if mine not in raw]
+        # One at a time: on a cluster each key is routed to its own slot's primary.
+        for raw in found:
+            await self._link.call("DEL", raw)
         return len(found)
 
     async def close(self) -> None:
@@ -377,12 +438,12 @@ class RedisBufferedCas(Connector):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweep
         await self._link.close()
-        await self._client.aclose()
-        await self._pool.disconnect()
 
     async def check_health(self) -> None:
+        if not self._settled:
+            await self._settle()
         with _redis_errors():
-            await self._client.ping()
+            await self._link.call("PING")
 
     # -- stat and read --------------------------------------------------------
 
@@ -393,6 +454,8 @@ class RedisBufferedCas(Connector):
         file, the first name below it, whether the index is complete), so a
         miss raises ``Missing`` with its answer and costs no second round trip.
         """
+        if not self._settled:
+            await self._settle()
         meta_key = self._keys(key)[1]
         parents = self._ancestor_metas(key)
         dir_name = key.encode("utf-8") + b"/"
@@ -417,6 +480,8 @@ class RedisBufferedCas(Connector):
 
     async def path_conflict(self, key: str) -> ConnectorError | None:
         """One script call: the ancestors' metadata hashes and a range of the index."""
+        if not self._settled:
+            await self._settle()
         status = await self._run(
             "EXPLAIN",
             key,
@@ -430,6 +495,8 @@ class RedisBufferedCas(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         guess = byte_range.first if byte_range is not None and byte_range.first else 0
+        if not self._settled:
+            await self._settle()
         keys = self._keys(key)
         with _redis_errors(key):
             fields, first = await self._link.transaction(
@@ -511,17 +578,16 @@ class RedisBufferedCas(Connector):
     async def _stage(self, key: str, staging: bytes, data: bytes, *, first: bool = False) -> None:
         with _redis_errors(key):
             if first:
-                await self._client.set(staging, data, ex=STAGED_TTL_SECONDS)
+                await self._link.call("SET", staging, data, "EX", STAGED_TTL_SECONDS)
                 return
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.append(staging, data)
-                pipe.expire(staging, STAGED_TTL_SECONDS)
-                await pipe.execute()
+            await self._link.transaction(
+                ("APPEND", staging, data), ("EXPIRE", staging, STAGED_TTL_SECONDS)
+            )
 
     async def _discard(self, staging: bytes) -> None:
         # Best effort: the staging key expires on its own if Redis is gone.
         with contextlib.suppress(rx.RedisError, OSError):
-            await self._client.delete(staging)
+            await self._link.call("DEL", staging)
 
     async def write(
         self,
@@ -534,6 +600,8 @@ class RedisBufferedCas(Connector):
     ) -> ObjectMeta:
         if size is not None:
             self._check_size(key, size)
+        if not self._settled:
+            await self._settle()
         inline, staging = await self._take_body(key, body)
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
@@ -545,7 +613,7 @@ class RedisBufferedCas(Connector):
         else:
             keys.append(staging)
         try:
-            reply = await self._run("WRITE", key, keys, args)
+            reply = await self._run("WRITE", key, keys, args, durable=True)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -563,10 +631,12 @@ class RedisBufferedCas(Connector):
         )
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        if not self._settled:
+            await self._settle()
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
         with _redis_errors(key):
-            current = int(await self._client.strlen(keys[0]))
+            current = int(await self._link.call("STRLEN", keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = idempotency.new_etag()
         args: list[Any] = [etag, self._limit, len(parents), self._root, key]
@@ -575,7 +645,7 @@ class RedisBufferedCas(Connector):
         else:
             keys.append(staging)
         try:
-            reply = await self._run("APPEND", key, keys, args)
+            reply = await self._run("APPEND", key, keys, args, durable=True)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -591,11 +661,14 @@ class RedisBufferedCas(Connector):
         )
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
+        if not self._settled:
+            await self._settle()
         reply = await self._run(
             "RENAME",
             source,
             [*self._keys(source), *self._keys(target), self._index, *self._ancestor_metas(target)],
             [idempotency.new_etag(), self._root, source, target],
+            durable=True,
         )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
@@ -604,6 +677,8 @@ class RedisBufferedCas(Connector):
         return _meta(target, reply)
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        if not self._settled:
+            await self._settle()
         with _redis_errors(key):
             status = await self._link.run(
                 "DELETE",
@@ -614,6 +689,7 @@ class RedisBufferedCas(Connector):
                     idempotency.current() or "",
                     idempotency.DELETE_RECORD_SECONDS * 1000,
                 ],
+                durable=True,
             )
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
@@ -636,6 +712,8 @@ class RedisBufferedCas(Connector):
             start = b"(" + page_token.encode("utf-8")
             if delimiter and page_token.endswith(delimiter):
                 start += b"\xff"
+        if not self._settled:
+            await self._settle()
         reply = await self._run(
             "LIST",
             prefix or None,
@@ -657,6 +735,8 @@ class RedisBufferedCas(Connector):
         connector from before it, during a rolling upgrade): creates wait
         while it runs, reads and overwrites go on.
         """
+        if not self._settled:
+            await self._settle()
         with _redis_errors():
             return await self._indexer.rebuild()
 
@@ -674,13 +754,18 @@ class RedisBufferedCas(Connector):
         return attrs
 
     async def set_xattr(self, key: str, name: str, value: str) -> None:
+        if not self._settled:
+            await self._settle()
         with _redis_errors(key):
             if name == "ttl":
                 done = await self._link.run(
-                    "EXPIRE", [*self._keys(key), self._index], [_parse_ttl(value, key), key]
+                    "EXPIRE",
+                    [*self._keys(key), self._index],
+                    [_parse_ttl(value, key), key],
+                    durable=True,
                 )
             else:
-                done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value])
+                done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value], durable=True)
         if not done:
             raise NotFound(f"no object at {key!r}", key=key)
 
