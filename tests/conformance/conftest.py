@@ -4,6 +4,12 @@
 ``direct`` builds the backend in the test's event loop; ``http`` talks to a
 real connector process over its Unix socket through ``HttpConnector``. Each
 behaviour test therefore checks the backend and the protocol mapping.
+
+A connector may also run against another topology of its backend (``VARIANTS``:
+Redis Cluster beside standalone Redis): its environment comes from
+``connector_env_<name>_<variant>``. A variant's tests carry the mark of its
+name; the default run keeps ``DEFAULT_VARIANT_MODES`` of them (the rest run
+with ``--soak``), so the whole matrix stays within the suite's time.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.interface import Connector
@@ -21,6 +28,24 @@ from asya_state_connectors.settings import Settings
 from tests.fixtures.connectors import ProcessFactory, env_fixture_name
 
 MODES = ("direct", "http")
+# Other topologies a connector is checked against, by registry name.
+VARIANTS: dict[str, tuple[str, ...]] = {"redis-buffered-cas": ("cluster",)}
+# The modes a variant runs in by default; the others need --soak.
+DEFAULT_VARIANT_MODES = ("direct",)
+
+
+def _params() -> list[ParameterSet]:
+    params = [pytest.param((n, m, ""), id=f"{n}-{m}") for n in CONNECTORS for m in MODES]
+    for name, variants in VARIANTS.items():
+        for variant in variants:
+            for mode in MODES:
+                marks = [getattr(pytest.mark, variant)]
+                if mode not in DEFAULT_VARIANT_MODES:
+                    marks.append(pytest.mark.soak)
+                params.append(
+                    pytest.param((name, mode, variant), id=f"{name}-{variant}-{mode}", marks=marks)
+                )
+    return params
 
 
 @dataclass
@@ -43,14 +68,18 @@ class Target:
 
 
 async def _open_target(
-    request: pytest.FixtureRequest, processes: ProcessFactory, name: str, mode: str
+    request: pytest.FixtureRequest,
+    processes: ProcessFactory,
+    name: str,
+    mode: str,
+    variant: str = "",
 ) -> AsyncIterator[Target]:
-    env: dict[str, str] = request.getfixturevalue(env_fixture_name(name))
+    env: dict[str, str] = request.getfixturevalue(env_fixture_name(name, variant))
     socket = None
     if mode == "direct":
         connector: Connector = connector_class(name).from_settings(Settings(env))
     else:
-        socket = processes(name, env).socket_path
+        socket = processes(name, env, variant).socket_path
         connector = HttpConnector(socket)
     await connector.open()
     try:
@@ -59,11 +88,11 @@ async def _open_target(
         await connector.close()
 
 
-@pytest.fixture(params=[(n, m) for n in CONNECTORS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=_params())
 async def target(
     request: pytest.FixtureRequest, connector_processes: ProcessFactory
 ) -> AsyncIterator[Target]:
-    """Every connector, directly and through its server."""
+    """Every connector, directly and through its server (and every variant's topology)."""
     async for opened in _open_target(request, connector_processes, *request.param):
         yield opened
 

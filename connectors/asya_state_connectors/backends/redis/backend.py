@@ -348,7 +348,7 @@ class RedisBufferedCas(Connector):
     # -- layout -------------------------------------------------------------
 
     def _data(self, key: str) -> bytes:
-        return (self._prefix + key).encode("utf-8")
+        return self._root + key.encode("utf-8")
 
     def _keys(self, key: str) -> list[bytes]:
         data = self._data(key)
