@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from asya_state_cli.servers.redis import RedisCluster, RedisClusterNode
+from asya_state_cli.main import main
+from asya_state_cli.servers.redis import RedisCluster, RedisClusterNode, RedisServer
 from asya_state_connectors.backends.redis import scripts as lua
 from asya_state_connectors.backends.redis.backend import RedisBufferedCas, staging_owner
 from asya_state_connectors.backends.redis.cluster import cluster_root, hash_tag
@@ -160,3 +161,36 @@ async def test_a_mount_whose_slot_moves_to_another_primary_is_followed(
 def test_cluster_and_wait_settings_are_checked(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         RedisBufferedCas.from_settings(Settings({"REDIS_URL": "redis://r", **env}))
+
+
+async def test_asya_state_redis_copy_moves_a_mount_from_standalone_redis_to_the_cluster(
+    redis_server: RedisServer,
+    redis_cluster: RedisCluster,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = RedisBufferedCas.from_settings(
+        Settings({"REDIS_URL": redis_server.url, "STATE_PREFIX": prefix})
+    )
+    try:
+        await put(source, "a/one.txt", b"one")
+        await put(source, "a/b/two.txt", b"two")
+        await put(source, "short.txt", b"lives an hour")
+        await source.set_xattr("short.txt", "ttl", "3600")
+    finally:
+        await source.close()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("STATE_PREFIX", prefix)
+    # The command runs its own event loop, as from a shell.
+    assert await asyncio.to_thread(main, ["redis-copy", "--to", redis_cluster.url]) == 0
+    assert "copied 7 keys" in capsys.readouterr().out  # 3 values, 3 metadata hashes, the index
+    target = make(redis_cluster, prefix)
+    try:
+        page = await target.list("", delimiter=None)
+        assert sorted(e.key for e in page.entries) == ["a/b/two.txt", "a/one.txt", "short.txt"]
+        assert await get(target, "a/b/two.txt") == b"two"
+        assert 3500 < int((await target.get_xattrs("short.txt"))["ttl"]) <= 3600
+        await put(target, "a/one.txt", b"changed on the cluster")
+    finally:
+        await target.close()

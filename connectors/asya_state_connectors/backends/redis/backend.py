@@ -295,6 +295,12 @@ class RedisBufferedCas(Connector):
                 self._layout(True)
             self._settled = True
 
+    async def layout(self) -> tuple[Link, bytes]:
+        """The link and key root this mount uses, once the server said what it is."""
+        if not self._settled:
+            await self._settle()
+        return self._link, self._root
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         url = settings.required("REDIS_URL", hint="e.g. redis://user:password@redis:6379/0")
