@@ -1,7 +1,8 @@
 """``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
 
-Owns: the Redis connector — configuration, the connection pool (scripts and
-read blocks run on ``redis.link``'s own connections made from it), streaming
+Owns: the Redis connector — configuration (the URL is parsed by redis-py's
+connection pool; every command runs on ``redis.link``'s own connections, or
+``redis.cluster``'s on a cluster), the key root of the topology, streaming
 bodies in and out, listing, TTL and the Redis error table. The storage layout
 and the atomic scripts live in ``redis.scripts``.
 
@@ -41,21 +42,32 @@ and the atomic scripts live in ``redis.scripts``.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
   Redis string limit), enforced from the declared size or while streaming.
 
+- Topologies: standalone Redis (or a primary) with the plain
+  ``STATE_PREFIX`` layout, or Redis Cluster (``redis.cluster``): the root
+  gets a hash tag so a mount is one slot, and commands follow the cluster
+  (redirects, resharding, failover). ``REDIS_CLUSTER=auto`` asks the server
+  on first use, so the layout is settled before any key is named.
+- Replica acknowledgement: with ``REDIS_WAIT_REPLICAS`` every script that
+  changes an object is followed by ``WAIT`` (``redis.link``); too few
+  acknowledgements fail the request as a timeout, although the write is
+  applied (its same-id retry then succeeds).
+
 Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
-``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
-``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
-other commands: staging, building the index, health checks), ``REDIS_TIMEOUT_SECONDS``
-(per command, default 10), ``REDIS_INDEX_SCAN`` (default true; false when the
+``unix:///path/redis.sock?db=0``; on a cluster, any node), ``REDIS_CLUSTER``
+(``auto``, ``true``, ``false``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
+``REDIS_MAX_CONNECTIONS`` (default 50 per Redis server, for every command),
+``REDIS_TIMEOUT_SECONDS`` (per command, default 10, following a cluster
+included), ``REDIS_WAIT_REPLICAS`` (default 0) and ``REDIS_WAIT_TIMEOUT_MS``
+(default 1000), ``REDIS_INDEX_SCAN`` (default true; false when the
 database holds nothing written before the name index, so a new mount's
 index starts empty instead of after a SCAN).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
 the revision the writer read, inside the script; MULTI only groups reads),
-or SCAN the keyspace on a request path (only ``redis.index`` does, once).
-Standalone Redis or a primary: the scripts touch several keys, which Redis
-Cluster keeps in one slot only when ``STATE_PREFIX`` holds a hash tag, and
-the connector does not follow cluster redirects.
+SCAN the keyspace on a request path (only ``redis.index`` does, once, and
+the start-up sweep), or name a key outside its mount's root (one slot on a
+cluster).
 """
 
 from __future__ import annotations

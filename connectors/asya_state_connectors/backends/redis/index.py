@@ -2,7 +2,8 @@
 
 Owns: making the index of one mount complete (see ``redis.scripts`` for the
 layout): the names of every object found by a SCAN of the mount's
-metadata hashes, added in batches so no call holds Redis for long, then
+metadata hashes (of every primary on Redis Cluster), added in batches so
+no call holds Redis for long, then
 the completeness mark. One builder at a time per mount across every
 connector process: the builder holds a lock key with an expiry, renewed
 after each batch; the others wait until the mark appears (or the lock

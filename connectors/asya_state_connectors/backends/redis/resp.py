@@ -3,8 +3,8 @@
 Owns: packing a command, connecting (TCP, TLS or a Unix socket) from a
 redis-py connection pool's own settings and doing the handshake those
 settings ask for (AUTH, SELECT, CLIENT SETNAME), parsing replies with
-hiredis, answering commands (and MULTI/EXEC blocks) in the order they were
-sent, write back-pressure, and the table that turns a Redis error reply into the
+hiredis, answering commands (and MULTI/EXEC blocks, and pipelines of
+commands sent in one write) in the order they were sent, write back-pressure, and the table that turns a Redis error reply into the
 redis-py exception class the connector's error mapping already knows.
 
 Why not redis-py's connection: its stream reader, parser and timeout

@@ -33,9 +33,10 @@ mount whose objects were written before the index existed has no "" member:
 the scripts that need the index answer NEEDS_INDEX and the connector builds
 it (``redis.index``) before asking again.
 
-Redis Cluster: every key of a mount starts with R, so a hash tag in R
-(``{orders}/``) keeps a mount's values, metadata, staging keys and index in
-one slot, which the scripts need; the scripts touch only keys of their own
+Redis Cluster: every key of a mount starts with R, and on a cluster R holds
+a hash tag (``STATE_PREFIX`` as it is when it has one, ``{orders}/``, else
+wrapped: ``{orders/}``, see ``redis.cluster``), which keeps a mount's
+values, metadata, staging keys and index in one slot, as the scripts need; the scripts touch only keys of their own
 mount (the verification reads metadata hashes under R without naming them
 in KEYS).
 
