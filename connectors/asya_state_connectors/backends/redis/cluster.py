@@ -45,6 +45,8 @@ SLOTS = 16384
 _PAUSE = 0.05, 0.25
 # A map read again sooner than this after the last one would only read it again.
 _REFRESH_GAP = 0.05
+# How long one node may take to answer CLUSTER SLOTS before the next is asked.
+_PROBE_SECONDS = 1.0
 
 
 def hash_tag(key: bytes) -> bytes | None:
@@ -155,20 +157,18 @@ class ClusterLink:
         )
 
     async def transaction(self, *commands: Sequence[Arg]) -> list[Any]:
-        key = commands[0][1]
-        assert isinstance(key, bytes)
+        """A MULTI/EXEC block, routed by its first command's key (all must share its slot)."""
         return await self._routed(
-            slot_of(key), lambda link, asking: link.transaction(*commands, asking=asking)
+            _slot_of_arg(commands[0][1]),
+            lambda link, asking: link.transaction(*commands, asking=asking),
         )
 
     async def call(self, *args: Arg) -> Any:
         """One command; routed by its first key (``args[1]``), or to any primary without one."""
         if len(args) < 2:
             return await self._routed(None, lambda link, asking: link.call(*args))
-        key = args[1]
-        raw = key if isinstance(key, bytes) else str(key).encode()
         return await self._routed(
-            slot_of(raw), lambda link, asking: link.call(*args, asking=asking)
+            _slot_of_arg(args[1]), lambda link, asking: link.call(*args, asking=asking)
         )
 
     async def scan(self, match: bytes, count: int) -> AsyncIterator[bytes]:
@@ -260,8 +260,10 @@ class ClusterLink:
             candidates = list(dict.fromkeys([*filter(None, self._owners), *self._known]))
             for address in candidates:
                 try:
-                    reply = await self._link(address).call("CLUSTER", "SLOTS")
-                except (rx.RedisError, OSError) as exc:
+                    # A node that does not answer soon is skipped: others know the map.
+                    async with asyncio.timeout(min(_PROBE_SECONDS, self._timeout)):
+                        reply = await self._link(address).call("CLUSTER", "SLOTS")
+                except (rx.RedisError, OSError, TimeoutError) as exc:
                     failures.append(f"{address[0]}:{address[1]}: {exc}")
                     continue
                 self._apply(reply, address)
@@ -282,6 +284,10 @@ class ClusterLink:
         self._owners = owners
         self._mapped = True
         self._known = list(dict.fromkeys([*known, self._seed]))
+
+
+def _slot_of_arg(key: Arg) -> int:
+    return slot_of(key if isinstance(key, bytes) else str(key).encode())
 
 
 def _address(where: str) -> Address:
