@@ -21,7 +21,7 @@ from asya_state_cli.servers.redis import RedisCluster, RedisClusterNode, RedisSe
 from asya_state_connectors.backends.redis import scripts as lua
 from asya_state_connectors.backends.redis.backend import RedisBufferedCas, staging_owner
 from asya_state_connectors.backends.redis.cluster import cluster_root, hash_tag
-from asya_state_connectors.errors import ConfigError
+from asya_state_connectors.errors import BackendTimeout, ConfigError
 from asya_state_connectors.settings import Settings
 from tests.conformance.helpers import get, put
 
@@ -194,3 +194,40 @@ async def test_asya_state_redis_copy_moves_a_mount_from_standalone_redis_to_the_
         await put(target, "a/one.txt", b"changed on the cluster")
     finally:
         await target.close()
+
+
+async def test_a_write_no_replica_acknowledged_is_reported_failed_yet_applied(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """REDIS_WAIT_REPLICAS on a server without replicas: every write times out waiting."""
+    connector = RedisBufferedCas.from_settings(
+        Settings(
+            {
+                "REDIS_URL": redis_server.url,
+                "STATE_PREFIX": prefix,
+                "REDIS_WAIT_REPLICAS": "1",
+                "REDIS_WAIT_TIMEOUT_MS": "20",
+            }
+        )
+    )
+    try:
+        with pytest.raises(BackendTimeout, match="0 of 1 replicas") as caught:
+            await put(connector, "x.txt", b"applied")
+        assert caught.value.key == "x.txt"
+        # Applied on the primary all the same (reads do not wait).
+        assert await get(connector, "x.txt") == b"applied"
+    finally:
+        await connector.close()
+
+
+async def test_with_wait_writes_to_the_cluster_are_acknowledged_by_a_replica(
+    redis_cluster: RedisCluster, prefix: str
+) -> None:
+    connector = make(redis_cluster, prefix, REDIS_WAIT_REPLICAS="1")
+    try:
+        for number in range(5):
+            await put(connector, "counter", str(number).encode())
+        await connector.rename("counter", "renamed")
+        await connector.delete("renamed")
+    finally:
+        await connector.close()

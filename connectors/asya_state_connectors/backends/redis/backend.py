@@ -115,7 +115,7 @@ from ...settings import Settings
 from . import scripts as lua
 from .cluster import ClusterLink, Link, cluster_root, is_cluster
 from .index import SCAN_COUNT, IndexBuilder, glob_escape
-from .link import RedisLink, WaitFor
+from .link import RedisLink, ReplicaLag, WaitFor
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -186,6 +186,12 @@ def _refuse_path(key: str, status: int) -> None:
 
 def _status(reply: Any) -> Any:
     return reply[0] if isinstance(reply, list) and reply else reply
+
+
+def _changed(reply: Any) -> bool:
+    """Whether a changing script's reply says it changed something (success, or renamed metadata)."""
+    status = _status(reply)
+    return status == lua.OK or isinstance(status, bytes)
 
 
 def _text(value: Any) -> str | None:
@@ -401,8 +407,7 @@ class RedisBufferedCas(Connector):
         """
         attempts = 0
         while True:
-            with _redis_errors(key):
-                reply = await self._link.run(script, keys, args, durable=durable)
+            reply = await self._script(script, key, keys, args, durable=durable)
             status = _status(reply)
             if status == lua.BUSY:
                 continue  # it removed a batch of vanished names; the rest next time
@@ -416,6 +421,18 @@ class RedisBufferedCas(Connector):
                 )
             with _redis_errors(key):
                 await self._indexer.ensure()
+
+    async def _script(
+        self, script: str, key: str | None, keys: list[bytes], args: list[Any], *, durable: bool
+    ) -> Any:
+        """One script call; with ``REDIS_WAIT_REPLICAS``, a change too few replicas have fails."""
+        with _redis_errors(key):
+            try:
+                return await self._link.run(script, keys, args, durable=durable)
+            except ReplicaLag as lag:
+                if _changed(lag.reply):
+                    raise
+                return lag.reply  # a refusal or a retry signal: nothing to replicate
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -697,18 +714,18 @@ class RedisBufferedCas(Connector):
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         if not self._settled:
             await self._settle()
-        with _redis_errors(key):
-            status = await self._link.run(
-                "DELETE",
-                [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
-                [
-                    condition.if_match or "",
-                    key,
-                    idempotency.current() or "",
-                    idempotency.DELETE_RECORD_SECONDS * 1000,
-                ],
-                durable=True,
-            )
+        status = await self._script(
+            "DELETE",
+            key,
+            [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
+            [
+                condition.if_match or "",
+                key,
+                idempotency.current() or "",
+                idempotency.DELETE_RECORD_SECONDS * 1000,
+            ],
+            durable=True,
+        )
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
         if status == lua.MISSING:
@@ -774,16 +791,16 @@ class RedisBufferedCas(Connector):
     async def set_xattr(self, key: str, name: str, value: str) -> None:
         if not self._settled:
             await self._settle()
-        with _redis_errors(key):
-            if name == "ttl":
-                done = await self._link.run(
-                    "EXPIRE",
-                    [*self._keys(key), self._index],
-                    [_parse_ttl(value, key), key],
-                    durable=True,
-                )
-            else:
-                done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value], durable=True)
+        if name == "ttl":
+            done = await self._script(
+                "EXPIRE",
+                key,
+                [*self._keys(key), self._index],
+                [_parse_ttl(value, key), key],
+                durable=True,
+            )
+        else:
+            done = await self._script("SET_TYPE", key, [self._keys(key)[1]], [value], durable=True)
         if not done:
             raise NotFound(f"no object at {key!r}", key=key)
 

@@ -45,7 +45,15 @@ WaitFor = tuple[int, int]
 
 
 class ReplicaLag(rx.TimeoutError):
-    """A write script ran, but fewer replicas than asked acknowledged it in time."""
+    """A write script ran, but fewer replicas than asked acknowledged it in time.
+
+    ``reply`` is the script's: whether it changed anything (and so whether
+    the missing acknowledgement matters) is for the caller to say.
+    """
+
+    def __init__(self, message: str, reply: Any) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class RedisLink:
@@ -86,8 +94,8 @@ class RedisLink:
         """The script's reply; raises redis-py's exceptions (the caller maps them).
 
         ``durable``: a write script, followed by ``WAIT`` when the link was
-        given ``wait_for``; raises ``ReplicaLag`` (after the script ran) when
-        too few replicas acknowledged it. ``asking``: sent after ``ASKING``
+        given ``wait_for``; raises ``ReplicaLag`` (after the script ran, with
+        its reply) when too few replicas acknowledged it. ``asking``: sent after ``ASKING``
         (a cluster slot being migrated to this node).
         """
         wait_for = self._wait_for if durable else None
@@ -97,7 +105,8 @@ class RedisLink:
         if wait_for is not None and acked < wait_for[0]:
             raise ReplicaLag(
                 f"the write was applied but {acked} of {wait_for[0]} replicas "
-                f"acknowledged it within {wait_for[1]} ms"
+                f"acknowledged it within {wait_for[1]} ms",
+                reply,
             )
         return reply
 
