@@ -32,7 +32,7 @@ from asya_state_connectors.backends.redis.cluster import cluster_root
 from .helpers import LiveRun
 from .test_chaos import Rig, _assert_counted_exactly, _connectors, _run_counter, _stored_count
 
-MESSAGES = 60
+MESSAGES = 40
 PROMOTION_SECONDS = 20.0
 
 
@@ -68,7 +68,7 @@ def test_cas_counter_survives_a_primary_killed_mid_run(
     prefix = f"failover-{wait}/"
     env = {"REDIS_URL": cluster.url, "STATE_PREFIX": prefix, "REDIS_TIMEOUT_SECONDS": "5"}
     if wait:
-        env |= {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "500"}
+        env |= {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "200"}
     rig = Rig("redis-buffered-cas", env, tmp_path / "state", None)
     slot_key = cluster_root(prefix).encode()
     first = cluster.primary_of(slot_key)
