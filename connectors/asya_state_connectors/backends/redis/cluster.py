@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rx
 from redis.crc import key_slot
 
-from .link import RedisLink, WaitFor
+from .link import RedisLink, ReplicaLag, WaitFor
 from .resp import Arg, Dialer
 
 log = logging.getLogger("asya_state_connectors.redis")
@@ -219,6 +219,8 @@ class ClusterLink:
                             await self._refresh()
                         else:
                             raise
+                    except ReplicaLag:
+                        raise  # the script ran; whether that matters is the caller's to say
                     except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
                         # A node killed, restarting or being replaced: ask the
                         # cluster again who owns the slot.
