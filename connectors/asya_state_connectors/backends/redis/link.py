@@ -95,8 +95,8 @@ class RedisLink:
 
         ``durable``: a write script, followed by ``WAIT`` when the link was
         given ``wait_for``; raises ``ReplicaLag`` (after the script ran, with
-        its reply) when too few replicas acknowledged it. ``asking``: sent after ``ASKING``
-        (a cluster slot being migrated to this node).
+        its reply) when too few replicas acknowledged it. ``asking``: sent
+        after ``ASKING`` (a cluster slot being migrated to this node).
         """
         wait_for = self._wait_for if durable else None
         reply, acked = await self._exchange(
@@ -104,14 +104,14 @@ class RedisLink:
         )
         if wait_for is not None and acked < wait_for[0]:
             raise ReplicaLag(
-                f"the write was applied but {acked} of {wait_for[0]} replicas "
+                f"the change was applied but {acked} of {wait_for[0]} replicas "
                 f"acknowledged it within {wait_for[1]} ms",
                 reply,
             )
         return reply
 
     async def transaction(self, *commands: Sequence[Arg], asking: bool = False) -> list[Any]:
-        """The replies of read-only ``commands`` run as one MULTI/EXEC block."""
+        """The replies of ``commands`` run as one MULTI/EXEC block."""
         if asking:
             return await self._exchange(lambda connection: _asking(connection, commands))
         return await self._exchange(lambda connection: connection.transaction(commands))
