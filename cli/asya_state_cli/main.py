@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules under asya_state_cli.commands, in help order.
-COMMANDS = ("run", "up", "render", "connector", "probe", "bench", "reindex")
+COMMANDS = ("run", "up", "render", "connector", "probe", "bench", "reindex", "redis_copy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,13 @@
 ``direct`` builds the backend in the test's event loop; ``http`` talks to a
 real connector process over its Unix socket through ``HttpConnector``. Each
 behaviour test therefore checks the backend and the protocol mapping.
+
+A connector may also run against another topology of its backend (``VARIANTS``:
+a Redis Cluster beside standalone Redis, a 3-member NATS cluster with a bucket
+of 3 replicas beside one nats-server): its environment comes from
+``connector_env_<name>_<variant>``. A variant's tests carry the mark of its
+name; the default run keeps what ``VARIANT_DEFAULTS`` names of them (the rest
+run with ``--soak``), so the whole matrix stays within the suite's time.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.interface import Connector
@@ -21,31 +29,54 @@ from asya_state_connectors.settings import Settings
 from tests.fixtures.connectors import ProcessFactory, env_fixture_name
 
 MODES = ("direct", "http")
-# Further setups of a registry connector, each with its own env fixture
-# (``connector_env_<name>_<suffix>``): the NATS connector on a 3-member
-# cluster with a bucket of 3 replicas (tests/fixtures/nats.py).
-VARIANTS = {"nats-kv-buffered-cas.cluster": ("nats-kv-buffered-cas", "cluster")}
-SETUPS = [*CONNECTORS, *VARIANTS]
-# What the default run asks of each variant (the full matrix, about 30 s
-# for the cluster, runs with --soak): objects, conditions and idempotent
-# retries, where a replicated bucket differs from a single server. Racing
-# writers on the cluster, through a failover, are in
+# Other topologies a connector is checked against, by registry name.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "redis-buffered-cas": ("cluster",),
+    "nats-kv-buffered-cas": ("cluster",),
+}
+# What the default run keeps of each variant: its modes, and its test modules
+# (None: every one); the rest runs with --soak. The Redis Cluster runs the whole
+# suite directly (the protocol mapping is the standalone one). The NATS cluster
+# runs, both ways, what a replicated bucket changes: objects, conditions and
+# idempotent retries; racing writers through a failover are in
 # tests/reliability/test_nats_cluster.py.
-VARIANT_MODULES = frozenset({"test_objects.py", "test_conditions.py", "test_idempotent_retries.py"})
+VARIANT_DEFAULTS: dict[tuple[str, str], tuple[tuple[str, ...], frozenset[str] | None]] = {
+    ("redis-buffered-cas", "cluster"): (("direct",), None),
+    ("nats-kv-buffered-cas", "cluster"): (
+        MODES,
+        frozenset({"test_objects.py", "test_conditions.py", "test_idempotent_retries.py"}),
+    ),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside --soak, drop a variant's tests of modules its defaults leave out."""
     if config.getoption("--soak"):
         return
-    deselected = [
-        item
-        for item in items
-        if any(f"{variant}-" in item.nodeid for variant in VARIANTS)
-        and item.path.name not in VARIANT_MODULES
-    ]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item not in set(deselected)]
+    dropped = []
+    for item in items:
+        for (name, variant), (_, modules) in VARIANT_DEFAULTS.items():
+            chosen = modules is None or item.path.name in modules
+            if f"[{name}-{variant}-" in item.nodeid and not chosen:
+                dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
+
+
+def _params() -> list[ParameterSet]:
+    params = [pytest.param((n, m, ""), id=f"{n}-{m}") for n in CONNECTORS for m in MODES]
+    for name, variants in VARIANTS.items():
+        for variant in variants:
+            for mode in MODES:
+                marks = [getattr(pytest.mark, variant)]
+                if mode not in VARIANT_DEFAULTS[(name, variant)][0]:
+                    marks.append(pytest.mark.soak)
+                params.append(
+                    pytest.param((name, mode, variant), id=f"{name}-{variant}-{mode}", marks=marks)
+                )
+    return params
 
 
 @dataclass
@@ -53,12 +84,11 @@ class Target:
     """What a conformance test gets: the connector, how it is reached, and its setup."""
 
     connector: Connector
-    name: str  # the registry name
+    name: str
     mode: str
     env: dict[str, str]
     ns: str  # a key namespace private to this test
     socket: str | None = None
-    setup: str = ""  # the registry name, or a variant of it (VARIANTS)
 
     def key(self, name: str) -> str:
         return self.ns + name
@@ -69,34 +99,36 @@ class Target:
 
 
 async def _open_target(
-    request: pytest.FixtureRequest, processes: ProcessFactory, setup: str, mode: str
+    request: pytest.FixtureRequest,
+    processes: ProcessFactory,
+    name: str,
+    mode: str,
+    variant: str = "",
 ) -> AsyncIterator[Target]:
-    name, suffix = VARIANTS.get(setup, (setup, ""))
-    fixture = env_fixture_name(name) + (f"_{suffix}" if suffix else "")
-    env: dict[str, str] = request.getfixturevalue(fixture)
+    env: dict[str, str] = request.getfixturevalue(env_fixture_name(name, variant))
     socket = None
     if mode == "direct":
         connector: Connector = connector_class(name).from_settings(Settings(env))
     else:
-        socket = processes(name, env, setup).socket_path
+        socket = processes(name, env, variant).socket_path
         connector = HttpConnector(socket)
     await connector.open()
     try:
-        yield Target(connector, name, mode, env, f"t{uuid.uuid4().hex[:12]}/", socket, setup)
+        yield Target(connector, name, mode, env, f"t{uuid.uuid4().hex[:12]}/", socket)
     finally:
         await connector.close()
 
 
-@pytest.fixture(params=[(n, m) for n in SETUPS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=_params())
 async def target(
     request: pytest.FixtureRequest, connector_processes: ProcessFactory
 ) -> AsyncIterator[Target]:
-    """Every connector, directly and through its server."""
+    """Every connector, directly and through its server (and every variant's topology)."""
     async for opened in _open_target(request, connector_processes, *request.param):
         yield opened
 
 
-@pytest.fixture(params=list(SETUPS), ids=lambda n: f"{n}-http")
+@pytest.fixture(params=list(CONNECTORS), ids=lambda n: f"{n}-http")
 async def served(
     request: pytest.FixtureRequest, connector_processes: ProcessFactory
 ) -> AsyncIterator[Target]:

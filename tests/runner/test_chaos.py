@@ -132,8 +132,12 @@ def _run_counter(
     handler_path: Path = COUNTER,
     extra: list[str] | None = None,
     replicas: int = 4,
+    before_finish: Callable[[LiveRun], None] | None = None,
 ) -> RunResult:
-    """Run the counter over ``payloads`` with ``replicas`` pods, injecting ``fault`` at even steps."""
+    """Run the counter over ``payloads`` with ``replicas`` pods, injecting ``fault`` at even steps.
+
+    ``before_finish`` sees the run once every output arrived, before it ends.
+    """
     args = run_args(
         handler,
         handler_path=handler_path,
@@ -149,6 +153,9 @@ def _run_counter(
             run.wait_for_outputs(len(payloads) * step // (faults + 2), timeout=120)
             assert fault is not None
             fault(run)
+        if before_finish is not None:
+            run.wait_for_outputs(len(payloads), timeout=300)
+            before_finish(run)
         return run.finish(timeout=300)
 
 

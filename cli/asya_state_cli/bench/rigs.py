@@ -1,7 +1,9 @@
 """Each benchmarked backend: its loopback servers, connector settings and direct client.
 
-Owns: for fs, memory, redis, nats (and nats-cluster: three clustered
-nats-servers, buckets of three replicas), s3 and gcs, which connectors serve the
+Owns: for fs, memory, redis (and redis-cluster, redis-cluster-wait: a 3+3
+Redis Cluster, the second with ``REDIS_WAIT_REPLICAS=1``), nats (and
+nats-cluster: three clustered nats-servers, buckets of three replicas), s3 and
+gcs, which connectors serve the
 workloads (buffered, passthrough, compare-and-swap for the contention
 run), the connector environment, the settings of the backend's own client
 for the direct baseline, the largest object the backend holds, how other
@@ -121,6 +123,34 @@ def _redis(workdir: Path) -> Iterator[Rig]:
         )
 
 
+def _redis_cluster(wait_replicas: int) -> RigFactory:
+    """A 3-primary, 3-replica Redis Cluster; ``wait_replicas`` > 0 sets REDIS_WAIT_REPLICAS."""
+
+    @contextlib.contextmanager
+    def rig(workdir: Path) -> Iterator[Rig]:
+        from ..servers.redis import RedisCluster
+
+        limit = 512 * MiB
+        env = {"REDIS_URL": "", "REDIS_MAX_VALUE_BYTES": str(limit)}
+        if wait_replicas:
+            env["REDIS_WAIT_REPLICAS"] = str(wait_replicas)
+        with RedisCluster() as cluster:
+            env["REDIS_URL"] = cluster.url
+            yield Rig(
+                name="redis-cluster" + ("-wait" if wait_replicas else ""),
+                connector="redis-buffered-cas",
+                passthrough_connector="redis-buffered-cas",
+                cas_connector="redis-buffered-cas",
+                connector_env=env,
+                # redis-py's cluster client: routes by slot and follows the cluster itself.
+                direct={"kind": "redis-cluster", "url": cluster.url, "prefix": "direct/"},
+                direct_label="redis-py cluster",
+                max_object=limit,
+            )
+
+    return rig
+
+
 @contextlib.contextmanager
 def _nats(workdir: Path) -> Iterator[Rig]:
     from ..servers.nats import NatsServer
@@ -232,6 +262,8 @@ RIGS: dict[str, RigFactory] = {
     "fs": _fs,
     "memory": _memory,
     "redis": _redis,
+    "redis-cluster": _redis_cluster(0),
+    "redis-cluster-wait": _redis_cluster(1),
     "nats": _nats,
     "nats-cluster": _nats_cluster,
     "s3": _s3,
@@ -241,6 +273,8 @@ _CONNECTORS = {
     "fs": ("fs-buffered-cas",),
     "memory": ("memory",),
     "redis": ("redis-buffered-cas",),
+    "redis-cluster": ("redis-buffered-cas",),
+    "redis-cluster-wait": ("redis-buffered-cas",),
     "nats": ("nats-kv-buffered-cas",),
     "nats-cluster": ("nats-kv-buffered-cas",),
     "s3": ("s3-buffered-cas", "s3-passthrough"),

@@ -203,10 +203,12 @@ class FileStore(Store):
 class RedisStore(Store):
     """redis-py, one connection pool; ``prefix`` keeps its keys apart from the connector's."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, *, cluster: bool = False) -> None:
         import redis
 
-        self._client: Any = redis.Redis.from_url(url)
+        self._client: Any = (
+            redis.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+        )
         self._prefix = prefix
 
     def _key(self, key: str) -> str:
@@ -557,8 +559,8 @@ def make_store(config: Mapping[str, str]) -> Store:
     kind = config.get("kind")
     if kind == "files":
         return FileStore(config["root"])
-    if kind == "redis":
-        return RedisStore(config["url"], config["prefix"])
+    if kind in ("redis", "redis-cluster"):
+        return RedisStore(config["url"], config["prefix"], cluster=kind == "redis-cluster")
     if kind == "nats":
         return NatsStore(config["url"], config["bucket"], int(config.get("replicas", "1")))
     if kind == "s3":

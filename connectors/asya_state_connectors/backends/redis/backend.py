@@ -1,7 +1,8 @@
 """``redis-buffered-cas``: objects as Redis strings with compare-and-swap on a stored revision.
 
-Owns: the Redis connector — configuration, the connection pool (scripts and
-read blocks run on ``redis.link``'s own connections made from it), streaming
+Owns: the Redis connector — configuration (the URL is parsed by redis-py's
+connection pool; every command runs on ``redis.link``'s own connections, or
+``redis.cluster``'s on a cluster), the key root of the topology, streaming
 bodies in and out, listing, TTL and the Redis error table. The storage layout
 and the atomic scripts live in ``redis.scripts``.
 
@@ -41,21 +42,32 @@ and the atomic scripts live in ``redis.scripts``.
 - Size limit: ``REDIS_MAX_VALUE_BYTES`` (default 64 MiB, at most 512 MiB, the
   Redis string limit), enforced from the declared size or while streaming.
 
+- Topologies: standalone Redis (or a primary) with the plain
+  ``STATE_PREFIX`` layout, or Redis Cluster (``redis.cluster``): the root
+  gets a hash tag so a mount is one slot, and commands follow the cluster
+  (redirects, resharding, failover). ``REDIS_CLUSTER=auto`` asks the server
+  on first use, so the layout is settled before any key is named.
+- Replica acknowledgement: with ``REDIS_WAIT_REPLICAS`` every script that
+  changes an object is followed by ``WAIT`` (``redis.link``); too few
+  acknowledgements fail the request as a timeout, although the write is
+  applied (its same-id retry then succeeds).
+
 Environment: ``REDIS_URL`` (required; ``redis://[user:password@]host:port/db``,
 ``rediss://`` for TLS with options such as ``?ssl_ca_certs=/path/ca.pem``, or
-``unix:///path/redis.sock?db=0``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
-``REDIS_MAX_CONNECTIONS`` (default 50, for reads and writes and again for the
-other commands: staging, building the index, health checks), ``REDIS_TIMEOUT_SECONDS``
-(per command, default 10), ``REDIS_INDEX_SCAN`` (default true; false when the
+``unix:///path/redis.sock?db=0``; on a cluster, any node), ``REDIS_CLUSTER``
+(``auto``, ``true``, ``false``), ``STATE_PREFIX``, ``REDIS_MAX_VALUE_BYTES``,
+``REDIS_MAX_CONNECTIONS`` (default 50 per Redis server, for every command),
+``REDIS_TIMEOUT_SECONDS`` (per command, default 10, following a cluster
+included), ``REDIS_WAIT_REPLICAS`` (default 0) and ``REDIS_WAIT_TIMEOUT_MS``
+(default 1000), ``REDIS_INDEX_SCAN`` (default true; false when the
 database holds nothing written before the name index, so a new mount's
 index starts empty instead of after a SCAN).
 
 Must not: use WATCH/MULTI for conditional writes (the check must be against
 the revision the writer read, inside the script; MULTI only groups reads),
-or SCAN the keyspace on a request path (only ``redis.index`` does, once).
-Standalone Redis or a primary: the scripts touch several keys, which Redis
-Cluster keeps in one slot only when ``STATE_PREFIX`` holds a hash tag, and
-the connector does not follow cluster redirects.
+SCAN the keyspace on a request path (only ``redis.index`` does, once, and
+the start-up sweep), or name a key outside its mount's root (one slot on a
+cluster).
 """
 
 from __future__ import annotations
@@ -71,8 +83,6 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from ... import idempotency
 from ...errors import (
@@ -103,8 +113,9 @@ from ...interface import (
 from ...keys import ancestors
 from ...settings import Settings
 from . import scripts as lua
+from .cluster import ClusterLink, Link, cluster_root, is_cluster
 from .index import SCAN_COUNT, IndexBuilder, glob_escape
-from .link import RedisLink
+from .link import RedisLink, ReplicaLag, WaitFor
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -120,6 +131,7 @@ _SWEEP_SECONDS = 60.0
 INDEX_ATTEMPTS = 3
 # How Redis words an ACL refusal of a command or key inside a script.
 _SCRIPT_ACL_DENIAL = "The user executing the script can't"
+_CLUSTER_MODES = {"auto": None, "true": True, "false": False}
 
 
 def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
@@ -174,6 +186,12 @@ def _refuse_path(key: str, status: int) -> None:
 
 def _status(reply: Any) -> Any:
     return reply[0] if isinstance(reply, list) and reply else reply
+
+
+def _changed(reply: Any) -> bool:
+    """Whether a changing script's reply says it changed something (success, or renamed metadata)."""
+    status = _status(reply)
+    return status == lua.OK or isinstance(status, bytes)
 
 
 def _text(value: Any) -> str | None:
@@ -236,23 +254,70 @@ class RedisBufferedCas(Connector):
         timeout: float,
         owner: str | None = None,
         scan_for_index: bool = True,
+        cluster: bool | None = False,
+        wait_for: WaitFor | None = None,
     ) -> None:
+        """``cluster``: whether ``pool`` names a Redis Cluster node; None asks the server first."""
         self.max_object_size = self._limit = max_object_size
         self._prefix = prefix
-        self._root = prefix.encode("utf-8")
+        self._pool = pool
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._wait_for = wait_for
+        self._scan_for_index = scan_for_index
+        self._settling = asyncio.Lock()
         # Who stages uploads: the same name after a restart of this sidecar.
         self._owner = (owner or secrets.token_hex(6)).encode()
         self._sweep: asyncio.Task[None] | None = None
         # Starts every staged name of this life, so the sweep that runs while
         # it already serves leaves its own uploads alone.
         self._life = secrets.token_hex(4).encode() + b"."
-        self._pool = pool
-        self._client = aioredis.Redis(connection_pool=pool)
-        self._link = RedisLink(pool, max_connections, timeout)
+        self._settled = False
+        self._layout(bool(cluster))
+        if cluster is not None:
+            self._settled = True
+
+    def _layout(self, cluster: bool) -> None:
+        """The mount's key root and the link for a standalone server or a cluster.
+
+        On Redis Cluster the root carries a hash tag (``cluster_root``), so
+        all of a mount's keys share one slot and every script can run.
+        """
+        self.cluster = cluster
+        root = cluster_root(self._prefix) if cluster else self._prefix
+        self._root = root.encode("utf-8")
+        self._link: Link
+        if cluster:
+            self._link = ClusterLink(
+                self._pool, self._max_connections, self._timeout, wait_for=self._wait_for
+            )
+        else:
+            self._link = RedisLink(
+                self._pool, self._max_connections, self._timeout, wait_for=self._wait_for
+            )
         for name in lua.SCRIPTS:
             self._link.register(name, getattr(lua, name))
-        self._indexer = IndexBuilder(self._client, self._link, self._root, scan=scan_for_index)
+        self._indexer = IndexBuilder(self._link, self._root, scan=self._scan_for_index)
         self._index = self._indexer.index
+
+    async def _settle(self) -> None:
+        """With ``REDIS_CLUSTER=auto``: ask the server whether it is a cluster node, once."""
+        async with self._settling:
+            if self._settled:
+                return
+            with _redis_errors():
+                async with asyncio.timeout(self._timeout):
+                    cluster = await is_cluster(self._pool)
+            if cluster:
+                await self._link.close()
+                self._layout(True)
+            self._settled = True
+
+    async def layout(self) -> tuple[Link, bytes]:
+        """The link and key root this mount uses, once the server said what it is."""
+        if not self._settled:
+            await self._settle()
+        return self._link, self._root
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -272,18 +337,23 @@ class RedisBufferedCas(Connector):
             )
         timeout = settings.number("REDIS_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         max_connections = settings.integer("REDIS_MAX_CONNECTIONS", 50, minimum=1)
+        mode = (settings.optional("REDIS_CLUSTER", "auto") or "auto").strip().lower()
+        if mode not in _CLUSTER_MODES:
+            raise ConfigError(f"REDIS_CLUSTER must be auto, true or false, got {mode!r}")
+        cluster = _CLUSTER_MODES[mode]
+        if cluster and scheme == "unix":
+            raise ConfigError("REDIS_CLUSTER=true needs a redis:// or rediss:// URL, not unix://")
+        replicas = settings.integer("REDIS_WAIT_REPLICAS", 0, minimum=0)
+        wait_ms = settings.integer("REDIS_WAIT_TIMEOUT_MS", 1000, minimum=1)
+        if replicas and wait_ms >= timeout * 1000:
+            raise ConfigError(
+                f"REDIS_WAIT_TIMEOUT_MS ({wait_ms}) must be below REDIS_TIMEOUT_SECONDS ({timeout:g}s)"
+            )
         try:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=min(timeout, 5.0),
-                health_check_interval=30,
-                # One quick retry: a pooled connection may have died with a
-                # restarted server. Every script is safe to run twice (see
-                # redis_scripts), so a retry never reports a false conflict.
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            # Parses the URL (credentials, TLS options, database) for the
+            # connector's own connections (``redis.link``); it opens none itself.
+            pool = aioredis.ConnectionPool.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0)
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
@@ -295,12 +365,14 @@ class RedisBufferedCas(Connector):
             timeout=timeout,
             owner=staging_owner(settings.optional("CONNECTOR_SOCKET")),
             scan_for_index=settings.flag("REDIS_INDEX_SCAN", True),
+            cluster=cluster,
+            wait_for=(replicas, wait_ms) if replicas else None,
         )
 
     # -- layout -------------------------------------------------------------
 
     def _data(self, key: str) -> bytes:
-        return (self._prefix + key).encode("utf-8")
+        return self._root + key.encode("utf-8")
 
     def _keys(self, key: str) -> list[bytes]:
         data = self._data(key)
@@ -320,12 +392,22 @@ class RedisBufferedCas(Connector):
             + secrets.token_hex(8).encode()
         )
 
-    async def _run(self, script: str, key: str | None, keys: list[bytes], args: list[Any]) -> Any:
-        """Run a script, building the index when it asks for it and again while it prunes."""
+    async def _run(
+        self,
+        script: str,
+        key: str | None,
+        keys: list[bytes],
+        args: list[Any],
+        *,
+        durable: bool = False,
+    ) -> Any:
+        """Run a script, building the index when it asks for it and again while it prunes.
+
+        ``durable``: a script that changes an object (``REDIS_WAIT_REPLICAS`` applies).
+        """
         attempts = 0
         while True:
-            with _redis_errors(key):
-                reply = await self._link.run(script, keys, args)
+            reply = await self._script(script, key, keys, args, durable=durable)
             status = _status(reply)
             if status == lua.BUSY:
                 continue  # it removed a batch of vanished names; the rest next time
@@ -340,6 +422,18 @@ class RedisBufferedCas(Connector):
             with _redis_errors(key):
                 await self._indexer.ensure()
 
+    async def _script(
+        self, script: str, key: str | None, keys: list[bytes], args: list[Any], *, durable: bool
+    ) -> Any:
+        """One script call; with ``REDIS_WAIT_REPLICAS``, a change too few replicas have fails."""
+        with _redis_errors(key):
+            try:
+                return await self._link.run(script, keys, args, durable=durable)
+            except ReplicaLag as lag:
+                if _changed(lag.reply):
+                    raise
+                return lag.reply  # a refusal or a retry signal: nothing to replicate
+
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
@@ -349,12 +443,17 @@ class RedisBufferedCas(Connector):
         self._sweep = asyncio.create_task(self._discard_abandoned_quietly())
 
     async def _discard_abandoned_quietly(self) -> None:
-        with contextlib.suppress(rx.RedisError, OSError, TimeoutError):
+        with contextlib.suppress(ConnectorError, rx.RedisError, OSError, TimeoutError):
             async with asyncio.timeout(_SWEEP_SECONDS):
                 await self.discard_abandoned_uploads()
 
     async def discard_abandoned_uploads(self) -> int:
-        """Delete the staged values this connector's previous life left behind; how many."""
+        """Delete the staged values this connector's previous life left behind; how many.
+
+        On Redis Cluster the SCAN visits every primary.
+        """
+        if not self._settled:
+            await self._settle()
         pattern = (
             glob_escape(self._data(""))
             + b"*"
@@ -362,13 +461,10 @@ class RedisBufferedCas(Connector):
             + b"*"
         )
         mine = lua.STAGED_INFIX + self._owner + b"\x00" + self._life
-        found = [
-            raw
-            async for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT)
-            if mine not in raw
-        ]
-        if found:
-            await self._client.delete(*found)
+        found = [raw async for raw in self._link.scan(pattern, SCAN_COUNT) if mine not in raw]
+        # One at a time: on a cluster each key is routed to its own slot's primary.
+        for raw in found:
+            await self._link.call("DEL", raw)
         return len(found)
 
     async def close(self) -> None:
@@ -377,12 +473,12 @@ class RedisBufferedCas(Connector):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweep
         await self._link.close()
-        await self._client.aclose()
-        await self._pool.disconnect()
 
     async def check_health(self) -> None:
+        if not self._settled:
+            await self._settle()
         with _redis_errors():
-            await self._client.ping()
+            await self._link.call("PING")
 
     # -- stat and read --------------------------------------------------------
 
@@ -393,6 +489,8 @@ class RedisBufferedCas(Connector):
         file, the first name below it, whether the index is complete), so a
         miss raises ``Missing`` with its answer and costs no second round trip.
         """
+        if not self._settled:
+            await self._settle()
         meta_key = self._keys(key)[1]
         parents = self._ancestor_metas(key)
         dir_name = key.encode("utf-8") + b"/"
@@ -417,6 +515,8 @@ class RedisBufferedCas(Connector):
 
     async def path_conflict(self, key: str) -> ConnectorError | None:
         """One script call: the ancestors' metadata hashes and a range of the index."""
+        if not self._settled:
+            await self._settle()
         status = await self._run(
             "EXPLAIN",
             key,
@@ -430,6 +530,8 @@ class RedisBufferedCas(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         guess = byte_range.first if byte_range is not None and byte_range.first else 0
+        if not self._settled:
+            await self._settle()
         keys = self._keys(key)
         with _redis_errors(key):
             fields, first = await self._link.transaction(
@@ -511,17 +613,16 @@ class RedisBufferedCas(Connector):
     async def _stage(self, key: str, staging: bytes, data: bytes, *, first: bool = False) -> None:
         with _redis_errors(key):
             if first:
-                await self._client.set(staging, data, ex=STAGED_TTL_SECONDS)
+                await self._link.call("SET", staging, data, "EX", STAGED_TTL_SECONDS)
                 return
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.append(staging, data)
-                pipe.expire(staging, STAGED_TTL_SECONDS)
-                await pipe.execute()
+            await self._link.transaction(
+                ("APPEND", staging, data), ("EXPIRE", staging, STAGED_TTL_SECONDS)
+            )
 
     async def _discard(self, staging: bytes) -> None:
         # Best effort: the staging key expires on its own if Redis is gone.
         with contextlib.suppress(rx.RedisError, OSError):
-            await self._client.delete(staging)
+            await self._link.call("DEL", staging)
 
     async def write(
         self,
@@ -534,6 +635,8 @@ class RedisBufferedCas(Connector):
     ) -> ObjectMeta:
         if size is not None:
             self._check_size(key, size)
+        if not self._settled:
+            await self._settle()
         inline, staging = await self._take_body(key, body)
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
@@ -545,7 +648,7 @@ class RedisBufferedCas(Connector):
         else:
             keys.append(staging)
         try:
-            reply = await self._run("WRITE", key, keys, args)
+            reply = await self._run("WRITE", key, keys, args, durable=True)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -563,10 +666,12 @@ class RedisBufferedCas(Connector):
         )
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
+        if not self._settled:
+            await self._settle()
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
         with _redis_errors(key):
-            current = int(await self._client.strlen(keys[0]))
+            current = int(await self._link.call("STRLEN", keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = idempotency.new_etag()
         args: list[Any] = [etag, self._limit, len(parents), self._root, key]
@@ -575,7 +680,7 @@ class RedisBufferedCas(Connector):
         else:
             keys.append(staging)
         try:
-            reply = await self._run("APPEND", key, keys, args)
+            reply = await self._run("APPEND", key, keys, args, durable=True)
         finally:
             if staging is not None:
                 await self._discard(staging)
@@ -591,11 +696,14 @@ class RedisBufferedCas(Connector):
         )
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
+        if not self._settled:
+            await self._settle()
         reply = await self._run(
             "RENAME",
             source,
             [*self._keys(source), *self._keys(target), self._index, *self._ancestor_metas(target)],
             [idempotency.new_etag(), self._root, source, target],
+            durable=True,
         )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
@@ -604,17 +712,20 @@ class RedisBufferedCas(Connector):
         return _meta(target, reply)
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
-        with _redis_errors(key):
-            status = await self._link.run(
-                "DELETE",
-                [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
-                [
-                    condition.if_match or "",
-                    key,
-                    idempotency.current() or "",
-                    idempotency.DELETE_RECORD_SECONDS * 1000,
-                ],
-            )
+        if not self._settled:
+            await self._settle()
+        status = await self._script(
+            "DELETE",
+            key,
+            [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
+            [
+                condition.if_match or "",
+                key,
+                idempotency.current() or "",
+                idempotency.DELETE_RECORD_SECONDS * 1000,
+            ],
+            durable=True,
+        )
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
         if status == lua.MISSING:
@@ -636,6 +747,8 @@ class RedisBufferedCas(Connector):
             start = b"(" + page_token.encode("utf-8")
             if delimiter and page_token.endswith(delimiter):
                 start += b"\xff"
+        if not self._settled:
+            await self._settle()
         reply = await self._run(
             "LIST",
             prefix or None,
@@ -657,6 +770,8 @@ class RedisBufferedCas(Connector):
         connector from before it, during a rolling upgrade): creates wait
         while it runs, reads and overwrites go on.
         """
+        if not self._settled:
+            await self._settle()
         with _redis_errors():
             return await self._indexer.rebuild()
 
@@ -674,13 +789,18 @@ class RedisBufferedCas(Connector):
         return attrs
 
     async def set_xattr(self, key: str, name: str, value: str) -> None:
-        with _redis_errors(key):
-            if name == "ttl":
-                done = await self._link.run(
-                    "EXPIRE", [*self._keys(key), self._index], [_parse_ttl(value, key), key]
-                )
-            else:
-                done = await self._link.run("SET_TYPE", [self._keys(key)[1]], [value])
+        if not self._settled:
+            await self._settle()
+        if name == "ttl":
+            done = await self._script(
+                "EXPIRE",
+                key,
+                [*self._keys(key), self._index],
+                [_parse_ttl(value, key), key],
+                durable=True,
+            )
+        else:
+            done = await self._script("SET_TYPE", key, [self._keys(key)[1]], [value], durable=True)
         if not done:
             raise NotFound(f"no object at {key!r}", key=key)
 

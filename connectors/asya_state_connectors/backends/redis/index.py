@@ -2,7 +2,8 @@
 
 Owns: making the index of one mount complete (see ``redis.scripts`` for the
 layout): the names of every object found by a SCAN of the mount's
-metadata hashes, added in batches so no call holds Redis for long, then
+metadata hashes (of every primary on Redis Cluster), added in batches so
+no call holds Redis for long, then
 the completeness mark. One builder at a time per mount across every
 connector process: the builder holds a lock key with an expiry, renewed
 after each batch; the others wait until the mark appears (or the lock
@@ -27,11 +28,10 @@ import logging
 import secrets
 import time
 
-import redis.asyncio as aioredis
 from redis import exceptions as rx
 
 from . import scripts as lua
-from .link import RedisLink
+from .cluster import Link
 
 log = logging.getLogger("asya_state_connectors.redis")
 
@@ -55,10 +55,7 @@ def glob_escape(raw: bytes) -> bytes:
 class IndexBuilder:
     """Makes the index of the mount under ``root`` complete."""
 
-    def __init__(
-        self, client: aioredis.Redis, link: RedisLink, root: bytes, *, scan: bool = True
-    ) -> None:
-        self._client = client
+    def __init__(self, link: Link, root: bytes, *, scan: bool = True) -> None:
         self._scan = scan
         self._link = link
         self._root = root
@@ -67,7 +64,7 @@ class IndexBuilder:
         self._building = asyncio.Lock()
 
     async def complete(self) -> bool:
-        return await self._client.zscore(self.index, lua.COMPLETE) is not None
+        return await self._link.call("ZSCORE", self.index, lua.COMPLETE) is not None
 
     async def ensure(self) -> None:
         """Return once the index is complete, building it here if no one else is.
@@ -77,12 +74,12 @@ class IndexBuilder:
         would only cost time.
         """
         if not self._scan:
-            await self._client.zadd(self.index, {lua.COMPLETE: 0})
+            await self._link.call("ZADD", self.index, 0, lua.COMPLETE)
             return
         async with self._building:
             while not await self.complete():
                 token = secrets.token_hex(8)
-                if await self._client.set(self._lock, token, nx=True, px=LOCK_MS):
+                if await self._take_lock(token):
                     try:
                         await self._build(token, fresh=False)
                     finally:
@@ -102,28 +99,30 @@ class IndexBuilder:
     async def _acquire(self) -> str:
         token = secrets.token_hex(8)
         while True:
-            if await self._client.set(self._lock, token, nx=True, px=LOCK_MS):
+            if await self._take_lock(token):
                 return token
             await asyncio.sleep(WAIT_SECONDS)
+
+    async def _take_lock(self, token: str) -> bool:
+        return await self._link.call("SET", self._lock, token, "NX", "PX", LOCK_MS) is not None
 
     async def _build(self, token: str, *, fresh: bool) -> int:
         started = time.monotonic()
         if fresh:
             # Incomplete from here on: creates wait for the new index.
-            await self._client.delete(self.index)
+            await self._link.call("DEL", self.index)
         pattern = glob_escape(self._root) + b"*" + lua.META_SUFFIX
         strip, cut = len(self._root), len(lua.META_SUFFIX)
         added = 0
-        cursor = 0
-        while True:
-            cursor, found = await self._client.scan(cursor, match=pattern, count=SCAN_COUNT)
-            names = [raw[strip:-cut] for raw in found]
-            if names:
-                added += int(await self._link.run("ADOPT", [self.index], [self._root, *names]))
-            await self._client.pexpire(self._lock, LOCK_MS)
-            if cursor == 0:
-                break
-        await self._client.zadd(self.index, {lua.COMPLETE: 0})
+        names: list[bytes] = []
+        # On Redis Cluster the SCAN visits every primary in turn.
+        async for raw in self._link.scan(pattern, SCAN_COUNT):
+            names.append(raw[strip:-cut])
+            if len(names) >= SCAN_COUNT:
+                added += await self._adopt(names)
+                names = []
+        added += await self._adopt(names)
+        await self._link.call("ZADD", self.index, 0, lua.COMPLETE)
         log.info(
             "indexed %d names under %r in %.1fs",
             added,
@@ -132,8 +131,16 @@ class IndexBuilder:
         )
         return added
 
+    async def _adopt(self, names: list[bytes]) -> int:
+        """Index the names whose objects exist, and keep the lock while the build goes on."""
+        added = 0
+        if names:
+            added = int(await self._link.run("ADOPT", [self.index], [self._root, *names]))
+        await self._link.call("PEXPIRE", self._lock, LOCK_MS)
+        return added
+
     async def _release(self, token: str) -> None:
         # Best effort: the lock expires on its own.
         with contextlib.suppress(rx.RedisError, OSError):
-            if await self._client.get(self._lock) == token.encode():
-                await self._client.delete(self._lock)
+            if await self._link.call("GET", self._lock) == token.encode():
+                await self._link.call("DEL", self._lock)

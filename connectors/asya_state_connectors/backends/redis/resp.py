@@ -3,8 +3,8 @@
 Owns: packing a command, connecting (TCP, TLS or a Unix socket) from a
 redis-py connection pool's own settings and doing the handshake those
 settings ask for (AUTH, SELECT, CLIENT SETNAME), parsing replies with
-hiredis, answering commands (and MULTI/EXEC blocks) in the order they were
-sent, write back-pressure, and the table that turns a Redis error reply into the
+hiredis, answering commands (and MULTI/EXEC blocks, and pipelines of
+commands sent in one write) in the order they were sent, write back-pressure, and the table that turns a Redis error reply into the
 redis-py exception class the connector's error mapping already knows.
 
 Why not redis-py's connection: its stream reader, parser and timeout
@@ -191,6 +191,15 @@ class RespConnection(asyncio.Protocol):
                 raise result
         return list(results)
 
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """The replies of ``commands`` sent in one write; an error reply stays in the list."""
+        batch = _Batch(asyncio.get_running_loop().create_future(), len(commands))
+        buffers: list[bytes] = []
+        for command in commands:
+            buffers += pack(*command)
+        await self._send(batch, buffers)
+        return await batch.future
+
     async def _send(self, waiter: asyncio.Future[Any] | _Batch, buffers: list[bytes]) -> None:
         """Queue ``waiter`` for the replies to ``buffers`` and write them, waiting out back-pressure."""
         if self._lost is not None or self._transport is None:
@@ -215,10 +224,18 @@ class RespConnection(asyncio.Protocol):
 
 
 class Dialer:
-    """Opens RespConnections with the settings of a redis-py pool (URL, credentials, TLS, db)."""
+    """Opens RespConnections with the settings of a redis-py pool (URL, credentials, TLS, db).
 
-    def __init__(self, pool: aioredis.ConnectionPool) -> None:
+    ``address`` (host, port) replaces the pool's own: a Redis Cluster node
+    reached with the same credentials and TLS settings.
+    """
+
+    def __init__(
+        self, pool: aioredis.ConnectionPool, address: tuple[str, int] | None = None
+    ) -> None:
         settings = dict(pool.connection_kwargs)
+        if address is not None:
+            settings["host"], settings["port"] = address
         self._settings = settings
         self._ssl = None
         if issubclass(pool.connection_class, aioredis.SSLConnection):

@@ -33,9 +33,10 @@ mount whose objects were written before the index existed has no "" member:
 the scripts that need the index answer NEEDS_INDEX and the connector builds
 it (``redis.index``) before asking again.
 
-Redis Cluster: every key of a mount starts with R, so a hash tag in R
-(``{orders}/``) keeps a mount's values, metadata, staging keys and index in
-one slot, which the scripts need; the scripts touch only keys of their own
+Redis Cluster: every key of a mount starts with R, and on a cluster R holds
+a hash tag (``STATE_PREFIX`` as it is when it has one, ``{orders}/``, else
+wrapped: ``{orders/}``, see ``redis.cluster``), which keeps a mount's
+values, metadata, staging keys and index in one slot, as the scripts need; the scripts touch only keys of their own
 mount (the verification reads metadata hashes under R without naming them
 in KEYS).
 
@@ -93,6 +94,12 @@ end
 local function meta(key)
   return redis.call('HMGET', key, 'etag', 'size', 'type', 'mtime')
 end
+-- A retry of a write that already ran rewrites its etag: a write of this
+-- call, so a WAIT after the script waits for replicas to have the object
+-- (the first attempt's write may not have reached them yet).
+local function touch(meta_key, etag)
+  redis.call('HSET', meta_key, 'etag', etag)
+end
 local function indexed(index)
   return redis.call('ZSCORE', index, '') ~= false
 end
@@ -139,6 +146,7 @@ local parents = tonumber(ARGV[4])
 local staged = KEYS[4 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[2] then
+  touch(KEYS[2], ARGV[2])
   local m = meta(KEYS[2])
   return {1, m[2], m[4]}
 end
@@ -184,6 +192,7 @@ local parents = tonumber(ARGV[3])
 local staged = KEYS[4 + parents]
 local current = redis.call('HGET', KEYS[2], 'etag')
 if current == ARGV[1] then
+  touch(KEYS[2], ARGV[1])
   local m = meta(KEYS[2])
   return {1, m[2], m[4], m[3]}
 end
@@ -224,7 +233,11 @@ else
   if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4]) end
   return 1
 end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then return 1 end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then
+  -- A retry of this very delete: rewritten so a WAIT after the script covers it.
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
 return refused
 """
 
@@ -237,7 +250,10 @@ RENAME = (
     _PRELUDE
     + """
 if not redis.call('HGET', KEYS[2], 'etag') then
-  if redis.call('HGET', KEYS[4], 'etag') == ARGV[1] then return meta(KEYS[4]) end
+  if redis.call('HGET', KEYS[4], 'etag') == ARGV[1] then
+    touch(KEYS[4], ARGV[1])
+    return meta(KEYS[4])
+  end
   return nil
 end
 if redis.call('EXISTS', KEYS[4]) == 0 then
