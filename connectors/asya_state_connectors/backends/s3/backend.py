@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import botocore.exceptions as bx
 
@@ -55,7 +55,7 @@ from ...interface import (
 )
 from ...settings import Settings
 from ..blocking_pool import BlockingPool
-from ..object_store.answers import PROBE_KEYS, conditional, probe_answer
+from ..object_store.answers import PROBE_KEYS, conditional, looked_up_beside, probe_answer
 from ..object_store.transfer import Part, PartBuffers, prepend, regroup
 from .api import (
     MAX_OBJECT_SIZE,
@@ -75,6 +75,8 @@ from .read import read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+T = TypeVar("T")
 
 
 def _condition_args(condition: WriteCondition) -> dict[str, str]:
@@ -181,6 +183,9 @@ class _S3Connector(Connector):
             etag=strip_etag(found["ETag"]),
             last_modified=found["LastModified"].timestamp(),
         )
+
+    async def looked_up(self, key: str, attempt: Awaitable[T]) -> T:
+        return await looked_up_beside(self, key, attempt)
 
     # -- write ------------------------------------------------------------------
 
