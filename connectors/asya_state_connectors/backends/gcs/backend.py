@@ -28,7 +28,9 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   and a rename first look at the target's ancestors (one metadata request
   each) and below it (a list of one name), all at once: one round trip. GCS
   has no transaction to hold that answer, so a concurrent creator of the
-  directory can still race the write.
+  directory can still race the write. A stat or an opening read sends the
+  same checks beside its own request (``looked_up_beside``): a missing key
+  costs one round trip.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """

@@ -27,7 +27,10 @@ reads in ``s3.read``, multipart transfers in ``s3.multipart``).
   and a rename first look at the target's ancestors (HeadObject each) and
   below it (ListObjectsV2 of one key), all at once: one round trip. S3 has
   no transaction to hold that answer, so a concurrent creator of the
-  directory can still race the write.
+  directory can still race the write. A stat or an opening read sends the
+  same checks beside its HEAD/GET (``looked_up_beside``), so a missing key
+  says ENOENT, EISDIR or ENOTDIR after one round trip, as upstream's one
+  HEAD says ENOENT; a stored key's answer does not wait for them.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
