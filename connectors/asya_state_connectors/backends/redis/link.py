@@ -6,7 +6,8 @@ and database are the pool's), a bound on connections in use with a wait
 bounded by the command timeout, the command timeout itself (one
 ``asyncio.timeout`` around each exchange), running a script by SHA and
 loading it when the server answers NOSCRIPT (after a restart or SCRIPT
-FLUSH), MULTI/EXEC blocks of reads, and one retry on a fresh connection
+FLUSH), running one read-only (EVALSHA_RO, or EVALSHA on a Redis before
+7.0), MULTI/EXEC blocks of reads, and one retry on a fresh connection
 when a pooled one turns out broken.
 
 Why not redis-py's client for this: its pool checkout looks for unread
@@ -50,15 +51,25 @@ class RedisLink:
         self._command_timeout: float | None = pool.connection_kwargs.get("socket_timeout")
         self._sources: dict[str, bytes] = {}
         self._shas: dict[str, str] = {}
+        self._read_only_command = "EVALSHA_RO"
 
     def register(self, name: str, source: str) -> None:
         data = source.encode()
         self._sources[name] = data
         self._shas[name] = hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
-    async def run(self, name: str, keys: Sequence[bytes], args: Sequence[Arg] = ()) -> Any:
-        """The script's reply; raises redis-py's exceptions (the caller maps them)."""
-        return await self._exchange(lambda connection: self._evalsha(connection, name, keys, args))
+    async def run(
+        self, name: str, keys: Sequence[bytes], args: Sequence[Arg] = (), *, read_only: bool = False
+    ) -> Any:
+        """The script's reply; raises redis-py's exceptions (the caller maps them).
+
+        ``read_only`` runs it with EVALSHA_RO, which a Redis user without
+        write access may be granted (and which refuses any write inside).
+        """
+        command = self._read_only_command if read_only else "EVALSHA"
+        return await self._exchange(
+            lambda connection: self._evalsha(connection, command, name, keys, args)
+        )
 
     async def transaction(self, *commands: Sequence[Arg]) -> list[Any]:
         """The replies of read-only ``commands`` run as one MULTI/EXEC block."""
@@ -121,14 +132,26 @@ class RedisLink:
         return None
 
     async def _evalsha(
-        self, connection: RespConnection, name: str, keys: Sequence[bytes], args: Sequence[Arg]
+        self,
+        connection: RespConnection,
+        command: str,
+        name: str,
+        keys: Sequence[bytes],
+        args: Sequence[Arg],
     ) -> Any:
         sha = self._shas[name]
         try:
-            return await connection.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await connection.call(command, sha, len(keys), *keys, *args)
         except rx.NoScriptError:
             await connection.call("SCRIPT", "LOAD", self._sources[name])
-            return await connection.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await connection.call(command, sha, len(keys), *keys, *args)
+        except rx.ResponseError as exc:
+            if command == "EVALSHA" or "unknown command" not in str(exc).lower():
+                raise
+            # Redis before 7.0 has no EVALSHA_RO: the flag the script gets
+            # keeps it from writing, so plain EVALSHA is as safe.
+            self._read_only_command = "EVALSHA"
+            return await self._evalsha(connection, "EVALSHA", name, keys, args)
 
     async def close(self) -> None:
         while self._idle:
