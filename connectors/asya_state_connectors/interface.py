@@ -24,9 +24,10 @@ Rules every backend follows (the conformance suite checks them):
   runs before the write is applied, atomically with it where the backend has
   transactions; a write conditional on a revision the writer read skips it,
   since the key then holds an object. Reads and stats of a missing key say
-  NotFound; the server then asks ``path_conflict`` why, so only the
-  not-found path pays for the answer. A backend that learned the answer
-  in the same request raises ``Missing`` (a NotFound carrying it) instead.
+  NotFound; the server has ``looked_up`` turn that into ``Missing``
+  carrying what ``path_conflict`` says, so only the not-found path waits
+  for the answer. A backend that learned the answer in the same request
+  raises ``Missing`` itself.
 - Cost does not grow with keys outside the question: a stat, a directory
   check and a listing page cost O(log N) or better in the keys the backend
   holds (for other mounts too) and O(n) in the entries returned.
@@ -37,9 +38,9 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 from .errors import (
     BadRequest,
@@ -53,6 +54,8 @@ from .errors import (
 )
 from .keys import ancestors
 from .settings import Settings
+
+T = TypeVar("T")
 
 
 class Capability(enum.Enum):
@@ -298,11 +301,22 @@ class Connector(ABC):
                 return not_a_directory(key, parent)
         return is_a_directory(key) if below else None
 
-    async def why_missing(self, key: str, missing: NotFound) -> ConnectorError | None:
-        """``path_conflict`` for a key a read or stat just found missing, reusing what it learned."""
-        if isinstance(missing, Missing):
-            return missing.conflict
-        return await self.path_conflict(key)
+    async def looked_up(self, key: str, attempt: Awaitable[T]) -> T:
+        """Await ``attempt`` (a stat or the opening read of ``key``); a miss comes out as Missing.
+
+        The Missing carries what ``path_conflict`` says about ``key``, so the
+        server can answer a directory or a key below a file. This form asks
+        only after the miss (a second round trip, paid by missing keys
+        alone); a backend that learned it in the same request has raised
+        Missing already, and the object stores ask beside the attempt
+        (``object_store.answers.looked_up_beside``).
+        """
+        try:
+            return await attempt
+        except Missing:
+            raise
+        except NotFound as exc:
+            raise Missing(key, await self.path_conflict(key)) from exc
 
     async def probe(self, key: str) -> ObjectMeta | Kind:
         """What the ``os.path`` predicates need: a file's metadata, a directory, or nothing.

@@ -127,6 +127,29 @@ def test_populated_mode_measures_each_operation_at_each_size_beside_other_mounts
     assert "Populated backends" in completed.stdout
 
 
+@pytest.mark.slow
+def test_populated_s3_compares_a_missing_file_with_upstreams_pattern_behind_a_link(
+    tmp_path: Any,
+) -> None:
+    out = tmp_path / "missing.json"
+    completed = bench(
+        "--backend", "s3", "--populated", "5", "--scale", "0.05", "--latency-ms", "1",
+        "--json", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(out.read_text())
+    assert "--latency-ms 1" in results["command"]
+    rows = {r["workload"]: r for r in results["populated"]}
+    for workload in ("missing: exists", "missing: os.stat", "missing: open"):
+        row = rows[workload]
+        assert row["direct_label"] == "boto3"
+        assert row["proxy"]["n"] == row["direct"]["n"] == row["upstream"]["n"] == 20
+    assert rows["stat"]["upstream"] is None
+    names = {t["name"] for t in results["targets"]}
+    assert "missing: open p50 vs upstream's pattern, 5 foreign keys" in names
+    assert "upstream p50" in completed.stdout
+
+
 def test_bad_arguments_are_refused_with_the_option_named() -> None:
     completed = bench("--scale", "2")
     assert completed.returncode == 2

@@ -644,6 +644,71 @@ async def test_passwords_and_acl_users(password_server: RedisServer) -> None:
             await client.close()
 
 
+# What the README names for a user that only reads: no write command, and
+# scripts only through EVALSHA_RO (which refuses any write inside).
+READ_ONLY_ACL = ("+@read", "+@connection", "+@transaction", "+evalsha_ro", "+script|load")
+
+
+@pytest.mark.parametrize(
+    "grants",
+    [READ_ONLY_ACL, ("+@read", "+@connection", "+@transaction", "+@scripting")],
+    ids=["evalsha_ro", "scripting-without-write"],
+)
+async def test_a_read_only_user_lists_and_stats_and_leaves_pruning_to_writers(
+    password_server: RedisServer, grants: tuple[str, ...]
+) -> None:
+    port = password_server.port
+    user = f"ro{uuid.uuid4().hex[:8]}"
+    mount = f"{user}/"
+    admin = aioredis.Redis.from_url(password_server.url)
+    await admin.execute_command("ACL", "SETUSER", user, "on", ">ro-secret", "~*", *grants)
+    owner = make(password_server.url, mount)
+    reader = make(f"redis://{user}:ro-secret@127.0.0.1:{port}/0", mount)
+    index = mount.encode() + lua.INDEX_SUFFIX
+    try:
+        for name in ("dir/a", "dir/b", "dir/gone", "emptied/gone"):
+            await put(owner, name, name.encode())
+        # Objects removed behind the index's back (as an expiry does): their names stay.
+        for name in ("dir/gone", "emptied/gone"):
+            await admin.delete(f"{mount}{name}", f"{mount}{name}".encode() + lua.META_SUFFIX)
+
+        page = await reader.list("dir/")
+        assert [entry.key for entry in page.entries] == ["dir/a", "dir/b"]
+        assert await get(reader, "dir/a") == b"dir/a"
+        assert await reader.probe("dir") is Kind.DIRECTORY
+        assert await reader.probe("emptied") is Kind.MISSING  # only a dead name below it
+        with pytest.raises(Missing) as nothing:
+            await reader.looked_up("emptied", reader.stat("emptied"))
+        assert nothing.value.conflict is None
+        with pytest.raises(Missing) as directory:
+            await reader.looked_up("dir", reader.stat("dir"))
+        assert isinstance(directory.value.conflict, IsADirectory)
+        with pytest.raises(PermissionDenied):
+            await put(reader, "dir/c", b"refused")
+        # The reader removed nothing; the next writer's listing does.
+        assert await admin.zscore(index, b"dir/gone") is not None
+        assert await admin.zscore(index, b"emptied/gone") is not None
+        assert [entry.key for entry in (await owner.list("", delimiter=None)).entries] == [
+            "dir/a",
+            "dir/b",
+        ]
+        assert await admin.zscore(index, b"dir/gone") is None
+        assert await admin.zscore(index, b"emptied/gone") is None
+
+        # A mount no writer has indexed yet: the reader says who can build it.
+        fresh = make(f"redis://{user}:ro-secret@127.0.0.1:{port}/0", f"{user}-fresh/")
+        try:
+            with pytest.raises(PermissionDenied, match="reindex"):
+                await fresh.list("")
+        finally:
+            await fresh.close()
+    finally:
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
+        for client in (owner, reader):
+            await client.close()
+
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:

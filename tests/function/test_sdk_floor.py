@@ -1,9 +1,11 @@
 """The SDK floor: declared once, pinned in function/constraints.txt, checked at start, tested.
 
 The function image installs exactly function/constraints.txt; the slow test
-here installs the same file in a fresh virtualenv and runs the RunFunction
-table over gRPC against it, so the oldest versions we allow are versions we
-ran.
+here installs the same file in a fresh virtualenv from the configured
+package index and runs the RunFunction table over gRPC against it, so the
+oldest versions we allow are versions we ran. It skips, saying why, only
+when pip reaches no index at all; an index that answers without a pinned
+release fails it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,46 @@ async def test_a_call_on_an_old_sdk_says_why_instead_of_an_internal_error(
     assert "has no response.set_conditions (added in 0.12.0)" in out.fatal[0]
 
 
+# What pip prints when it cannot reach an index at all (a connection refused,
+# no name resolution, no route, a timeout, an index directory that is not
+# there), as opposed to an index that answered without the pinned release.
+_UNREACHABLE = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "Connection refused",
+    "ConnectTimeoutError",
+    "Read timed out",
+    "ProxyError",
+    "is ignored: it is neither a file nor a directory",
+)
+
+
+def unreachable_index(pip_stderr: str) -> str | None:
+    """The line saying no package index could be reached, or None when one answered."""
+    for line in pip_stderr.splitlines():
+        if any(marker in line for marker in _UNREACHABLE):
+            return line.strip()
+    return None
+
+
+def test_only_an_unreachable_index_counts_as_no_index() -> None:
+    refused = (
+        "WARNING: Retrying (Retry(total=0)) after connection broken by"
+        " 'NewConnectionError(\"Failed to establish a new connection: [Errno 111]"
+        " Connection refused\")': /simple/grpcio/\n"
+        "ERROR: Could not find a version that satisfies the requirement grpcio==1.80.0"
+    )
+    assert unreachable_index(refused) is not None
+    answered = (
+        "ERROR: Could not find a version that satisfies the requirement grpcio==0.0.1"
+        " (from versions: 1.80.0, 1.84.0)\nERROR: No matching distribution found"
+    )
+    assert unreachable_index(answered) is None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,18 +135,37 @@ def floor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     venv = tmp_path_factory.mktemp("floor") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
+    # One quick question first, so that a machine without an index skips in
+    # seconds: the SDK pin, no retries.
+    sdk_pin = f"crossplane-function-sdk-python=={PINS['crossplane-function-sdk-python']}"
+    asked = subprocess.run(
+        [
+            *(str(python), "-m", "pip", "download", "-q", "--no-deps", "--retries", "0"),
+            *("--timeout", "20", "--dest", str(venv.parent / "probe"), sdk_pin),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if asked.returncode != 0 and (why := unreachable_index(asked.stderr)):
+        pytest.skip(f"no package index reachable to install function/constraints.txt: {why}")
     for args in (
         ["--no-deps", "-r", str(CONSTRAINTS)],
         # The project itself, as the image installs its wheel: nothing it depends on.
         ["--no-deps", str(ROOT)],
     ):
         installed = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *args],
+            # One retry and a 60 s socket timeout: an index that does not
+            # answer costs minutes, not pip's default of five retries each.
+            [str(python), "-m", "pip", "install", "-q", "--retries", "1", "--timeout", "60", *args],
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
+        if installed.returncode != 0 and (why := unreachable_index(installed.stderr)):
+            pytest.skip(f"no package index reachable to install function/constraints.txt: {why}")
         assert installed.returncode == 0, f"pip install {args}: {installed.stderr[-2000:]}"
     check = subprocess.run(
         [str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120

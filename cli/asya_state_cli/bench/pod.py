@@ -87,6 +87,7 @@ class BenchPod:
 
     def __init__(self, rig: Rig, workdir: Path) -> None:
         self.mounts = bench_mounts(rig)
+        self.workdir = workdir
         self._pod = Pod(
             0,
             self.mounts,

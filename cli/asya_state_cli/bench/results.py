@@ -46,6 +46,8 @@ class PopulatedRow:
     proxy: Latency
     direct: Latency
     direct_label: str
+    # The model of upstream's sidecar, where it was measured (a missing file on S3, GCS).
+    upstream: Latency | None = None
 
     @property
     def ratio_p50(self) -> float | None:

@@ -8,8 +8,9 @@ workloads (buffered, passthrough, compare-and-swap for the contention
 run), the connector environment, the settings of the backend's own client
 for the direct baseline, the largest object the backend holds, how other
 mounts' objects are added beside both (``crowd``) and how many are
-practical here, and starting/stopping whatever server the backend needs on
-127.0.0.1.
+practical here, which model of upstream's sidecar can run beside it, the
+emulator endpoint a shaped link may stand in front of, and
+starting/stopping whatever server the backend needs on 127.0.0.1.
 
 Must not: run workloads, or reach any server that it did not start.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asya_state_connectors.errors import ConfigError
@@ -57,6 +58,24 @@ class Rig:
     # How to add other mounts' objects beside the measured ones; None: impossible.
     populate: Populate | None = None
     max_foreign: int | None = None  # the most that is practical on this backend
+    # The environment variable holding the emulator's URL, which a shaped
+    # link can stand in front of (S3, GCS); None for the others.
+    endpoint_env: str | None = None
+    # Which model of upstream's sidecar (``bench.upstream``) runs beside it.
+    upstream: str | None = None
+
+
+def behind_link(rig: Rig, url: str) -> Rig:
+    """``rig`` with its connectors and direct client reaching the emulator through ``url``.
+
+    The crowd is still stored straight to the emulator: filling it is set-up, not measured.
+    """
+    assert rig.endpoint_env is not None, f"{rig.name} has no endpoint to shape"
+    return replace(
+        rig,
+        connector_env={**rig.connector_env, rig.endpoint_env: url},
+        direct={**rig.direct, "endpoint": url},
+    )
 
 
 RigFactory = Callable[[Path], contextlib.AbstractContextManager[Rig]]
@@ -226,6 +245,8 @@ def _s3(workdir: Path) -> Iterator[Rig]:
                 lambda a, b: crowd.crowd_s3(env, "asya-bench-direct", a, b),
             ),
             max_foreign=EMULATOR_FOREIGN,
+            endpoint_env="AWS_ENDPOINT_URL",
+            upstream="s3",
         )
 
 
@@ -255,6 +276,8 @@ def _gcs(workdir: Path) -> Iterator[Rig]:
                 lambda a, b: crowd.crowd_gcs(env, "asya-bench-direct", a, b),
             ),
             max_foreign=EMULATOR_FOREIGN,
+            endpoint_env="STORAGE_EMULATOR_HOST",
+            upstream="gcs",
         )
 
 

@@ -1,7 +1,8 @@
 """One ``asya-state bench`` run: every requested backend, one after another.
 
 Owns: a private working directory (short, under /tmp, because Unix socket
-paths are limited), the lifecycle per backend (rig up, benchmark pod,
+paths are limited), the lifecycle per backend (rig up, a shaped link in
+front of an object-store emulator when a latency is asked, benchmark pod,
 workloads, contention pods, everything down again before the next
 backend starts so backends never compete for the two cores), recording
 why a backend or workload was not measured, and the target verdicts.
@@ -11,6 +12,7 @@ Must not: print results (the command does) or keep anything after the run.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +20,13 @@ from pathlib import Path
 from ..connector_process import ConnectorStartError
 from ..runner.pod import PodError
 from ..servers.base import ServerStartError
+from ..servers.shaper import ShapedLink
 from .contention import example_dir, run_contention
 from .machine import describe
 from .pod import BenchPod, TaskFailed
 from .report import evaluate
 from .results import Results, Skipped
-from .rigs import RIGS, Rig, unavailable
+from .rigs import RIGS, Rig, behind_link, unavailable
 from .stores import BenchError
 from .suite import BackendSuite, Plan, Say
 
@@ -45,7 +48,14 @@ def run_bench(
                 results.skipped.append(Skipped(name, "every workload", reason))
                 continue
             try:
-                with RIGS[name](Path(tmp) / name) as rig:
+                with contextlib.ExitStack() as stack:
+                    rig = stack.enter_context(RIGS[name](Path(tmp) / name))
+                    if plan.latency and rig.endpoint_env is not None:
+                        upstream = rig.connector_env[rig.endpoint_env]
+                        link = stack.enter_context(
+                            ShapedLink(upstream, rate=0, latency=plan.latency)
+                        )
+                        rig = behind_link(rig, link.url)
                     _run_backend(rig, plan, Path(tmp) / name, results, say)
             except BACKEND_FAILURES as exc:
                 say(f"{name}: failed: {exc}")

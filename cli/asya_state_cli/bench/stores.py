@@ -5,7 +5,8 @@ state mount that is the full path through the runtime and a connector, on a
 local directory it is the direct baseline for ``fs``) and one store per
 backend client used directly (redis-py, nats-py, boto3,
 google-cloud-storage), each timing its own operations the way that client
-is meant to be driven (nats-py inside its event loop). Logical keys use
+is meant to be driven (nats-py inside its event loop), and the model of
+upstream's runtime (``bench.upstream``) for missing keys. Logical keys use
 ``/``; a store maps them onto its backend's key syntax.
 
 Must not: import a backend client before that store is asked for (the
@@ -72,6 +73,14 @@ class Store(ABC):
     def prepare_dir(self, directory: str) -> None:  # noqa: B027 (only local directories need it)
         """Make ``directory`` usable for writes."""
 
+    def stat_missing(self, key: str) -> None:
+        """Stat ``key``, which was never stored, the way this store's users would; raise if found."""
+        raise BenchError(f"{type(self).__name__} does not measure a missing key's stat")
+
+    def open_missing(self, key: str) -> None:
+        """Open ``key``, which was never stored, for reading; raise if it opens."""
+        raise BenchError(f"{type(self).__name__} does not measure a missing key's open")
+
     def operation(self, op: str, size: int) -> Callable[[str], object]:
         """A one-argument callable for ``op``; reads check the size they got."""
         payload = os.urandom(size)
@@ -107,6 +116,8 @@ class Store(ABC):
             "stat": stat,
             "exists": exists,
             "missing": missing,
+            "stat_missing": self.stat_missing,
+            "open_missing": self.open_missing,
             "listdir": listdir,
         }
         try:
@@ -182,6 +193,20 @@ class FileStore(Store):
 
     def listdir(self, directory: str) -> list[str]:
         return os.listdir(self._path(directory))
+
+    def stat_missing(self, key: str) -> None:
+        try:
+            os.stat(self._path(key))
+        except FileNotFoundError:
+            return
+        raise BenchError(f"os.stat {key!r}: found a key never stored")
+
+    def open_missing(self, key: str) -> None:
+        try:
+            open(self._path(key), "rb").close()
+        except FileNotFoundError:
+            return
+        raise BenchError(f"open {key!r}: opened a key never stored")
 
     def write_large(self, key: str, size: int, block: bytes) -> None:
         with open(self._path(key), "wb") as file:
@@ -474,6 +499,17 @@ class S3Store(Store):
             raise
         return True
 
+    def stat_missing(self, key: str) -> None:
+        if self.exists(key):  # one HeadObject
+            raise BenchError(f"head_object {key!r}: found a key never stored")
+
+    def open_missing(self, key: str) -> None:
+        try:
+            self._client.get_object(Bucket=self._bucket, Key=key)
+        except self._client.exceptions.NoSuchKey:
+            return
+        raise BenchError(f"get_object {key!r}: found a key never stored")
+
     def listdir(self, directory: str) -> list[str]:
         prefix = directory + "/"
         names: list[str] = []
@@ -533,6 +569,19 @@ class GcsStore(Store):
     def exists(self, key: str) -> bool:
         return bool(self._bucket.blob(key).exists())
 
+    def stat_missing(self, key: str) -> None:
+        if self._bucket.get_blob(key) is not None:  # one metadata get
+            raise BenchError(f"get_blob {key!r}: found a key never stored")
+
+    def open_missing(self, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._bucket.blob(key).download_as_bytes()
+        except NotFound:
+            return
+        raise BenchError(f"download {key!r}: found a key never stored")
+
     def listdir(self, directory: str) -> list[str]:
         prefix = directory + "/"
         return [
@@ -554,6 +603,62 @@ class GcsStore(Store):
         self._bucket.blob(key).delete()
 
 
+class UpstreamStore(Store):
+    """The model of upstream's runtime (``bench.upstream``): a new connection per operation.
+
+    Only the missing-key operations are measured through it: ``exists`` and
+    ``os.stat`` are one HEAD (upstream's ``exists`` is its stat), ``open``
+    one GET.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        from .upstream import upstream_request
+
+        self._socket = socket_path
+        self._request = upstream_request
+
+    def _status(self, method: str, key: str) -> int:
+        status, _ = self._request(self._socket, method, key)
+        if status not in (200, 204, 404):
+            raise BenchError(f"the upstream model answered {method} {key!r} with {status}")
+        return status
+
+    def exists(self, key: str) -> bool:
+        return self._status("HEAD", key) != 404
+
+    def stat_missing(self, key: str) -> None:
+        if self.exists(key):
+            raise BenchError(f"HEAD {key!r}: found a key never stored")
+
+    def open_missing(self, key: str) -> None:
+        if self._status("GET", key) != 404:
+            raise BenchError(f"GET {key!r}: found a key never stored")
+
+    def _unmeasured(self) -> BenchError:
+        return BenchError("the upstream model measures only missing keys")
+
+    def write(self, key: str, data: bytes) -> None:
+        raise self._unmeasured()
+
+    def read(self, key: str) -> bytes:
+        raise self._unmeasured()
+
+    def stat(self, key: str) -> int:
+        raise self._unmeasured()
+
+    def listdir(self, directory: str) -> list[str]:
+        raise self._unmeasured()
+
+    def write_large(self, key: str, size: int, block: bytes) -> None:
+        raise self._unmeasured()
+
+    def read_large(self, key: str) -> int:
+        raise self._unmeasured()
+
+    def remove(self, key: str) -> None:
+        raise self._unmeasured()
+
+
 def make_store(config: Mapping[str, str]) -> Store:
     """The store a handler message describes (``kind`` plus that kind's settings)."""
     kind = config.get("kind")
@@ -567,4 +672,6 @@ def make_store(config: Mapping[str, str]) -> Store:
         return S3Store(config)
     if kind == "gcs":
         return GcsStore(config)
+    if kind == "upstream":
+        return UpstreamStore(config["socket"])
     raise BenchError(f"unknown store kind {kind!r}")

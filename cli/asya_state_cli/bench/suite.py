@@ -12,6 +12,7 @@ Must not: start servers or format results.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,7 @@ from .results import (
 from .rigs import Rig
 from .rss import PeakRss
 from .stats import Latency
+from .upstream import UpstreamSidecar
 
 SMALL = 1024
 SMALL_OPS = ("write", "read", "stat", "exists")
@@ -39,6 +41,13 @@ POPULATED_OPS = (
     ("exists (missing)", "missing"),
     ("stat", "stat"),
     ("listdir", "listdir"),
+)
+# A missing file three ways where a model of upstream's sidecar runs (S3,
+# GCS): through the proxy, the backend's own client, and upstream's pattern.
+MISSING_OPS = (
+    ("missing: exists", "missing"),
+    ("missing: os.stat", "stat_missing"),
+    ("missing: open", "open_missing"),
 )
 
 
@@ -60,15 +69,26 @@ class Plan:
     populated_ops: int = 400
     populated_listings: int = 40
     populated_entries: int = 100
+    # One-way latency added between the connector (and every other client)
+    # and the S3 or GCS emulator in the populated mode: round trips then
+    # cost what they cost against a real store.
+    latency: float = 0.0
 
     @classmethod
-    def make(cls, *, quick: bool, scale: float = 1.0, populated: tuple[int, ...] = ()) -> Plan:
+    def make(
+        cls,
+        *,
+        quick: bool,
+        scale: float = 1.0,
+        populated: tuple[int, ...] = (),
+        latency: float = 0.0,
+    ) -> Plan:
         """The full plan, or ``--quick`` (256 MiB large objects); ``scale`` shrinks every count.
 
         ``populated``: measure only the populated-backend workload at these sizes.
         """
         plan = cls(large_bytes=256 * MiB) if quick else cls()
-        plan = replace(plan, populated=tuple(sorted(set(populated))))
+        plan = replace(plan, populated=tuple(sorted(set(populated))), latency=latency)
         if scale == 1.0:
             return plan
 
@@ -124,14 +144,14 @@ class BackendSuite:
         return self.pod.call({"task": task, "store": store, **fields})
 
     def _interleaved(
-        self, stores: tuple[dict[str, str], dict[str, str]], op: str, keys: list[str]
-    ) -> tuple[list[int], list[int]]:
-        """Nanosecond samples of ``op`` over ``keys`` for both stores, alternating rounds."""
-        samples: tuple[list[int], list[int]] = ([], [])
+        self, stores: tuple[dict[str, str], ...], op: str, keys: list[str]
+    ) -> tuple[list[int], ...]:
+        """Nanosecond samples of ``op`` over ``keys`` per store, rotating which goes first each round."""
+        samples: tuple[list[int], ...] = tuple([] for _ in stores)
         rounds = self.plan.rounds
         for number in range(rounds):
             part = keys[number::rounds]
-            order = (0, 1) if number % 2 == 0 else (1, 0)
+            order = [(number + i) % len(stores) for i in range(len(stores))]
             for side in order:
                 reply = self._call(stores[side], "timed", op=op, keys=part, size=SMALL)
                 samples[side].extend(reply["ns"])
@@ -189,6 +209,23 @@ class BackendSuite:
             "stat": ["pop/present"] * plan.populated_ops,
             "listdir": ["pop/dir"] * plan.populated_listings,
         }
+        with contextlib.ExitStack() as stack:
+            upstream = None
+            if rig.upstream is not None:
+                socket_path = self.pod.workdir / "upstream.sock"
+                stack.enter_context(UpstreamSidecar(rig.upstream, socket_path, rig.connector_env))
+                upstream = {"kind": "upstream", "socket": str(socket_path)}
+            self._populated_sizes(results, entries, keys, upstream)
+
+    def _populated_sizes(
+        self,
+        results: Results,
+        entries: list[str],
+        keys: dict[str, list[str]],
+        upstream: dict[str, str] | None,
+    ) -> None:
+        rig, plan = self.rig, self.plan
+        assert rig.populate is not None
         stored = 0
         for size in plan.populated:
             if rig.max_foreign is not None and size > rig.max_foreign:
@@ -198,6 +235,8 @@ class BackendSuite:
             self.say(f"{rig.name}: adding other mounts' objects, {stored:,} -> {size:,}")
             rig.populate(stored, size)
             stored = size
+            if upstream is not None:
+                self._missing_three_ways(results, size, upstream)
             for workload, op in POPULATED_OPS:
                 self.say(f"{rig.name}: {size:,} foreign, {workload} x{len(keys[op])}")
                 proxy, direct = self._interleaved((self.proxy, self.direct), op, keys[op])
@@ -212,6 +251,24 @@ class BackendSuite:
                         rig.direct_label,
                     )
                 )
+
+    def _missing_three_ways(self, results: Results, size: int, upstream: dict[str, str]) -> None:
+        """A missing file's exists, os.stat and open: proxy, own client, upstream's pattern."""
+        keys = [f"pop/absent{i:05d}" for i in range(self.plan.populated_ops)]
+        for workload, op in MISSING_OPS:
+            self.say(f"{self.rig.name}: {size:,} foreign, {workload} x{len(keys)}, three ways")
+            proxy, direct, model = self._interleaved((self.proxy, self.direct, upstream), op, keys)
+            results.populated.append(
+                PopulatedRow(
+                    self.rig.name,
+                    size,
+                    workload,
+                    Latency.of(proxy),
+                    Latency.of(direct),
+                    self.rig.direct_label,
+                    upstream=Latency.of(model),
+                )
+            )
 
     def concurrency(self) -> list[ConcurrencyRow]:
         keys = self._small_keys()

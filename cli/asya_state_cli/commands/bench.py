@@ -61,7 +61,11 @@ def register(subparsers: Any) -> None:
         "--cap", type=float, default=12.0, metavar="MB/S", help="per-connection cap (default 12)"
     )
     transfer.add_argument(
-        "--latency-ms", type=float, default=0.0, metavar="MS", help="added one-way latency"
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="added one-way latency (also for s3 and gcs in --populated)",
     )
     transfer.add_argument(
         "--concurrency", type=int, default=8, metavar="N", help="parts in flight (default 8)"
@@ -116,6 +120,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--json", str(args.json)]
     if args.populated:
         parts += ["--populated", ",".join(map(str, args.populated))]
+        if args.latency_ms and not args.transfer:
+            parts.append(f"--latency-ms {args.latency_ms:g}")
     if args.scale != 1.0:
         parts += ["--scale", f"{args.scale:g}"]
     if args.transfer:
@@ -141,7 +147,12 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.suite import Plan
 
     backends = list(dict.fromkeys(args.backend or BACKENDS))
-    plan = Plan.make(quick=args.quick, scale=args.scale, populated=args.populated or ())
+    plan = Plan.make(
+        quick=args.quick,
+        scale=args.scale,
+        populated=args.populated or (),
+        latency=args.latency_ms / 1000 if args.populated else 0.0,
+    )
     results, failed = run_bench(backends, plan, command=_command(args), quick=args.quick, say=_say)
     sys.stdout.write(render(results))
     sys.stdout.flush()

@@ -37,6 +37,7 @@ from ..interface import (
     Capability,
     Connector,
     Kind,
+    Missing,
     ObjectMeta,
     WriteCondition,
     check_content_type,
@@ -211,12 +212,10 @@ class ProtocolApp:
         key = rq.object_key(rest)
         spec = rq.byte_range(request.headers.get("Range"))
         try:
-            stream = await self.connector.read(key, spec)
-        except NotFound as exc:
-            # Only a missing key pays for asking whether it is a directory.
-            conflict = await self.connector.why_missing(key, exc)
-            if conflict is not None:
-                raise conflict from exc
+            stream = await self.connector.looked_up(key, self.connector.read(key, spec))
+        except Missing as exc:
+            if exc.conflict is not None:
+                raise exc.conflict from exc
             raise
         try:
             headers = meta_headers(stream.meta)
@@ -254,17 +253,16 @@ class ProtocolApp:
                 return Response(200, headers=meta_headers(found))
         elif key:
             try:
-                meta = await self.connector.stat(key)
+                meta = await self.connector.looked_up(key, self.connector.stat(key))
+            except Missing as exc:
+                if exc.conflict is None:
+                    raise
+                if not isinstance(exc.conflict, IsADirectory):
+                    raise exc.conflict from exc
+            else:
                 headers = meta_headers(meta)
                 headers["Content-Length"] = str(meta.size)  # what a GET would send
                 return Response(200, headers=headers)
-            except NotFound as exc:
-                missing = exc
-            conflict = await self.connector.why_missing(key, missing)
-            if conflict is None:
-                raise missing
-            if not isinstance(conflict, IsADirectory):
-                raise conflict from missing
         return Response(200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
 
     async def write(self, request: Request, rest: str, params: dict[str, str]) -> Answer:

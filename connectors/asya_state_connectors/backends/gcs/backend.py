@@ -28,7 +28,9 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   and a rename first look at the target's ancestors (one metadata request
   each) and below it (a list of one name), all at once: one round trip. GCS
   has no transaction to hold that answer, so a concurrent creator of the
-  directory can still race the write.
+  directory can still race the write. A stat or an opening read sends the
+  same checks beside its own request (``looked_up_beside``): a missing key
+  costs one round trip.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
@@ -39,9 +41,9 @@ import asyncio
 import contextlib
 import functools
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import google.auth.credentials
 import google.auth.transport.requests
@@ -60,12 +62,13 @@ from ...interface import (
 )
 from ...settings import Settings
 from ..blocking_pool import BlockingPool
-from ..object_store.answers import PROBE_KEYS, conditional, probe_answer
+from ..object_store.answers import PROBE_KEYS, conditional, looked_up_beside, probe_answer
 from ..object_store.transfer import PartBuffers, prepend, regroup
 from .api import Gcs, GcsConfig, gcs_errors, map_gcs_error
 from .read import read_object
 from .upload import TEMPORARY_DIR, ComposedUpload, upload_composed
 
+T = TypeVar("T")
 MAX_OBJECT_SIZE = 5 * 1024**4
 # One readiness check: below the server's bound on /ready (READY_CHECK_SECONDS).
 HEALTH_TIMEOUT_SECONDS = 1.5
@@ -225,6 +228,9 @@ class _GcsConnector(Connector):
         return await read_object(
             self.gcs, self._prefix + key, key, byte_range, functools.partial(self.stat, key)
         )
+
+    async def looked_up(self, key: str, attempt: Awaitable[T]) -> T:
+        return await looked_up_beside(self, key, attempt)
 
     # -- write ----------------------------------------------------------------
 

@@ -2,20 +2,22 @@
 
 Owns: turning a failed precondition into the Conflict the protocol promises
 (worded for create-only or compare-and-swap), reading ``Content-Range``
-answers, the empty body of a range that is empty by rule, and reading a
-probe's one listing (what is at a key: a file, a directory or nothing).
+answers, the empty body of a range that is empty by rule, reading a
+probe's one listing (what is at a key: a file, a directory or nothing), and
+asking why a key is missing beside the request that may miss it.
 
 Must not: import a backend client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from ...errors import Conflict, NotFound
-from ...interface import Kind, WriteCondition
+from ...interface import Connector, Kind, Missing, WriteCondition
 
 T = TypeVar("T")
 
@@ -69,3 +71,33 @@ def probe_answer(
     if not truncated or (seen and max(seen) > full + "/"):
         return Kind.MISSING
     return None
+
+
+async def looked_up_beside(connector: Connector, key: str, attempt: Awaitable[T]) -> T:
+    """``Connector.looked_up`` in one round trip: the directory checks run beside ``attempt``.
+
+    A missing key's stat or read then costs one round trip, as upstream's
+    one HEAD or GET does, instead of a miss followed by the checks. A stored
+    key pays with requests, not time: its answer does not wait for the
+    checks, which are cancelled where they have not been sent yet (one
+    ListObjectsV2 or objects list below the key, and one HEAD or metadata
+    get per parent directory).
+    """
+    why = asyncio.ensure_future(connector.path_conflict(key))
+    try:
+        return await attempt
+    except Missing:
+        raise
+    except NotFound as exc:
+        raise Missing(key, await why) from exc
+    finally:
+        if not why.done():
+            why.cancel()
+        # Nobody waits for an answer about a key that was found (or failed
+        # otherwise): collect it, so a failed check is not logged as lost.
+        why.add_done_callback(_collect)
+
+
+def _collect(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -29,7 +29,9 @@ and the atomic scripts live in ``redis.scripts``.
   set the scripts keep with every create, delete and rename), paginated by
   the last name returned; neither a listing nor a directory check ever
   walks the keyspace. Data written before the index existed is indexed on
-  first use (``redis.index``).
+  first use (``redis.index``). A Redis user that may only read lists and
+  stats too: its listings and directory checks run read-only and leave the
+  names of vanished objects for writers to remove.
 - Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
   writes, so a retried write, append or rename whose first attempt was
   applied finds its own etag and succeeds inside the same script (until
@@ -75,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -116,6 +119,8 @@ from . import scripts as lua
 from .cluster import ClusterLink, Link, cluster_root, is_cluster
 from .index import SCAN_COUNT, IndexBuilder, glob_escape
 from .link import RedisLink, ReplicaLag, WaitFor
+
+log = logging.getLogger("asya_state_connectors.redis")
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -299,6 +304,9 @@ class RedisBufferedCas(Connector):
             self._link.register(name, getattr(lua, name))
         self._indexer = IndexBuilder(self._link, self._root, scan=self._scan_for_index)
         self._index = self._indexer.index
+        # Whether listings and directory checks may remove names of objects
+        # that are gone; False once Redis refused this user a write.
+        self._prunes = True
 
     async def _settle(self) -> None:
         """With ``REDIS_CLUSTER=auto``: ask the server whether it is a cluster node, once."""
@@ -434,6 +442,41 @@ class RedisBufferedCas(Connector):
                     raise
                 return lag.reply  # a refusal or a retry signal: nothing to replicate
 
+    async def _run_reading(
+        self, script: str, key: str | None, keys: list[bytes], args: list[Any]
+    ) -> Any:
+        """Run a script that only reads, except for pruning dead names when the user may write.
+
+        A Redis user without write access (``+@read`` and EVALSHA_RO, say)
+        is refused the first prune, or the index build; from then on this
+        connector runs the script read-only, stepping over dead names and
+        leaving them to writers. A mount whose index was never built cannot
+        be listed by such a user until a writer (or ``asya-state reindex``)
+        builds it.
+        """
+        if self._prunes:
+            try:
+                return await self._run(script, key, keys, [*args, "1"])
+            except PermissionDenied as exc:
+                self._prunes = False
+                log.warning(
+                    "Redis refused %r a write (%s); listings and directory checks of %r"
+                    " go on read-only and leave names of vanished objects to writers",
+                    self._prefix,
+                    exc.message,
+                    self._prefix,
+                )
+        with _redis_errors(key):
+            reply = await self._link.run(script, keys, [*args, "0"], read_only=True)
+        if _status(reply) == lua.NEEDS_INDEX:
+            raise PermissionDenied(
+                f"the name index of {self._prefix!r} is not built yet, and this Redis user may"
+                " not build it: start a connector whose user may write (+@write +@scripting"
+                " +time), or run `asya-state reindex` with such a user",
+                key=key,
+            )
+        return reply
+
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
@@ -517,7 +560,7 @@ class RedisBufferedCas(Connector):
         """One script call: the ancestors' metadata hashes and a range of the index."""
         if not self._settled:
             await self._settle()
-        status = await self._run(
+        status = await self._run_reading(
             "EXPLAIN",
             key,
             [self._index, *self._ancestor_metas(key)],
@@ -749,7 +792,7 @@ class RedisBufferedCas(Connector):
                 start += b"\xff"
         if not self._settled:
             await self._settle()
-        reply = await self._run(
+        reply = await self._run_reading(
             "LIST",
             prefix or None,
             [self._index],

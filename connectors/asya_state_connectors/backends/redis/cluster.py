@@ -149,11 +149,19 @@ class ClusterLink:
     # -- the RedisLink interface ------------------------------------------------
 
     async def run(
-        self, name: str, keys: Sequence[bytes], args: Sequence[Arg] = (), *, durable: bool = False
+        self,
+        name: str,
+        keys: Sequence[bytes],
+        args: Sequence[Arg] = (),
+        *,
+        durable: bool = False,
+        read_only: bool = False,
     ) -> Any:
         return await self._routed(
             slot_of(keys[0]),
-            lambda link, asking: link.run(name, keys, args, durable=durable, asking=asking),
+            lambda link, asking: link.run(
+                name, keys, args, durable=durable, asking=asking, read_only=read_only
+            ),
         )
 
     async def transaction(self, *commands: Sequence[Arg]) -> list[Any]:

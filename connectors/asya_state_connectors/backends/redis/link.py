@@ -8,6 +8,7 @@ timeout, the command timeout itself (one ``asyncio.timeout`` around each
 exchange), running a script by SHA and loading it when the server answers
 NOSCRIPT (after a restart or SCRIPT FLUSH), waiting for replicas after a
 write script when asked (``WAIT``, sent in the same write as the script),
+running one read-only (EVALSHA_RO, or EVALSHA on a Redis before 7.0),
 MULTI/EXEC blocks of reads, SCAN, and one retry on a fresh connection when
 a pooled one turns out broken.
 
@@ -76,6 +77,7 @@ class RedisLink:
         self._command_timeout: float | None = pool.connection_kwargs.get("socket_timeout")
         self._sources: dict[str, bytes] = {}
         self._shas: dict[str, str] = {}
+        self._read_only_command = "EVALSHA_RO"
 
     def register(self, name: str, source: str) -> None:
         data = source.encode()
@@ -90,6 +92,7 @@ class RedisLink:
         *,
         durable: bool = False,
         asking: bool = False,
+        read_only: bool = False,
     ) -> Any:
         """The script's reply; raises redis-py's exceptions (the caller maps them).
 
@@ -97,10 +100,15 @@ class RedisLink:
         given ``wait_for``; raises ``ReplicaLag`` (after the script ran, with
         its reply) when too few replicas acknowledged it. ``asking``: sent
         after ``ASKING`` (a cluster slot being migrated to this node).
+        ``read_only`` runs it with EVALSHA_RO, which a Redis user without
+        write access may be granted (and which refuses any write inside).
         """
         wait_for = self._wait_for if durable else None
+        command = self._read_only_command if read_only else "EVALSHA"
         reply, acked = await self._exchange(
-            lambda connection: self._evalsha(connection, name, keys, args, wait_for, asking)
+            lambda connection: self._evalsha(
+                connection, command, name, keys, args, wait_for, asking
+            )
         )
         if wait_for is not None and acked < wait_for[0]:
             raise ReplicaLag(
@@ -191,6 +199,7 @@ class RedisLink:
     async def _evalsha(
         self,
         connection: RespConnection,
+        command: str,
         name: str,
         keys: Sequence[bytes],
         args: Sequence[Arg],
@@ -198,22 +207,35 @@ class RedisLink:
         asking: bool,
     ) -> tuple[Any, int]:
         """The script's reply and how many replicas acknowledged it (0 without ``wait_for``)."""
-        evalsha = ("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        evalsha = (command, self._shas[name], len(keys), *keys, *args)
         if wait_for is None and not asking:  # the usual case: one command, one future
             try:
                 return await connection.call(*evalsha), 0
             except rx.NoScriptError:
                 await connection.call("SCRIPT", "LOAD", self._sources[name])
                 return await connection.call(*evalsha), 0
+            except rx.ResponseError as exc:
+                if not _evalsha_ro_missing(command, exc):
+                    raise
+                self._read_only_command = "EVALSHA"
+                return await self._evalsha(
+                    connection, "EVALSHA", name, keys, args, wait_for, asking
+                )
         commands: list[Sequence[Arg]] = [evalsha]
         if asking:
             commands.insert(0, ("ASKING",))
         if wait_for is not None:
             commands.append(("WAIT", *wait_for))
         replies = await connection.pipeline(commands)
-        if isinstance(replies[-1 if wait_for is None else -2], rx.NoScriptError):
+        script_reply = replies[-1 if wait_for is None else -2]
+        if isinstance(script_reply, rx.NoScriptError):
             await connection.call("SCRIPT", "LOAD", self._sources[name])
             replies = await connection.pipeline(commands)
+        elif isinstance(script_reply, rx.ResponseError) and _evalsha_ro_missing(
+            command, script_reply
+        ):
+            self._read_only_command = "EVALSHA"
+            return await self._evalsha(connection, "EVALSHA", name, keys, args, wait_for, asking)
         for reply in replies:
             if isinstance(reply, rx.RedisError):
                 raise reply
@@ -230,3 +252,9 @@ async def _asking(connection: RespConnection, commands: Sequence[Sequence[Arg]])
     """``commands`` in one MULTI/EXEC block preceded by ``ASKING`` (which lasts the block)."""
     await connection.call("ASKING")
     return await connection.transaction(commands)
+
+
+def _evalsha_ro_missing(command: str, exc: rx.ResponseError) -> bool:
+    """Redis before 7.0 has no EVALSHA_RO; the prune flag the script gets keeps
+    it from writing, so plain EVALSHA is as safe there."""
+    return command != "EVALSHA" and "unknown command" in str(exc).lower()

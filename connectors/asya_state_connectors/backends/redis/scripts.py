@@ -28,7 +28,10 @@ are added only by scripts; an object that expires (``user.asya.ttl``) or
 that someone deletes by hand leaves its name behind, so every reader checks
 the metadata hash of each name it uses and removes the names of objects that
 are gone (at most ``PRUNE_BUDGET`` per call; past that the script answers
-BUSY and the connector calls it again, so no call holds Redis for long). A
+BUSY and the connector calls it again, so no call holds Redis for long).
+The two scripts a reader runs (EXPLAIN, LIST) take a prune flag: a Redis
+user without write access runs them read-only (EVALSHA_RO) and steps over
+such names, leaving them to the next writer that meets them. A
 mount whose objects were written before the index existed has no "" member:
 the scripts that need the index answer NEEDS_INDEX and the connector builds
 it (``redis.index``) before asking again.
@@ -104,17 +107,22 @@ local function indexed(index)
   return redis.call('ZSCORE', index, '') ~= false
 end
 -- Whether an object's name in ``index`` starts with ``dir`` (ending with
--- '/'); names of objects that are gone are removed as they are met. nil
--- when PRUNE_BUDGET of them were removed without an answer.
-local function has_objects_below(index, root, dir)
+-- '/'). With ``prune``, names of objects that are gone are removed as they
+-- are met, and nil says PRUNE_BUDGET of them were removed without an
+-- answer; without it (a read-only user) they are stepped over.
+local function has_objects_below(index, root, dir, prune)
   local pruned = 0
+  local low = '[' .. dir
   while true do
-    local names = redis.call('ZRANGEBYLEX', index, '[' .. dir, '(' .. dir .. '\\255', 'LIMIT', 0, 32)
+    local names = redis.call('ZRANGEBYLEX', index, low, '(' .. dir .. '\\255', 'LIMIT', 0, 32)
     if #names == 0 then return false end
     for _, name in ipairs(names) do
       if redis.call('EXISTS', root .. name .. META) == 1 then return true end
-      redis.call('ZREM', index, name)
-      pruned = pruned + 1
+      if prune then
+        redis.call('ZREM', index, name)
+        pruned = pruned + 1
+      end
+      low = '(' .. name
     end
     if pruned >= PRUNE_BUDGET then return nil end
   end
@@ -122,12 +130,12 @@ end
 -- 0 when an object may be created at ``name``, else NOT_A_DIRECTORY (one of
 -- the ancestors' metadata hashes KEYS[first..last] exists), IS_A_DIRECTORY,
 -- NEEDS_INDEX or BUSY.
-local function path_conflict(index, root, name, first, last)
+local function path_conflict(index, root, name, first, last, prune)
   for i = first, last do
     if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
   end
   if not indexed(index) then return -4 end
-  local below = has_objects_below(index, root, name .. '/')
+  local below = has_objects_below(index, root, name .. '/', prune)
   if below == nil then return -5 end
   if below then return -3 end
   return 0
@@ -151,7 +159,7 @@ if current == ARGV[2] then
   return {1, m[2], m[4]}
 end
 if not current then
-  local refused = path_conflict(KEYS[3], ARGV[5], ARGV[6], 4, 3 + parents)
+  local refused = path_conflict(KEYS[3], ARGV[5], ARGV[6], 4, 3 + parents, true)
   if refused ~= 0 then return {refused} end
 end
 if ARGV[1] == '*' then
@@ -197,7 +205,7 @@ if current == ARGV[1] then
   return {1, m[2], m[4], m[3]}
 end
 if not current then
-  local refused = path_conflict(KEYS[3], ARGV[4], ARGV[5], 4, 3 + parents)
+  local refused = path_conflict(KEYS[3], ARGV[4], ARGV[5], 4, 3 + parents, true)
   if refused ~= 0 then return {refused} end
   redis.call('DEL', KEYS[1])
 end
@@ -257,7 +265,7 @@ if not redis.call('HGET', KEYS[2], 'etag') then
   return nil
 end
 if redis.call('EXISTS', KEYS[4]) == 0 then
-  local refused = path_conflict(KEYS[5], ARGV[2], ARGV[4], 6, #KEYS)
+  local refused = path_conflict(KEYS[5], ARGV[2], ARGV[4], 6, #KEYS, true)
   if refused ~= 0 then return refused end
 end
 redis.call('RENAME', KEYS[1], KEYS[3])
@@ -293,18 +301,20 @@ return 1
 """
 
 # Why ``name`` is not an object: KEYS: index, the metadata hash of each
-# ancestor  ARGV: root, name. Reply: 0 (nothing there), NOT_A_DIRECTORY,
+# ancestor  ARGV: root, name, prune ('1': remove dead names met). Reply: 0 (nothing there), NOT_A_DIRECTORY,
 # IS_A_DIRECTORY, NEEDS_INDEX or BUSY.
 EXPLAIN = (
     _PRELUDE
     + """
-return path_conflict(KEYS[1], ARGV[1], ARGV[2], 2, #KEYS)
+return path_conflict(KEYS[1], ARGV[1], ARGV[2], 2, #KEYS, ARGV[3] == '1')
 """
 )
 
 # One page of a listing. KEYS: index  ARGV: root, prefix, where to start
 # ('' for the beginning, else the exclusive lower bound as a ZRANGEBYLEX
-# argument), limit, delimiter ('' for a flat listing). Reply: {status, next
+# argument), limit, delimiter ('' for a flat listing), prune ('1': remove
+# the names of objects that are gone; '0' steps over them, for read-only
+# users, and still answers a page after PRUNE_BUDGET of them). Reply: {status, next
 # token ('' for none), number of entries, then per entry its name and
 # META_FIELDS, then the rolled-up prefixes}. A name below a rolled-up prefix
 # is checked to be live before the prefix is reported, and the range then
@@ -314,7 +324,7 @@ LIST = (
     _PRELUDE
     + """
 local index, root, prefix = KEYS[1], ARGV[1], ARGV[2]
-local limit, delimiter = tonumber(ARGV[4]), ARGV[5]
+local limit, delimiter, prune = tonumber(ARGV[4]), ARGV[5], ARGV[6] == '1'
 if not indexed(index) then return {-4} end
 local low = ARGV[3]
 if low == '' then low = '[' .. prefix end
@@ -337,7 +347,7 @@ while true do
       if delimiter ~= '' then cut = string.find(name, delimiter, #prefix + 1, true) end
       local m = meta(root .. name .. META)
       if not m[1] then
-        redis.call('ZREM', index, name)
+        if prune then redis.call('ZREM', index, name) end
         pruned = pruned + 1
         if pruned >= PRUNE_BUDGET then return page(name) end
       elseif count == limit then

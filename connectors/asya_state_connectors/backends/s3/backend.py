@@ -27,7 +27,10 @@ reads in ``s3.read``, multipart transfers in ``s3.multipart``).
   and a rename first look at the target's ancestors (HeadObject each) and
   below it (ListObjectsV2 of one key), all at once: one round trip. S3 has
   no transaction to hold that answer, so a concurrent creator of the
-  directory can still race the write.
+  directory can still race the write. A stat or an opening read sends the
+  same checks beside its HEAD/GET (``looked_up_beside``), so a missing key
+  says ENOENT, EISDIR or ENOTDIR after one round trip, as upstream's one
+  HEAD says ENOENT; a stored key's answer does not wait for them.
 
 Must not: hold a whole body in memory, or let a key escape ``STATE_PREFIX``.
 """
@@ -36,8 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import botocore.exceptions as bx
 
@@ -55,7 +58,7 @@ from ...interface import (
 )
 from ...settings import Settings
 from ..blocking_pool import BlockingPool
-from ..object_store.answers import PROBE_KEYS, conditional, probe_answer
+from ..object_store.answers import PROBE_KEYS, conditional, looked_up_beside, probe_answer
 from ..object_store.transfer import Part, PartBuffers, prepend, regroup
 from .api import (
     MAX_OBJECT_SIZE,
@@ -75,6 +78,8 @@ from .read import read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+T = TypeVar("T")
 
 
 def _condition_args(condition: WriteCondition) -> dict[str, str]:
@@ -181,6 +186,9 @@ class _S3Connector(Connector):
             etag=strip_etag(found["ETag"]),
             last_modified=found["LastModified"].timestamp(),
         )
+
+    async def looked_up(self, key: str, attempt: Awaitable[T]) -> T:
+        return await looked_up_beside(self, key, attempt)
 
     # -- write ------------------------------------------------------------------
 
