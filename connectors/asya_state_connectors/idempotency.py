@@ -37,9 +37,14 @@ HEADER = "Asya-Request-Id"
 # What a request id looks like: the runtime sends 32 hex digits; anything
 # printable and short enough to live in metadata and headers is accepted.
 _SYNTAX = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
-# How long a delete's record lives where the backend needs one (seconds):
-# long enough for any retry of the runtime's (bounded by its timeout).
-DELETE_RECORD_SECONDS = 600
+# How long every backend recognises a request by its id (seconds): its
+# record (of a write, or of a delete) lives at least this long and then goes
+# (a TTL, or a sweep). The runtime sends no retry later than
+# ``RETRY_LIMIT_SECONDS`` after the first attempt began (its
+# ``RETRY_HORIZON``, kept equal by a test), and a record is made after that,
+# so every retry it sends finds the record of an attempt that was applied.
+RECORD_SECONDS = 120
+RETRY_LIMIT_SECONDS = 100
 # How many of a key's latest writes a backend keeping a list remembers: a
 # retry is recognised until this many other writes followed its own.
 RECENT_WRITES = 8

@@ -720,7 +720,7 @@ class NatsKvBufferedCas(Connector):
         # A marker that records a request lives on for its retry, then expires.
         keep = session.msg_ttl and idempotency.current() is not None
         if keep:
-            headers[MSG_TTL] = str(idempotency.DELETE_RECORD_SECONDS)
+            headers[MSG_TTL] = str(idempotency.RECORD_SECONDS)
         marker = await self._send(session, key, b"", headers, current)
         # Drop what the marker replaced (and the marker itself unless kept):
         # anything written after it survives. A bucket that denies purging

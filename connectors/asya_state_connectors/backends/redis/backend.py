@@ -612,7 +612,7 @@ class RedisBufferedCas(Connector):
                     condition.if_match or "",
                     key,
                     idempotency.current() or "",
-                    idempotency.DELETE_RECORD_SECONDS * 1000,
+                    idempotency.RECORD_SECONDS * 1000,
                 ],
             )
         if status == lua.CONFLICT:
