@@ -22,14 +22,23 @@ every write) still recognise the retry then: it is answered as applied with
 its own revision, which is no longer the current one, so a conditional write
 the caller bases on it conflicts as it should.
 
+Backends whose store has no expiry (fs, S3, GCS) delete their records past
+``RECORD_SECONDS`` with ``sweep_periodically``; Redis and NATS KV let the
+store expire them.
+
 Must not: talk to a backend or know HTTP beyond the header's name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import logging
+import random
 import re
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 
 from .errors import BadRequest
 
@@ -48,6 +57,8 @@ RETRY_LIMIT_SECONDS = 100
 # How many of a key's latest writes a backend keeping a list remembers: a
 # retry is recognised until this many other writes followed its own.
 RECENT_WRITES = 8
+
+log = logging.getLogger("asya_state_connectors.idempotency")
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "asya_request_id", default=None
@@ -108,3 +119,25 @@ def find(recent: str | None, request_id: str) -> tuple[str, int] | None:
         if name == request_id and etag and size.isdigit():
             return etag, int(size)
     return None
+
+
+def expired(recorded_at: float, now: float) -> bool:
+    """Whether a record made at ``recorded_at`` (seconds since the epoch) is past the window."""
+    return now - recorded_at > RECORD_SECONDS
+
+
+async def sweep_periodically(sweep: Callable[[float], Awaitable[int]], name: str) -> None:
+    """Run ``sweep(now)`` (delete records older than the window) about every ``RECORD_SECONDS``.
+
+    The first turn comes after a random part of the window, not at start:
+    replicas starting together then do not all list at once, and a
+    connector's start costs no request. A failed sweep (the store briefly
+    gone) is logged and tried again at the next turn; readers ignore the
+    records it missed meanwhile.
+    """
+    while True:
+        await asyncio.sleep(RECORD_SECONDS * random.uniform(0.5, 1.0))
+        try:
+            await sweep(time.time())
+        except Exception as exc:
+            log.warning("%s: could not sweep old request records: %s", name, exc)

@@ -226,7 +226,7 @@ async def test_malformed_request_id_is_refused(served: Target, raw: aiohttp.Clie
 
 async def test_delete_records_are_swept_after_the_window(target: Target) -> None:
     """A store without expiry (S3, GCS) deletes its records once they are past the window."""
-    sweep = getattr(target.connector, "sweep_delete_records", None)
+    sweep = getattr(target.connector, "sweep_records", None)
     if sweep is None:
         pytest.skip(f"{target.name} keeps no records to sweep")
     key = target.key("swept")

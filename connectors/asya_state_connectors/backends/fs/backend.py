@@ -9,15 +9,18 @@ Owns: the embedded default backend. Objects are files under
   leaves the old version.
 - Revisions: the ETag is derived from inode, mtime and size; every write
   makes a new inode, so it changes on every write without storing anything.
-- Idempotent retries: every write, append and rename records its request id,
-  the revision and size it made in the file's ``user.asya.request``
-  attribute, with the ids of the file's previous seven writes carried
-  forward (read and set under the directory lock, so the list is exact). A
-  retried write, create or rename whose first attempt was applied finds its
-  id there and succeeds with its own revision, also when other writers have
-  replaced the file since (up to seven of them); a retried append appends
-  nothing. Deletes are not recognised (a retried delete reports 404), nor a
-  write whose file was deleted since.
+- Idempotent retries: every write, append, rename and delete of a request
+  with an id leaves a record of it, a small file named by the id under
+  ``<root>/.asya-tmp-requests/`` (``fs.primitives.RECORDS_DIR``), made
+  under the directory lock: a write's after its rename, a delete's before
+  its unlink. A retried write, create, append or rename whose first
+  attempt was applied finds it and succeeds with its own revision, also
+  when other writers have replaced or deleted the file since; a retried
+  append appends nothing; a retried delete is answered as done. Records
+  count for ``idempotency.RECORD_SECONDS`` and a sweep (each connector,
+  about that often) deletes older ones. The file's ``user.asya.request``
+  attribute also lists its last eight writes (carried forward under the
+  lock), which covers a connector killed between a rename and its record.
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
   LWW writer cannot slip between a CAS writer's check and rename. A rename
@@ -53,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import stat as stat_mod
 import time
@@ -89,6 +93,7 @@ from ...listing import paginate
 from ...settings import Settings
 from .primitives import (
     CONTENT_TYPE_XATTR,
+    RECORDS_DIR,
     DirLock,
     DirLocks,
     LockBusy,
@@ -103,7 +108,10 @@ from .primitives import (
     os_errors,
     read_content_type,
     read_recent,
+    read_record,
+    sweep_records,
     write_content_type,
+    write_record,
 )
 
 CHUNK = 256 * 1024
@@ -116,11 +124,12 @@ INLINE_BODY = CHUNK
 STALE_TEMP_SECONDS = 3600.0
 
 T = TypeVar("T")
+log = logging.getLogger("asya_state_connectors.fs")
 
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
-    idempotent_retries = frozenset({"write", "create", "append", "rename", "replaced"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete", "replaced"})
 
     def __init__(
         self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True
@@ -129,6 +138,8 @@ class _FsConnector(Connector):
         self.fsync = fsync
         self.max_object_size = max_object_size
         self.inline_io = inline_io
+        self.records = root / RECORDS_DIR
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -334,6 +345,7 @@ class _FsConnector(Connector):
                 self._check_condition(key, target, condition)
                 carry_recent(read_recent(target), tmp, st)
                 os.rename(tmp, target)
+                self._record("w", key, etag_of(st), st.st_size)
             finally:
                 lock.release()
             if self.fsync:
@@ -359,7 +371,10 @@ class _FsConnector(Connector):
         """
         written = idempotency.find(read_recent(self._path(key)), request_id)
         if written is None:
-            return None
+            record = read_record(self.records, request_id, time.time())
+            if record is None or record[0] != "w" or record[3] != key:
+                return None
+            written = record[1], record[2]
         etag, size = written
         try:
             current = self._stat_sync(key)
@@ -437,6 +452,7 @@ class _FsConnector(Connector):
         target = self._path(key)
         carry_recent(read_recent(target), tmp, st)
         os.rename(tmp, target)
+        self._record("w", key, etag_of(st), st.st_size)
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -504,6 +520,7 @@ class _FsConnector(Connector):
                 st = os.stat(dst)
                 # The target's list goes on (a retried rename finds its id there).
                 carry_recent(previous, dst, st)
+                self._record("w", target, etag_of(st), st.st_size)
                 return self._meta(target, st, dst)
             except OSError as exc:
                 raise map_os_error(exc, source) from exc
@@ -526,12 +543,31 @@ class _FsConnector(Connector):
             if not target.is_file():
                 raise NotFound(f"no object at {key!r}", key=key)
             self._check_condition(key, target, condition)
+            # Before the unlink: a connector killed right after it still
+            # leaves what the retry looks for.
+            self._record("d", key, "-", 0)
             os.unlink(target)
         except OSError as exc:
             raise map_os_error(exc, key) from exc
         finally:
             lock.release()
         self._prune(target.parent)
+
+    def _record(self, kind: str, key: str, etag: str, size: int) -> None:
+        """Record what the request being served did, when it carries an id (see RECORDS_DIR)."""
+        request_id = idempotency.current()
+        if request_id is None:
+            return
+        try:
+            write_record(self.records, request_id, kind, etag, size, key)
+        except OSError as exc:
+            # The change itself stands (or goes ahead): failing it now would
+            # report a false failure. Its retry then falls back on the list.
+            log.warning("could not record request %s on %r: %s", request_id, key, exc)
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        record = await asyncio.to_thread(read_record, self.records, request_id, time.time())
+        return record is not None and record[0] == "d" and record[3] == key
 
     def _prune(self, directory: Path) -> None:
         """Remove directories emptied by a delete, up to the root: a prefix with no objects is gone."""
@@ -665,6 +701,20 @@ class _FsConnector(Connector):
 
     async def open(self) -> None:
         await asyncio.to_thread(self.sweep_stale_temp_files)
+        self._sweeper = asyncio.create_task(
+            idempotency.sweep_periodically(self.sweep_records, self.name)
+        )
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def sweep_records(self, now: float) -> int:
+        """Delete the records of requests older than the window; returns how many."""
+        return await asyncio.to_thread(sweep_records, self.records, now)
 
     def sweep_stale_temp_files(self, max_age: float = STALE_TEMP_SECONDS) -> int:
         """Remove temporary files a killed writer left behind; returns how many.

@@ -243,3 +243,59 @@ def has_files(directory: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+# Under the mount's root, hidden like temporary files: one small file per
+# request id, "<kind> <etag> <size> <key>" (kind w: a write, append or
+# rename made ``key`` at ``etag``; d: a delete of ``key``), its mtime the
+# moment it was made. Read only on a retry's failure path; swept past the
+# window (idempotency.RECORD_SECONDS).
+RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
+
+
+def write_record(records: Path, request_id: str, kind: str, etag: str, size: int, key: str) -> None:
+    """Record what request ``request_id`` did (see RECORDS_DIR)."""
+    line = f"{kind} {etag} {size} {key}".encode()
+    path = records / request_id
+    for attempt in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:
+            if attempt:
+                raise
+            records.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        return
+
+
+def read_record(records: Path, request_id: str, now: float) -> tuple[str, str, int, str] | None:
+    """(kind, etag, size, key) recorded for ``request_id``, if recorded within the window."""
+    try:
+        with open(records / request_id, "rb") as handle:
+            made = os.fstat(handle.fileno()).st_mtime
+            line = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    kind, etag, size, key = [*line.split(" ", 3), "", "", ""][:4]
+    if idempotency.expired(made, now) or not size.isdigit():
+        return None
+    return kind, etag, int(size), key
+
+
+def sweep_records(records: Path, now: float) -> int:
+    """Delete the records made before the window; returns how many."""
+    removed = 0
+    try:
+        scan = list(os.scandir(records))
+    except FileNotFoundError:
+        return 0
+    for entry in scan:
+        with contextlib.suppress(OSError):  # another connector swept it first
+            if idempotency.expired(entry.stat(follow_symlinks=False).st_mtime, now):
+                os.unlink(entry.path)
+                removed += 1
+    return removed

@@ -189,7 +189,7 @@ class _GcsConnector(Connector):
             return
         self._gcs = Gcs(client, pool, self.config)
         self._sweeper = asyncio.create_task(
-            requests.sweep_periodically(self.sweep_delete_records, self.name)
+            idempotency.sweep_periodically(self.sweep_records, self.name)
         )
 
     async def close(self) -> None:
@@ -360,7 +360,7 @@ class _GcsConnector(Connector):
             and not requests.expired(found.updated.timestamp(), time.time())
         )
 
-    async def sweep_delete_records(self, now: float) -> int:
+    async def sweep_records(self, now: float) -> int:
         """Delete the records of deletes older than the window; returns how many."""
 
         def old_records() -> list[Any]:

@@ -16,8 +16,8 @@ them back, shared by both stores:
   key, written alongside the delete (and removed again if the delete fails).
   A retry that finds the key missing and its own record younger than
   ``idempotency.RECORD_SECONDS`` is answered as done. Records older than
-  that are ignored and deleted by a sweep each connector runs at start and
-  then every ``RECORD_SECONDS``; a lifecycle rule on the reserved prefix is
+  that are ignored and deleted by a sweep each connector runs about every
+  ``RECORD_SECONDS``; a lifecycle rule on the reserved prefix is
   a backstop for a mount no connector serves any more.
 
 Must not: import a store's client library, or hold a record longer than the
@@ -26,16 +26,10 @@ window it documents.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import time
-from collections.abc import Awaitable, Callable
 
 from ... import idempotency
 from ...keys import RESERVED_SEGMENT_PREFIX
-
-log = logging.getLogger("asya_state_connectors.object_store")
 
 # Metadata names (S3 lower-cases user metadata; GCS keeps what it is given).
 REQUEST = "asya-request"
@@ -62,22 +56,6 @@ def stamped(metadata: dict[str, str] | None, request_id: str | None) -> dict[str
     return result
 
 
-async def sweep_periodically(sweep: Callable[[float], Awaitable[int]], name: str) -> None:
-    """Run ``sweep(now)`` (delete records older than the window) now and every ``RECORD_SECONDS``.
-
-    A failed sweep (the store briefly gone) is logged and tried again at
-    the next turn; records it missed are ignored by readers meanwhile.
-    """
-    while True:
-        try:
-            await sweep(time.time())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s: could not sweep old delete records: %s", name, exc)
-        await asyncio.sleep(idempotency.RECORD_SECONDS)
-
-
 def expired(last_modified: float, now: float) -> bool:
     """Whether a record written at ``last_modified`` is past the window."""
-    return now - last_modified > idempotency.RECORD_SECONDS
+    return idempotency.expired(last_modified, now)

@@ -30,10 +30,11 @@ and the atomic scripts live in ``redis.scripts``.
   walks the keyspace. Data written before the index existed is indexed on
   first use (``redis.index``).
 - Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
-  writes, so a retried write, append or rename whose first attempt was
-  applied finds its own etag and succeeds inside the same script (until
-  someone writes the key again); a delete leaves a record of its id for
-  ten minutes.
+  writes, and the script that applies it leaves a record of it beside the
+  key expiring after ``idempotency.RECORD_SECONDS`` (two minutes), so a
+  retried write, append, rename or delete whose first attempt was applied
+  is answered with its original outcome inside the same script, also after
+  other writers changed the key since.
 - Abandoned uploads: a staging key's name carries its owner, a digest of the
   host name and the connector's socket (what a restarted sidecar of the same
   pod has again); when a connector starts it deletes the staged values of
@@ -224,7 +225,7 @@ class RedisBufferedCas(Connector):
         }
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
-    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete", "replaced"})
 
     def __init__(
         self,
@@ -539,7 +540,15 @@ class RedisBufferedCas(Connector):
         keys = [*self._keys(key), self._index, *parents]
         etag = idempotency.new_etag()
         expected = "*" if condition.if_none_match else (condition.if_match or "")
-        args: list[Any] = [expected, etag, content_type or "", len(parents), self._root, key]
+        args: list[Any] = [
+            expected,
+            etag,
+            content_type or "",
+            len(parents),
+            self._root,
+            key,
+            _record_window(),
+        ]
         if staging is None:
             args.append(inline)
         else:
@@ -569,7 +578,7 @@ class RedisBufferedCas(Connector):
             current = int(await self._client.strlen(keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = idempotency.new_etag()
-        args: list[Any] = [etag, self._limit, len(parents), self._root, key]
+        args: list[Any] = [etag, self._limit, len(parents), self._root, key, _record_window()]
         if staging is None:
             args.append(inline)
         else:
@@ -595,7 +604,7 @@ class RedisBufferedCas(Connector):
             "RENAME",
             source,
             [*self._keys(source), *self._keys(target), self._index, *self._ancestor_metas(target)],
-            [idempotency.new_etag(), self._root, source, target],
+            [idempotency.new_etag(), self._root, source, target, _record_window()],
         )
         if reply is None:
             raise NotFound(f"no object at {source!r}", key=source)
@@ -604,16 +613,16 @@ class RedisBufferedCas(Connector):
         return _meta(target, reply)
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        request_id = idempotency.current() or ""
         with _redis_errors(key):
             status = await self._link.run(
                 "DELETE",
-                [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
                 [
-                    condition.if_match or "",
-                    key,
-                    idempotency.current() or "",
-                    idempotency.RECORD_SECONDS * 1000,
+                    *self._keys(key),
+                    self._index,
+                    self._data(key) + lua.REQUEST_INFIX + request_id.encode(),
                 ],
+                [condition.if_match or "", key, request_id, _record_window()],
             )
         if status == lua.CONFLICT:
             raise Conflict(f"{key!r} changed since it was read", key=key)
@@ -686,3 +695,8 @@ class RedisBufferedCas(Connector):
 
     async def remove_xattr(self, key: str, name: str) -> None:
         await self.set_xattr(key, name, "-1" if name == "ttl" else "")
+
+
+def _record_window() -> int:
+    """Milliseconds a script keeps the record of the request being served; 0 without an id."""
+    return idempotency.RECORD_SECONDS * 1000 if idempotency.current() is not None else 0

@@ -130,7 +130,7 @@ class _S3Connector(Connector):
         client = await pool.run(self.config.make_client)
         self._s3 = S3(client, pool, self.config.bucket, self.config.transfer)
         self._sweeper = asyncio.create_task(
-            requests.sweep_periodically(self.sweep_delete_records, self.name)
+            idempotency.sweep_periodically(self.sweep_records, self.name)
         )
 
     async def close(self) -> None:
@@ -355,7 +355,7 @@ class _S3Connector(Connector):
             and not requests.expired(found["LastModified"].timestamp(), time.time())
         )
 
-    async def sweep_delete_records(self, now: float) -> int:
+    async def sweep_records(self, now: float) -> int:
         """Delete the records of deletes older than the window; returns how many."""
         swept = 0
         token: str | None = None
