@@ -111,6 +111,38 @@ async def test_write_retried_after_another_writer(
     assert theirs not in (first, mine)
 
 
+async def test_write_retried_after_many_other_writes(
+    served: Target, raw: aiohttp.ClientSession
+) -> None:
+    """A connector restart on a hot key: many writes land before the retry; it is still known.
+
+    Recognition is bounded by time (``idempotency.RECORD_SECONDS``), not by a
+    number of writes: more than ``RECENT_WRITES`` others come between here.
+    """
+    _declared(served, "write", Capability.CAS)
+    _declared(served, "replaced")
+    url = _url(served, "busy")
+    _, first = await _send(raw, "PUT", url, _id(), b"0")
+    once = {"If-Match": str(first), **_id()}
+    status, mine = await _send(raw, "PUT", url, once, b"1")
+    assert status == 200
+    latest = mine
+    for n in range(idempotency.RECENT_WRITES + 4):
+        status, latest = await _send(raw, "PUT", url, {"If-Match": str(latest), **_id()}, b"%d" % n)
+        assert status == 200
+    assert await _send(raw, "PUT", url, once, b"1") == (200, mine)
+    assert await _read(raw, url) == b"%d" % (idempotency.RECENT_WRITES + 3)
+    # A delete, retried after the key was made again and written many times.
+    gone = {"If-Match": str(latest), **_id()}
+    assert (await _send(raw, "DELETE", url, gone))[0] == 204
+    _, latest = await _send(raw, "PUT", url, {"If-None-Match": "*", **_id()}, b"again")
+    for _ in range(idempotency.RECENT_WRITES + 4):
+        status, latest = await _send(raw, "PUT", url, {"If-Match": str(latest), **_id()}, b"x")
+        assert status == 200
+    assert (await _send(raw, "DELETE", url, gone))[0] == 204
+    assert await _read(raw, url) == b"x"
+
+
 async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
     _declared(served, "create", Capability.CREATE_ONLY)
     url = _url(served, "made")

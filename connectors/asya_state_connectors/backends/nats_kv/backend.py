@@ -54,10 +54,16 @@ the previous entry that a write looks at anyway; exact for conditional
 writes, which the server checks against that entry). A retried write,
 create or rename (copy, then delete) whose first attempt was applied finds
 its id there and succeeds with its own revision, also when other writers
-have replaced the value since. A delete keeps its marker for ten minutes
-where the bucket allows per-message TTL (buckets this connector creates
-do), so a retried delete finds it and reports success instead of 404;
-elsewhere the marker is purged at once and a retried delete reports 404.
+have replaced the value since. Where the bucket allows per-message TTL
+(buckets this connector creates do), every write, create, rename and delete
+of a request with an id also publishes a record of it once applied: a
+message on ``.asya-tmp-requests/<id>`` (outside every mount's keys; its
+data ``<kind> <revision> <size> <key>``) that expires after
+``idempotency.RECORD_SECONDS``, so a retry is recognised for that long
+whatever the key saw since (the list covers a connector killed between a
+write and its record), and a delete keeps its marker as long. Elsewhere
+only the list recognises retries, and a retried delete reports 404 once
+the marker is purged.
 
 Must not: write without a revision check where the caller gave one, or
 report a key whose stored name it cannot decode.
@@ -105,6 +111,7 @@ from ...interface import (
     WriteCondition,
     check_content_type,
 )
+from ...keys import RESERVED_SEGMENT_PREFIX
 from ...listing import paginate
 from ...settings import Settings
 from .key_encoding import decode_key, encode_key, prefix_filter
@@ -121,6 +128,9 @@ from .messages import (
 log = logging.getLogger("asya_state_connectors.nats_kv")
 
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+# Where request records live, outside every mount's keys (no key has a
+# segment with the reserved prefix).
+RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
 # The key's earlier messages (idempotency.remember), so a retry is recognised
 # after other writes followed its own.
 RECENT_REQUESTS = "Asya-Recent-Requests"
@@ -460,6 +470,59 @@ class NatsKvBufferedCas(Connector):
             headers[MSG_TTL] = "never" if ttl < 0 else str(max(1, int(-(-ttl // 1))))
         return await self._send(session, key, data, headers, previous)
 
+    def _record_subject(self, request_id: str, kind: str) -> str:
+        # One per kind: a rename (a copy, then a delete) makes both under one id.
+        return self._subject_root + encode_key(f"{RECORDS_DIR}/{request_id}/{kind}")
+
+    async def _record(
+        self, session: _Session, kind: str, key: str, seq: int | str, size: int
+    ) -> None:
+        """Record what the request being served did, for RECORD_SECONDS (see the module doc).
+
+        Only where messages can expire. The change is applied already: a
+        record that cannot be published is logged, not reported as a failure.
+        """
+        request_id = idempotency.current()
+        if request_id is None or not session.msg_ttl:
+            return
+        try:
+            await session.js.publish(
+                self._record_subject(request_id, kind),
+                f"{kind} {seq} {size} {self._prefix}{key}".encode(),
+                headers={MSG_TTL: str(idempotency.RECORD_SECONDS)},
+            )
+        except (nx.Error, OSError, TimeoutError) as exc:
+            log.warning("could not record request %s on %r: %s", request_id, key, exc)
+
+    async def _recorded(self, key: str, request_id: str, kind: str) -> tuple[str, str, int] | None:
+        """(kind, revision, size) ``request_id`` recorded (a write: w, a delete: d) at ``key``."""
+        session = await self._connection()
+        if not session.msg_ttl:
+            return None
+        async with self._errors(key):
+            try:
+                msg = await session.js.get_msg(
+                    self._stream,
+                    subject=self._record_subject(request_id, kind),
+                    direct=session.direct,
+                )
+            except jx.NotFoundError:
+                return None
+        kind, seq, size, name = [
+            *(msg.data or b"").decode("utf-8", "replace").split(" ", 3),
+            "",
+            "",
+            "",
+        ][:4]
+        made = msg.time.timestamp() if msg.time is not None else time.time()
+        if (
+            name != self._prefix + key
+            or not size.isdigit()
+            or idempotency.expired(made, time.time())
+        ):
+            return None
+        return kind, seq, int(size)
+
     async def _send(
         self,
         session: _Session,
@@ -648,6 +711,7 @@ class NatsKvBufferedCas(Connector):
                 ttl=self._carried_ttl(session, current),
                 previous=current,
             )
+        await self._record(session, "w", key, seq, len(data))
         return ObjectMeta(
             key=key,
             size=len(data),
@@ -659,25 +723,31 @@ class NatsKvBufferedCas(Connector):
     async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
         session = await self._connection()
         entry = await self._latest(session, key)
-        if entry is None:
+        if entry is not None:
+            if entry.live and header(entry.headers, idempotency.HEADER) == request_id:
+                return entry.meta(key)
+            # Replaced (or deleted) since: the write happened, with its own revision.
+            written = idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id)
+            if written is not None:
+                etag, size = written
+                return ObjectMeta(key=key, size=size, etag=etag)
+        record = await self._recorded(key, request_id, "w")
+        if record is None or record[0] != "w":
             return None
-        if entry.live and header(entry.headers, idempotency.HEADER) == request_id:
+        if entry is not None and entry.live and str(entry.seq) == record[1]:
             return entry.meta(key)
-        # Replaced (or deleted) since: the write happened, with its own revision.
-        written = idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id)
-        if written is None:
-            return None
-        etag, size = written
-        return ObjectMeta(key=key, size=size, etag=etag)
+        return ObjectMeta(key=key, size=record[2], etag=record[1])
 
     async def applied_delete(self, key: str, request_id: str) -> bool:
         session = await self._connection()
         entry = await self._latest(session, key)
-        if entry is None:
-            return False
-        if header(entry.headers, idempotency.HEADER) == request_id:
-            return not entry.live
-        return idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id) is not None
+        if entry is not None:
+            if header(entry.headers, idempotency.HEADER) == request_id:
+                return not entry.live
+            if idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id) is not None:
+                return True
+        record = await self._recorded(key, request_id, "d")
+        return record is not None and record[0] == "d"
 
     async def _create(
         self, session: _Session, key: str, data: bytes, content_type: str | None
@@ -722,6 +792,7 @@ class NatsKvBufferedCas(Connector):
         if keep:
             headers[MSG_TTL] = str(idempotency.RECORD_SECONDS)
         marker = await self._send(session, key, b"", headers, current)
+        await self._record(session, "d", key, marker, 0)
         # Drop what the marker replaced (and the marker itself unless kept):
         # anything written after it survives. A bucket that denies purging
         # keeps its markers, which read as absent.
@@ -778,7 +849,7 @@ class NatsKvBufferedCas(Connector):
                         name = decode_key(msg.subject[len(self._subject_root) :])
                     except ValueError:
                         continue  # written by something else, not in our encoding
-                    if not name.startswith(full):
+                    if not name.startswith(full) or name.startswith(RECORDS_DIR):
                         continue
                     key = name[len(self._prefix) :]
                     entry = Entry(
