@@ -45,6 +45,12 @@ REQUEST_ID = "Asya-Request-Id"
 # How long a mutating request whose outcome is unknown is retried (seconds):
 # covers a connector restart (about a second) and a backend failover.
 RETRY_WINDOW = 5.0
+# No retry is sent later than this after the first attempt began (a first
+# attempt that hung for the mount's whole timeout gets its one retry only
+# within it): connectors recognise a request for RECORD_SECONDS (120) after
+# applying it, so every retry sent finds the record of an applied attempt.
+# Equal to the connectors' idempotency.RETRY_LIMIT_SECONDS (a test checks).
+RETRY_HORIZON = 100.0
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 1.0
 
@@ -294,7 +300,8 @@ class MountClient:
         Only a failure that leaves the outcome unknown is retried, and with
         the same id, so the connector can recognise a request it applied.
         """
-        deadline = time.monotonic() + min(self.mount.timeout, RETRY_WINDOW)
+        started = time.monotonic()
+        deadline = started + min(self.mount.timeout, RETRY_WINDOW)
         delay = _FIRST_DELAY
         tries = 0
         while True:
@@ -302,7 +309,8 @@ class MountClient:
                 return attempt()
             except (ConnectionError, TimeoutError):
                 tries += 1
-                if tries > 1 and time.monotonic() + delay > deadline:
+                resend = time.monotonic() + delay
+                if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
