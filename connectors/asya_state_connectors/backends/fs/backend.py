@@ -12,15 +12,18 @@ Owns: the embedded default backend. Objects are files under
 - Idempotent retries: every write, append, rename and delete of a request
   with an id leaves a record of it, a small file named by the id under
   ``<root>/.asya-tmp-requests/`` (``fs.primitives.RECORDS_DIR``), made
-  under the directory lock: a write's after its rename, a delete's before
-  its unlink. A retried write, create, append or rename whose first
-  attempt was applied finds it and succeeds with its own revision, also
-  when other writers have replaced or deleted the file since; a retried
-  append appends nothing; a retried delete is answered as done. Records
-  count for ``idempotency.RECORD_SECONDS`` and a sweep (each connector,
-  about that often) deletes older ones. The file's ``user.asya.request``
-  attribute also lists its last eight writes (carried forward under the
-  lock), which covers a connector killed between a rename and its record.
+  under the directory lock just before the rename or unlink it describes,
+  naming what that step makes disappear (the temporary file, the rename's
+  source, the deleted revision): a process killed between the two leaves a
+  record that proves nothing, never a change without a record. A retried
+  write, create, append or rename whose first attempt was applied finds it
+  and succeeds with its own revision, also when other writers have
+  replaced or deleted the file since; a retried append appends nothing; a
+  retried delete is answered as done. Records count for
+  ``idempotency.RECORD_SECONDS``; a sweep (each connector, about that
+  often) deletes older ones. The file's ``user.asya.request`` attribute
+  also lists its last eight writes (carried forward under the lock), which
+  answers the common retry without opening a record.
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
   LWW writer cannot slip between a CAS writer's check and rename. A rename
@@ -97,10 +100,12 @@ from .primitives import (
     DirLock,
     DirLocks,
     LockBusy,
+    Record,
     carry_recent,
     discard,
     etag_of,
     finish_temp,
+    forget_record,
     fsync_dir,
     gather_head,
     has_files,
@@ -344,8 +349,7 @@ class _FsConnector(Connector):
             try:
                 self._check_condition(key, target, condition)
                 carry_recent(read_recent(target), tmp, st)
-                os.rename(tmp, target)
-                self._record("w", key, etag_of(st), st.st_size)
+                self._renamed_over(key, tmp, target, st)
             finally:
                 lock.release()
             if self.fsync:
@@ -372,9 +376,11 @@ class _FsConnector(Connector):
         written = idempotency.find(read_recent(self._path(key)), request_id)
         if written is None:
             record = read_record(self.records, request_id, time.time())
-            if record is None or record[0] != "w" or record[3] != key:
+            if record is None or record.kind != "w" or record.key != key:
                 return None
-            written = record[1], record[2]
+            if record.pending and os.path.lexists(self.root / record.pending):
+                return None  # recorded, then killed before its rename: never applied
+            written = record.etag, record.size
         etag, size = written
         try:
             current = self._stat_sync(key)
@@ -451,8 +457,7 @@ class _FsConnector(Connector):
         st = finish_temp(handle, content_type, fsync=self.fsync)
         target = self._path(key)
         carry_recent(read_recent(target), tmp, st)
-        os.rename(tmp, target)
-        self._record("w", key, etag_of(st), st.st_size)
+        self._renamed_over(key, tmp, target, st)
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -516,11 +521,19 @@ class _FsConnector(Connector):
                 if not src.is_file():
                     raise NotFound(f"no object at {source!r}", key=source)
                 previous = read_recent(dst)
-                os.rename(src, dst)
+                moved = os.stat(src)
+                # Renaming keeps the inode, mtime and size: the etag is known before.
+                self._record(
+                    Record("w", etag_of(moved), moved.st_size, self._relative(src), target)
+                )
+                try:
+                    os.rename(src, dst)
+                except OSError:
+                    self._forget_record()
+                    raise
                 st = os.stat(dst)
                 # The target's list goes on (a retried rename finds its id there).
                 carry_recent(previous, dst, st)
-                self._record("w", target, etag_of(st), st.st_size)
                 return self._meta(target, st, dst)
             except OSError as exc:
                 raise map_os_error(exc, source) from exc
@@ -543,31 +556,66 @@ class _FsConnector(Connector):
             if not target.is_file():
                 raise NotFound(f"no object at {key!r}", key=key)
             self._check_condition(key, target, condition)
-            # Before the unlink: a connector killed right after it still
-            # leaves what the retry looks for.
-            self._record("d", key, "-", 0)
-            os.unlink(target)
+            # Before the unlink: a process killed right after it still leaves
+            # what the retry looks for.
+            self._record(Record("d", etag_of(os.stat(target)), 0, "", key))
+            try:
+                os.unlink(target)
+            except OSError:
+                self._forget_record()
+                raise
         except OSError as exc:
             raise map_os_error(exc, key) from exc
         finally:
             lock.release()
         self._prune(target.parent)
 
-    def _record(self, kind: str, key: str, etag: str, size: int) -> None:
-        """Record what the request being served did, when it carries an id (see RECORDS_DIR)."""
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def _renamed_over(self, key: str, tmp: Path, target: Path, st: os.stat_result) -> None:
+        """Rename the finished ``tmp`` over ``target``, recorded first (under the directory lock)."""
+        self._record(Record("w", etag_of(st), st.st_size, self._relative(tmp), key))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            self._forget_record()
+            raise
+
+    def _record(self, record: Record) -> None:
+        """Record what the request being served is about to do, when it has an id (RECORDS_DIR)."""
         request_id = idempotency.current()
         if request_id is None:
             return
         try:
-            write_record(self.records, request_id, kind, etag, size, key)
+            write_record(self.records, request_id, record)
         except OSError as exc:
-            # The change itself stands (or goes ahead): failing it now would
-            # report a false failure. Its retry then falls back on the list.
-            log.warning("could not record request %s on %r: %s", request_id, key, exc)
+            # The change goes ahead: failing it now for want of a record would
+            # refuse a good write. Its retry then has the list to go on.
+            log.warning("could not record request %s on %r: %s", request_id, record.key, exc)
+
+    def _forget_record(self) -> None:
+        """The recorded change failed: its record must not answer a retry."""
+        request_id = idempotency.current()
+        if request_id is not None:
+            with contextlib.suppress(OSError):
+                forget_record(self.records, request_id)
 
     async def applied_delete(self, key: str, request_id: str) -> bool:
-        record = await asyncio.to_thread(read_record, self.records, request_id, time.time())
-        return record is not None and record[0] == "d" and record[3] == key
+        return await asyncio.to_thread(self._deleted_sync, key, request_id)
+
+    def _deleted_sync(self, key: str, request_id: str) -> bool:
+        record = read_record(self.records, request_id, time.time())
+        if record is None or record.kind != "d" or record.key != key:
+            return False
+        try:
+            current = os.stat(self._path(key))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        # Still the revision it recorded: killed before its unlink, never deleted.
+        return etag_of(current) != record.etag
 
     def _prune(self, directory: Path) -> None:
         """Remove directories emptied by a delete, up to the root: a prefix with no objects is gone."""

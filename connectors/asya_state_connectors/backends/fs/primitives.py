@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -246,16 +247,32 @@ def has_files(directory: Path) -> bool:
 
 
 # Under the mount's root, hidden like temporary files: one small file per
-# request id, "<kind> <etag> <size> <key>" (kind w: a write, append or
-# rename made ``key`` at ``etag``; d: a delete of ``key``), its mtime the
-# moment it was made. Read only on a retry's failure path; swept past the
-# window (idempotency.RECORD_SECONDS).
+# request id, its mtime the moment it was made, holding NUL-separated fields
+# (keys never contain NUL): kind (w: a write, append or rename made ``key``
+# at ``etag``; d: a delete of ``key`` at ``etag``), etag, size, the path
+# (relative to the root) whose disappearance proves a write happened (the
+# temporary file it renames, or a rename's source; empty for a delete), and
+# the key. It is made under the directory lock *before* the change, so a
+# process killed at any instant leaves either no change or a record of it:
+# a record whose write never happened still names its temporary file.
 RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
 
 
-def write_record(records: Path, request_id: str, kind: str, etag: str, size: int, key: str) -> None:
-    """Record what request ``request_id`` did (see RECORDS_DIR)."""
-    line = f"{kind} {etag} {size} {key}".encode()
+@dataclass(frozen=True)
+class Record:
+    """What a request with an id did (see RECORDS_DIR)."""
+
+    kind: str
+    etag: str
+    size: int
+    pending: str
+    key: str
+
+
+def write_record(records: Path, request_id: str, record: Record) -> None:
+    """Record what request ``request_id`` is about to do (see RECORDS_DIR)."""
+    fields = (record.kind, record.etag, str(record.size), record.pending, record.key)
+    line = "\0".join(fields).encode()
     path = records / request_id
     for attempt in range(2):
         try:
@@ -272,18 +289,23 @@ def write_record(records: Path, request_id: str, kind: str, etag: str, size: int
         return
 
 
-def read_record(records: Path, request_id: str, now: float) -> tuple[str, str, int, str] | None:
-    """(kind, etag, size, key) recorded for ``request_id``, if recorded within the window."""
+def forget_record(records: Path, request_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(records / request_id)
+
+
+def read_record(records: Path, request_id: str, now: float) -> Record | None:
+    """What ``request_id`` recorded, if it did so within the window."""
     try:
         with open(records / request_id, "rb") as handle:
             made = os.fstat(handle.fileno()).st_mtime
-            line = handle.read().decode("utf-8", "replace")
+            fields = handle.read().decode("utf-8", "replace").split("\0")
     except OSError:
         return None
-    kind, etag, size, key = [*line.split(" ", 3), "", "", ""][:4]
-    if idempotency.expired(made, now) or not size.isdigit():
+    if idempotency.expired(made, now) or len(fields) != 5 or not fields[2].isdigit():
         return None
-    return kind, etag, int(size), key
+    kind, etag, size, pending, key = fields
+    return Record(kind, etag, int(size), pending, key)
 
 
 def sweep_records(records: Path, now: float) -> int:
