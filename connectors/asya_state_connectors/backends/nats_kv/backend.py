@@ -77,6 +77,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
@@ -128,6 +129,9 @@ from .messages import (
 log = logging.getLogger("asya_state_connectors.nats_kv")
 
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+BATCH_ID = "Nats-Batch-Id"
+BATCH_SEQUENCE = "Nats-Batch-Sequence"
+BATCH_COMMIT = "Nats-Batch-Commit"
 # Where request records live, outside every mount's keys (no key has a
 # segment with the reserved prefix).
 RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
@@ -174,6 +178,9 @@ class _Session:
     max_age: float | None
     msg_ttl: bool
     limit: int
+    # The bucket takes atomic batches (nats-server 2.12+, allow_atomic): a
+    # value and its request record are stored together or not at all.
+    atomic: bool = False
 
 
 class NatsKvBufferedCas(Connector):
@@ -346,6 +353,7 @@ class NatsKvBufferedCas(Connector):
                 max_age=config.max_age or None,
                 msg_ttl=msg_ttl,
                 limit=limit,
+                atomic=msg_ttl and bool(getattr(config, "allow_atomic", False)),
             )
         except BaseException:
             if nc is not None:
@@ -378,7 +386,17 @@ class NatsKvBufferedCas(Connector):
             if exc.err_code != STREAM_NAME_IN_USE:
                 raise
         log.info("created NATS KV bucket %s", self._bucket)
-        return await js.stream_info(self._stream)
+        info = await js.stream_info(self._stream)
+        if not getattr(info.config, "allow_atomic", False):
+            # A value and its request record in one atomic batch (see _send);
+            # a server before 2.12 refuses it, and records follow values instead.
+            info.config.allow_atomic = True
+            try:
+                await js.update_stream(info.config)
+            except (jx.APIError, nx.Error) as exc:
+                log.info("NATS KV bucket %s takes no atomic batches: %s", self._bucket, exc)
+            info = await js.stream_info(self._stream)
+        return info
 
     async def _on_error(self, exc: Exception) -> None:
         # The client reports refusals only here: a denied publish then times
@@ -521,6 +539,8 @@ class NatsKvBufferedCas(Connector):
             or idempotency.expired(made, time.time())
         ):
             return None
+        if seq == "-":  # stored in one batch with the value, right after it
+            seq = str(int(msg.seq) - 1)
         return kind, seq, int(size)
 
     async def _send(
@@ -544,6 +564,8 @@ class NatsKvBufferedCas(Connector):
             )
             if recent is not None:
                 headers[RECENT_REQUESTS] = recent
+        if request_id is not None and session.atomic:
+            return await self._send_recorded(session, key, data, headers)
         async with self._errors(key):
             try:
                 ack = await session.js.publish(self._subject(key), data, headers=headers or None)
@@ -551,7 +573,49 @@ class NatsKvBufferedCas(Connector):
                 if exc.err_code in WRONG_LAST_SEQUENCE:
                     raise Conflict(f"{key!r} changed since it was read", key=key) from None
                 raise
-        return int(ack.seq)
+        seq = int(ack.seq)
+        await self._record(session, "d" if headers.get(KV_OPERATION) else "w", key, seq, len(data))
+        return seq
+
+    async def _send_recorded(
+        self, session: _Session, key: str, data: bytes, headers: dict[str, str]
+    ) -> int:
+        """Publish a value (or marker) and its request record as one atomic batch.
+
+        The record is the batch's second message, so it is stored right after
+        the value or, when the value's expected sequence fails, not at all: a
+        connector killed at any instant never leaves a change without its
+        record. The value's revision is the record's sequence minus one.
+        """
+        request_id = idempotency.current()
+        assert request_id is not None
+        kind = "d" if headers.get(KV_OPERATION) else "w"
+        batch = uuid.uuid4().hex
+        record = f"{kind} - {len(data)} {self._prefix}{key}".encode()
+        async with self._errors(key):
+            await session.nc.publish(
+                self._subject(key),
+                data,
+                headers={**headers, BATCH_ID: batch, BATCH_SEQUENCE: "1"},
+            )
+            reply = await session.nc.request(
+                self._record_subject(request_id, kind),
+                record,
+                timeout=self._timeout,
+                headers={
+                    BATCH_ID: batch,
+                    BATCH_SEQUENCE: "2",
+                    BATCH_COMMIT: "1",
+                    MSG_TTL: str(idempotency.RECORD_SECONDS),
+                },
+            )
+            answer = json.loads(reply.data or b"{}")
+            error = answer.get("error")
+            if error:
+                if error.get("err_code") in WRONG_LAST_SEQUENCE:
+                    raise Conflict(f"{key!r} changed since it was read", key=key)
+                raise jx.APIError.from_error(error)
+        return int(answer["seq"]) - 1
 
     def _carried_ttl(self, session: _Session, entry: Entry | None) -> float | None:
         """The TTL an overwrite of ``entry`` keeps: seconds left, -1 for never, None for none set."""
@@ -711,7 +775,6 @@ class NatsKvBufferedCas(Connector):
                 ttl=self._carried_ttl(session, current),
                 previous=current,
             )
-        await self._record(session, "w", key, seq, len(data))
         return ObjectMeta(
             key=key,
             size=len(data),
@@ -792,7 +855,6 @@ class NatsKvBufferedCas(Connector):
         if keep:
             headers[MSG_TTL] = str(idempotency.RECORD_SECONDS)
         marker = await self._send(session, key, b"", headers, current)
-        await self._record(session, "d", key, marker, 0)
         # Drop what the marker replaced (and the marker itself unless kept):
         # anything written after it survives. A bucket that denies purging
         # keeps its markers, which read as absent.
