@@ -56,14 +56,19 @@ create or rename (copy, then delete) whose first attempt was applied finds
 its id there and succeeds with its own revision, also when other writers
 have replaced the value since. Where the bucket allows per-message TTL
 (buckets this connector creates do), every write, create, rename and delete
-of a request with an id also publishes a record of it once applied: a
-message on ``.asya-tmp-requests/<id>`` (outside every mount's keys; its
-data ``<kind> <revision> <size> <key>``) that expires after
+of a request with an id also stores a record of it: a message on
+``.asya-tmp-requests/<id>/<kind>`` (outside every mount's keys; its data
+``<kind> <revision> <size> <key>``) that expires after
 ``idempotency.RECORD_SECONDS``, so a retry is recognised for that long
-whatever the key saw since (the list covers a connector killed between a
-write and its record), and a delete keeps its marker as long. Elsewhere
-only the list recognises retries, and a retried delete reports 404 once
-the marker is purged.
+whatever the key saw since, and a delete keeps its marker as long. Where
+the bucket also takes atomic batches (``allow_atomic``, nats-server 2.12+;
+the connector turns it on for buckets it creates) the value and its record
+are one batch, stored together or not at all (the record then says ``-``
+for the revision: its own sequence minus one). Elsewhere the record is
+published after the value, and a connector killed between the two leaves
+the list to recognise the retry. Without per-message TTL only the list
+recognises retries, and a retried delete reports 404 once the marker is
+purged.
 
 Must not: write without a revision check where the caller gave one, or
 report a key whose stored name it cannot decode.
@@ -495,9 +500,10 @@ class NatsKvBufferedCas(Connector):
     async def _record(
         self, session: _Session, kind: str, key: str, seq: int | str, size: int
     ) -> None:
-        """Record what the request being served did, for RECORD_SECONDS (see the module doc).
+        """Record, after the change, what the request being served did (see the module doc).
 
-        Only where messages can expire. The change is applied already: a
+        For a bucket without atomic batches (``_send_recorded`` is the rule),
+        and only where messages can expire. The change is applied already: a
         record that cannot be published is logged, not reported as a failure.
         """
         request_id = idempotency.current()
