@@ -15,12 +15,18 @@ the backend whether the current state was made by this very request and, if
 so, answers with success and the current metadata instead. The check runs
 only on that failure path: the common path costs storing the id.
 
-Another replica may write the key between the first attempt and its retry.
-Backends that keep a short list of the key's recent writes (``remember``,
-``find``: id, revision and size of each, newest first, carried forward by
-every write) still recognise the retry then: it is answered as applied with
-its own revision, which is no longer the current one, so a conditional write
-the caller bases on it conflicts as it should.
+Another replica may write the key between the first attempt and its retry,
+many times while a killed connector restarts. Redis, NATS KV and fs keep a
+record of every request they apply, made atomically with the change (in
+the same script, the same atomic batch, or just before the rename that the
+record names), for ``RECORD_SECONDS`` whatever happens to the key after:
+the retry is answered as applied with its own revision, which is no longer
+the current one, so a conditional write the caller bases on it conflicts as
+it should. A short list of the key's recent writes (``remember``, ``find``:
+id, revision and size of each, newest first, carried forward by every
+write) answers the common case without a record lookup on NATS KV and fs.
+S3 and GCS know only the current object's request id (and a record per
+delete).
 
 Backends whose store has no expiry (fs, S3, GCS) delete their records past
 ``RECORD_SECONDS`` with ``sweep_periodically``; Redis and NATS KV let the
