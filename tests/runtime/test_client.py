@@ -353,3 +353,42 @@ def test_no_retry_is_sent_after_the_connectors_would_have_forgotten_the_request(
     with pytest.raises(TimeoutError):
         client._once(hangs(150.0))
     assert sent == [0.0]  # a retry 150 s later could meet a forgotten record: none is sent
+
+
+def test_a_request_that_may_have_been_applied_is_retried_until_the_connector_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused from the start: given up after RETRY_WINDOW. Lost once sent: retried for the timeout."""
+    import errno
+
+    from asya_state_runtime import connector
+    from asya_state_runtime.config import Mount
+
+    clock = [0.0]
+    monkeypatch.setattr(connector.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        connector.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    client = connector.MountClient(Mount("m", "/m", "/nonexistent.sock", timeout=60.0))
+    refused = ConnectionError(errno.ECONNREFUSED, "refused")
+
+    def refused_always() -> None:
+        raise refused
+
+    with pytest.raises(ConnectionError):
+        client._once(refused_always)
+    assert clock[0] <= connector.RETRY_WINDOW + 1.0  # nothing was sent: no outcome to wait for
+
+    clock[0] = 0.0
+    answers: list[BaseException | None] = [ConnectionError(errno.ECONNRESET, "lost")]
+    answers += [refused] * 25  # a connector restart taking about 20 s
+
+    def lost_then_back() -> str:
+        if answers:
+            failure = answers.pop(0)
+            assert failure is not None
+            raise failure
+        return "applied"
+
+    assert client._once(lost_then_back) == "applied"
+    assert clock[0] > connector.RETRY_WINDOW
