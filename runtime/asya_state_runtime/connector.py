@@ -42,11 +42,11 @@ INFO = "/v1/info"
 UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
-# How long a mutating request none of whose attempts can have been applied
-# (each refused before it was sent) is retried (seconds): covers a connector
-# restart (about a second). Once an attempt may have been applied (a lost
-# connection, a timeout, a 503 or 504) retries go on for the mount's
-# timeout, so the outcome becomes known rather than left to a requeue.
+# How long a mutating request whose outcome is unknown is retried (seconds):
+# covers a connector restart (about a second) and a backend failover. Once
+# the connection broke under an attempt (the connector died with it, maybe
+# after applying it) retries go on for the mount's timeout, so the outcome
+# becomes known rather than left to a requeue.
 RETRY_WINDOW = 5.0
 # No retry is sent later than this after the first attempt began (a first
 # attempt that hung for the mount's whole timeout gets its one retry only
@@ -119,9 +119,14 @@ def _in_doubt(exc: BaseException) -> bool:
     return not isinstance(exc, OSError) or exc.errno in (errno.EIO, None)
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """Whether a failed attempt is known not to have reached the connector (refused, no socket)."""
-    return isinstance(exc, ConnectionError) and exc.errno in (errno.ECONNREFUSED, errno.ENOENT)
+def _connector_lost(exc: BaseException) -> bool:
+    """Whether an attempt failed because the connection broke after it was sent.
+
+    A refused connection sent nothing, and an answer (503, 504) comes from a
+    connector that is up and said what happened; a broken one leaves the
+    outcome with a connector that is gone.
+    """
+    return isinstance(exc, ConnectionError) and exc.errno == errno.ECONNRESET
 
 
 def new_request_id() -> dict[str, str]:
@@ -316,11 +321,11 @@ class MountClient:
             try:
                 return attempt()
             except (ConnectionError, TimeoutError) as exc:
-                if not _never_sent(exc):
-                    # This attempt may have been applied: giving up would leave its
-                    # outcome unknown (a requeued message would apply it again), so
-                    # keep trying for the mount's timeout, a connector or backend
-                    # restart that takes longer than RETRY_WINDOW included.
+                if _connector_lost(exc):
+                    # The connector died with this attempt, which it may have
+                    # applied: giving up would leave the outcome unknown (a
+                    # requeued message would apply it again), so keep trying for
+                    # the mount's timeout, a restart slower than RETRY_WINDOW included.
                     deadline = max(deadline, started + self.mount.timeout)
                 tries += 1
                 resend = time.monotonic() + delay

@@ -358,7 +358,7 @@ def test_no_retry_is_sent_after_the_connectors_would_have_forgotten_the_request(
 def test_a_request_that_may_have_been_applied_is_retried_until_the_connector_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Refused from the start: given up after RETRY_WINDOW. Lost once sent: retried for the timeout."""
+    """Refused from the start: given up after RETRY_WINDOW. Connection lost: retried for the timeout."""
     import errno
 
     from asya_state_runtime import connector
