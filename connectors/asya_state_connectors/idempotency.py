@@ -15,21 +15,36 @@ the backend whether the current state was made by this very request and, if
 so, answers with success and the current metadata instead. The check runs
 only on that failure path: the common path costs storing the id.
 
-Another replica may write the key between the first attempt and its retry.
-Backends that keep a short list of the key's recent writes (``remember``,
-``find``: id, revision and size of each, newest first, carried forward by
-every write) still recognise the retry then: it is answered as applied with
-its own revision, which is no longer the current one, so a conditional write
-the caller bases on it conflicts as it should.
+Another replica may write the key between the first attempt and its retry,
+many times while a killed connector restarts. Redis, NATS KV and fs keep a
+record of every request they apply, made atomically with the change (in
+the same script, the same atomic batch, or just before the rename that the
+record names), for ``RECORD_SECONDS`` whatever happens to the key after:
+the retry is answered as applied with its own revision, which is no longer
+the current one, so a conditional write the caller bases on it conflicts as
+it should. A short list of the key's recent writes (``remember``, ``find``:
+id, revision and size of each, newest first, carried forward by every
+write) answers the common case without a record lookup on NATS KV and fs.
+S3 and GCS know only the current object's request id (and a record per
+delete).
+
+Backends whose store has no expiry (fs, S3, GCS) delete their records past
+``RECORD_SECONDS`` with ``sweep_periodically``; Redis and NATS KV let the
+store expire them.
 
 Must not: talk to a backend or know HTTP beyond the header's name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import logging
+import random
 import re
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 
 from .errors import BadRequest
 
@@ -37,12 +52,19 @@ HEADER = "Asya-Request-Id"
 # What a request id looks like: the runtime sends 32 hex digits; anything
 # printable and short enough to live in metadata and headers is accepted.
 _SYNTAX = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
-# How long a delete's record lives where the backend needs one (seconds):
-# long enough for any retry of the runtime's (bounded by its timeout).
-DELETE_RECORD_SECONDS = 600
+# How long every backend recognises a request by its id (seconds): its
+# record (of a write, or of a delete) lives at least this long and then goes
+# (a TTL, or a sweep). The runtime sends no retry later than
+# ``RETRY_LIMIT_SECONDS`` after the first attempt began (its
+# ``RETRY_HORIZON``, kept equal by a test), and a record is made after that,
+# so every retry it sends finds the record of an attempt that was applied.
+RECORD_SECONDS = 120
+RETRY_LIMIT_SECONDS = 100
 # How many of a key's latest writes a backend keeping a list remembers: a
 # retry is recognised until this many other writes followed its own.
 RECENT_WRITES = 8
+
+log = logging.getLogger("asya_state_connectors.idempotency")
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "asya_request_id", default=None
@@ -103,3 +125,25 @@ def find(recent: str | None, request_id: str) -> tuple[str, int] | None:
         if name == request_id and etag and size.isdigit():
             return etag, int(size)
     return None
+
+
+def expired(recorded_at: float, now: float) -> bool:
+    """Whether a record made at ``recorded_at`` (seconds since the epoch) is past the window."""
+    return now - recorded_at > RECORD_SECONDS
+
+
+async def sweep_periodically(sweep: Callable[[float], Awaitable[int]], name: str) -> None:
+    """Run ``sweep(now)`` (delete records older than the window) about every ``RECORD_SECONDS``.
+
+    The first turn comes after a random part of the window, not at start:
+    replicas starting together then do not all list at once, and a
+    connector's start costs no request. A failed sweep (the store briefly
+    gone) is logged and tried again at the next turn; readers ignore the
+    records it missed meanwhile.
+    """
+    while True:
+        await asyncio.sleep(RECORD_SECONDS * random.uniform(0.5, 1.0))
+        try:
+            await sweep(time.time())
+        except Exception as exc:
+            log.warning("%s: could not sweep old request records: %s", name, exc)

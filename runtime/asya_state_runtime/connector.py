@@ -43,8 +43,17 @@ UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
 # How long a mutating request whose outcome is unknown is retried (seconds):
-# covers a connector restart (about a second) and a backend failover.
+# covers a connector restart (about a second) and a backend failover. Once
+# the connection broke under an attempt (the connector died with it, maybe
+# after applying it) retries go on for the mount's timeout, so the outcome
+# becomes known rather than left to a requeue.
 RETRY_WINDOW = 5.0
+# No retry is sent later than this after the first attempt began (a first
+# attempt that hung for the mount's whole timeout gets its one retry only
+# within it): connectors recognise a request for RECORD_SECONDS (120) after
+# applying it, so every retry sent finds the record of an applied attempt.
+# Equal to the connectors' idempotency.RETRY_LIMIT_SECONDS (a test checks).
+RETRY_HORIZON = 100.0
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 1.0
 
@@ -108,6 +117,16 @@ def _in_doubt(exc: BaseException) -> bool:
     if isinstance(exc, FileExistsError | ConnectionError | TimeoutError):
         return True
     return not isinstance(exc, OSError) or exc.errno in (errno.EIO, None)
+
+
+def _connector_lost(exc: BaseException) -> bool:
+    """Whether an attempt failed because the connection broke after it was sent.
+
+    A refused connection sent nothing, and an answer (503, 504) comes from a
+    connector that is up and said what happened; a broken one leaves the
+    outcome with a connector that is gone.
+    """
+    return isinstance(exc, ConnectionError) and exc.errno == errno.ECONNRESET
 
 
 def new_request_id() -> dict[str, str]:
@@ -294,15 +313,23 @@ class MountClient:
         Only a failure that leaves the outcome unknown is retried, and with
         the same id, so the connector can recognise a request it applied.
         """
-        deadline = time.monotonic() + min(self.mount.timeout, RETRY_WINDOW)
+        started = time.monotonic()
+        deadline = started + min(self.mount.timeout, RETRY_WINDOW)
         delay = _FIRST_DELAY
         tries = 0
         while True:
             try:
                 return attempt()
-            except (ConnectionError, TimeoutError):
+            except (ConnectionError, TimeoutError) as exc:
+                if _connector_lost(exc):
+                    # The connector died with this attempt, which it may have
+                    # applied: giving up would leave the outcome unknown (a
+                    # requeued message would apply it again), so keep trying for
+                    # the mount's timeout, a restart slower than RETRY_WINDOW included.
+                    deadline = max(deadline, started + self.mount.timeout)
                 tries += 1
-                if tries > 1 and time.monotonic() + delay > deadline:
+                resend = time.monotonic() + delay
+                if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)

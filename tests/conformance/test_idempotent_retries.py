@@ -10,6 +10,9 @@ request under another id.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,11 +20,13 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from asya_state_connectors import idempotency
 from asya_state_connectors.idempotency import HEADER
-from asya_state_connectors.interface import Capability
+from asya_state_connectors.interface import Capability, WriteCondition
 from asya_state_connectors.registry import connector_class
 
 from .conftest import Target
+from .helpers import chunks_of
 
 BASE = "http://connector"
 
@@ -106,6 +111,38 @@ async def test_write_retried_after_another_writer(
     assert theirs not in (first, mine)
 
 
+async def test_write_retried_after_many_other_writes(
+    served: Target, raw: aiohttp.ClientSession
+) -> None:
+    """A connector restart on a hot key: many writes land before the retry; it is still known.
+
+    Recognition is bounded by time (``idempotency.RECORD_SECONDS``), not by a
+    number of writes: more than ``RECENT_WRITES`` others come between here.
+    """
+    _declared(served, "write", Capability.CAS)
+    _declared(served, "replaced")
+    url = _url(served, "busy")
+    _, first = await _send(raw, "PUT", url, _id(), b"0")
+    once = {"If-Match": str(first), **_id()}
+    status, mine = await _send(raw, "PUT", url, once, b"1")
+    assert status == 200
+    latest = mine
+    for n in range(idempotency.RECENT_WRITES + 4):
+        status, latest = await _send(raw, "PUT", url, {"If-Match": str(latest), **_id()}, b"%d" % n)
+        assert status == 200
+    assert await _send(raw, "PUT", url, once, b"1") == (200, mine)
+    assert await _read(raw, url) == b"%d" % (idempotency.RECENT_WRITES + 3)
+    # A delete, retried after the key was made again and written many times.
+    gone = {"If-Match": str(latest), **_id()}
+    assert (await _send(raw, "DELETE", url, gone))[0] == 204
+    _, latest = await _send(raw, "PUT", url, {"If-None-Match": "*", **_id()}, b"again")
+    for _ in range(idempotency.RECENT_WRITES + 4):
+        status, latest = await _send(raw, "PUT", url, {"If-Match": str(latest), **_id()}, b"x")
+        assert status == 200
+    assert (await _send(raw, "DELETE", url, gone))[0] == 204
+    assert await _read(raw, url) == b"x"
+
+
 async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
     _declared(served, "create", Capability.CREATE_ONLY)
     url = _url(served, "made")
@@ -171,6 +208,70 @@ async def test_append_retried(served: Target, raw: aiohttp.ClientSession) -> Non
     assert await _read(raw, _url(served, "log")) == b"line\nnext\n"
 
 
+# Above one part of S3 and GCS (8 MiB by default: a multipart upload, a
+# composed upload) and Redis's inline value (a staged one).
+LARGE = 8 * 1024 * 1024 + 1024
+
+
+async def test_large_writes_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+    """Multipart (S3), composed (GCS) and staged (Redis) writes are recognised like small ones."""
+    _declared(served, "create", Capability.CREATE_ONLY)
+    _declared(served, "write", Capability.CAS)
+    limit = connector_class(served.name).max_object_size
+    if limit is not None and limit < LARGE:
+        pytest.skip(f"{served.name} stores at most {limit} bytes")
+    url = _url(served, "big")
+    first, second = os.urandom(LARGE), os.urandom(LARGE)
+    made = {"If-None-Match": "*", **_id()}
+    status, created = await _send(raw, "PUT", url, made, first)
+    if status == 413:
+        pytest.skip(f"{served.name} stores no value of {LARGE} bytes here")
+    assert status == 200
+    assert await _send(raw, "PUT", url, made, first) == (200, created)
+    once = {"If-Match": str(created), **_id()}
+    status, etag = await _send(raw, "PUT", url, once, second)
+    assert status == 200
+    assert await _send(raw, "PUT", url, once, second) == (200, etag)
+    assert await _read(raw, url) == second
+    if etag == created:
+        return  # fake-gcs-server keeps the generation when a compose replaces an object
+    assert (await _send(raw, "PUT", url, {"If-Match": str(created), **_id()}, first))[0] == 409
+
+
+async def test_records_of_retries_are_not_files(served: Target, raw: aiohttp.ClientSession) -> None:
+    """Whatever a backend keeps to recognise retries never shows in a listing."""
+    url = _url(served, "d/x")
+    assert (await _send(raw, "PUT", url, _id(), b"x"))[0] == 200
+    assert (await _send(raw, "DELETE", url, _id()))[0] == 204
+    for query in (f"prefix={served.ns}", f"prefix={served.ns}&delimiter=", ""):
+        async with raw.get(URL(f"{BASE}/v1/list?{query}", encoded=True)) as response:
+            assert response.status == 200
+            page = json.loads(await response.read())
+        names = [e["key"] for e in page["entries"]] + page["prefixes"]
+        assert not [n for n in names if ".asya" in n], names
+
+
 async def test_malformed_request_id_is_refused(served: Target, raw: aiohttp.ClientSession) -> None:
     status, _ = await _send(raw, "PUT", _url(served, "k"), {HEADER: "no spaces allowed"}, b"x")
     assert status == 400
+
+
+async def test_delete_records_are_swept_after_the_window(target: Target) -> None:
+    """A store without expiry (S3, GCS) deletes its records once they are past the window."""
+    sweep = getattr(target.connector, "sweep_records", None)
+    if sweep is None:
+        pytest.skip(f"{target.name} keeps no records to sweep")
+    key = target.key("swept")
+    meta = await target.connector.write(key, chunks_of(b"x"))
+    request_id = uuid.uuid4().hex
+    bound = idempotency.bind(request_id)
+    try:
+        await target.connector.delete(key, condition=WriteCondition(if_match=meta.etag))
+    finally:
+        idempotency.unbind(bound)
+    now = time.time()
+    assert await target.connector.applied_delete(key, request_id)
+    await sweep(now)
+    assert await target.connector.applied_delete(key, request_id)
+    assert await sweep(now + idempotency.RECORD_SECONDS + 60) >= 1
+    assert not await target.connector.applied_delete(key, request_id)

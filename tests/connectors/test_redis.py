@@ -135,8 +135,9 @@ async def test_a_retried_script_reports_its_own_success_not_a_conflict(
     data = root + b"retried"
     index = root + lua.INDEX_SUFFIX
     keys = [data, data + lua.META_SUFFIX, index]
-    # ARGV: condition, new etag, content type, number of ancestors (none here), root, name, value.
-    args = [0, root, "retried"]
+    # ARGV: condition, new etag, content type, number of ancestors (none here), root, name,
+    # milliseconds a request's record lives (0: none), value.
+    args = [0, root, "retried", 0]
     assert (await write(keys=keys, args=["*", "e1", "", *args, b"v1"]))[0] == lua.NEEDS_INDEX
     await raw.zadd(index, {lua.COMPLETE: 0})
     assert (await write(keys=keys, args=["*", "e1", "", *args, b"v1"]))[0] == lua.OK
@@ -145,6 +146,14 @@ async def test_a_retried_script_reports_its_own_success_not_a_conflict(
     assert await raw.get(data) == b"v2"
     assert (await write(keys=keys, args=["e1", "e3", "", *args, b"v3"]))[0] == lua.CONFLICT
     assert await raw.zrange(index, 0, -1) == [lua.COMPLETE, b"retried"]
+    # With a record, a retry is recognised after another writer replaced the value.
+    recorded = [0, root, "retried", 60_000]
+    done = await write(keys=keys, args=["e2", "e4", "", *recorded, b"v4"])
+    assert done[0] == lua.OK
+    assert (await write(keys=keys, args=["e4", "e5", "", *args, b"v5"]))[0] == lua.OK
+    assert await write(keys=keys, args=["e2", "e4", "", *recorded, b"v4"]) == done
+    assert await raw.get(data) == b"v5"
+    assert 0 < await raw.pttl(data + lua.REQUEST_INFIX + b"e4") <= 60_000
 
 
 # -- the script connections ------------------------------------------------------

@@ -7,7 +7,7 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +319,76 @@ def test_a_fork_while_another_thread_fetches_capabilities_leaves_the_child_worki
     assert (exit_status, child_status) == (0, b"\x00"), "the child wrote through the CAS mount"
     assert read(f"/cas/{ns}/child") == "d"
     assert read(f"/cas/{ns}/a") == "2", "the parent's own fetch finished too"
+
+
+def test_no_retry_is_sent_after_the_connectors_would_have_forgotten_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retry goes out only while every connector still holds the record of its request."""
+    from asya_state_connectors import idempotency
+    from asya_state_runtime import connector
+    from asya_state_runtime.config import Mount
+
+    assert connector.RETRY_HORIZON == idempotency.RETRY_LIMIT_SECONDS
+    assert connector.RETRY_HORIZON < idempotency.RECORD_SECONDS
+    clock = [1000.0]
+    monkeypatch.setattr(connector.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(connector.time, "sleep", lambda seconds: None)
+    client = connector.MountClient(Mount("slow", "/slow", "/nonexistent.sock", timeout=300.0))
+    sent: list[float] = []
+
+    def hangs(seconds: float) -> Callable[[], None]:
+        def attempt() -> None:
+            sent.append(clock[0] - 1000.0)
+            clock[0] += seconds
+            raise TimeoutError("no answer")
+
+        return attempt
+
+    with pytest.raises(TimeoutError):
+        client._once(hangs(60.0))
+    assert sent == [0.0, 60.0]  # one retry after a first attempt that hung for 60 s
+    sent.clear()
+    clock[0] = 1000.0
+    with pytest.raises(TimeoutError):
+        client._once(hangs(150.0))
+    assert sent == [0.0]  # a retry 150 s later could meet a forgotten record: none is sent
+
+
+def test_a_request_that_may_have_been_applied_is_retried_until_the_connector_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused from the start: given up after RETRY_WINDOW. Connection lost: retried for the timeout."""
+    import errno
+
+    from asya_state_runtime import connector
+    from asya_state_runtime.config import Mount
+
+    clock = [0.0]
+    monkeypatch.setattr(connector.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        connector.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    client = connector.MountClient(Mount("m", "/m", "/nonexistent.sock", timeout=60.0))
+    refused = ConnectionError(errno.ECONNREFUSED, "refused")
+
+    def refused_always() -> None:
+        raise refused
+
+    with pytest.raises(ConnectionError):
+        client._once(refused_always)
+    assert clock[0] <= connector.RETRY_WINDOW + 1.0  # nothing was sent: no outcome to wait for
+
+    clock[0] = 0.0
+    answers: list[BaseException | None] = [ConnectionError(errno.ECONNRESET, "lost")]
+    answers += [refused] * 25  # a connector restart taking about 20 s
+
+    def lost_then_back() -> str:
+        if answers:
+            failure = answers.pop(0)
+            assert failure is not None
+            raise failure
+        return "applied"
+
+    assert client._once(lost_then_back) == "applied"
+    assert clock[0] > connector.RETRY_WINDOW

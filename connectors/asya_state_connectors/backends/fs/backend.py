@@ -9,15 +9,21 @@ Owns: the embedded default backend. Objects are files under
   leaves the old version.
 - Revisions: the ETag is derived from inode, mtime and size; every write
   makes a new inode, so it changes on every write without storing anything.
-- Idempotent retries: every write, append and rename records its request id,
-  the revision and size it made in the file's ``user.asya.request``
-  attribute, with the ids of the file's previous seven writes carried
-  forward (read and set under the directory lock, so the list is exact). A
-  retried write, create or rename whose first attempt was applied finds its
-  id there and succeeds with its own revision, also when other writers have
-  replaced the file since (up to seven of them); a retried append appends
-  nothing. Deletes are not recognised (a retried delete reports 404), nor a
-  write whose file was deleted since.
+- Idempotent retries: every write, append, rename and delete of a request
+  with an id leaves a record of it, a small file named by the id under
+  ``<root>/.asya-tmp-requests/`` (``fs.primitives.RECORDS_DIR``), made
+  under the directory lock just before the rename or unlink it describes,
+  naming what that step makes disappear (the temporary file, the rename's
+  source, the deleted revision): a process killed between the two leaves a
+  record that proves nothing, never a change without a record. A retried
+  write, create, append or rename whose first attempt was applied finds it
+  and succeeds with its own revision, also when other writers have
+  replaced or deleted the file since; a retried append appends nothing; a
+  retried delete is answered as done. Records count for
+  ``idempotency.RECORD_SECONDS``; a sweep (each connector, about that
+  often) deletes older ones. The file's ``user.asya.request`` attribute
+  also lists its last eight writes (carried forward under the lock), which
+  answers the common retry without opening a record.
 - CAS across processes: a conditional check and its rename run under an
   exclusive ``flock`` on the parent directory. Every writer takes it, so an
   LWW writer cannot slip between a CAS writer's check and rename. A rename
@@ -53,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import stat as stat_mod
 import time
@@ -89,13 +96,16 @@ from ...listing import paginate
 from ...settings import Settings
 from .primitives import (
     CONTENT_TYPE_XATTR,
+    RECORDS_DIR,
     DirLock,
     DirLocks,
     LockBusy,
+    Record,
     carry_recent,
     discard,
     etag_of,
     finish_temp,
+    forget_record,
     fsync_dir,
     gather_head,
     has_files,
@@ -103,7 +113,10 @@ from .primitives import (
     os_errors,
     read_content_type,
     read_recent,
+    read_record,
+    sweep_records,
     write_content_type,
+    write_record,
 )
 
 CHUNK = 256 * 1024
@@ -116,11 +129,12 @@ INLINE_BODY = CHUNK
 STALE_TEMP_SECONDS = 3600.0
 
 T = TypeVar("T")
+log = logging.getLogger("asya_state_connectors.fs")
 
 
 class _FsConnector(Connector):
     writable_xattrs = frozenset({"content_type"})
-    idempotent_retries = frozenset({"write", "create", "append", "rename", "replaced"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete", "replaced"})
 
     def __init__(
         self, root: Path, *, fsync: bool, max_object_size: int | None, inline_io: bool = True
@@ -129,6 +143,8 @@ class _FsConnector(Connector):
         self.fsync = fsync
         self.max_object_size = max_object_size
         self.inline_io = inline_io
+        self.records = root / RECORDS_DIR
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -333,7 +349,7 @@ class _FsConnector(Connector):
             try:
                 self._check_condition(key, target, condition)
                 carry_recent(read_recent(target), tmp, st)
-                os.rename(tmp, target)
+                self._renamed_over(key, tmp, target, st)
             finally:
                 lock.release()
             if self.fsync:
@@ -359,7 +375,12 @@ class _FsConnector(Connector):
         """
         written = idempotency.find(read_recent(self._path(key)), request_id)
         if written is None:
-            return None
+            record = read_record(self.records, request_id, time.time())
+            if record is None or record.kind != "w" or record.key != key:
+                return None
+            if record.pending and os.path.lexists(self.root / record.pending):
+                return None  # recorded, then killed before its rename: never applied
+            written = record.etag, record.size
         etag, size = written
         try:
             current = self._stat_sync(key)
@@ -436,7 +457,7 @@ class _FsConnector(Connector):
         st = finish_temp(handle, content_type, fsync=self.fsync)
         target = self._path(key)
         carry_recent(read_recent(target), tmp, st)
-        os.rename(tmp, target)
+        self._renamed_over(key, tmp, target, st)
         return ObjectMeta(
             key=key,
             size=st.st_size,
@@ -500,7 +521,16 @@ class _FsConnector(Connector):
                 if not src.is_file():
                     raise NotFound(f"no object at {source!r}", key=source)
                 previous = read_recent(dst)
-                os.rename(src, dst)
+                moved = os.stat(src)
+                # Renaming keeps the inode, mtime and size: the etag is known before.
+                self._record(
+                    Record("w", etag_of(moved), moved.st_size, self._relative(src), target)
+                )
+                try:
+                    os.rename(src, dst)
+                except OSError:
+                    self._forget_record()
+                    raise
                 st = os.stat(dst)
                 # The target's list goes on (a retried rename finds its id there).
                 carry_recent(previous, dst, st)
@@ -526,12 +556,66 @@ class _FsConnector(Connector):
             if not target.is_file():
                 raise NotFound(f"no object at {key!r}", key=key)
             self._check_condition(key, target, condition)
-            os.unlink(target)
+            # Before the unlink: a process killed right after it still leaves
+            # what the retry looks for.
+            self._record(Record("d", etag_of(os.stat(target)), 0, "", key))
+            try:
+                os.unlink(target)
+            except OSError:
+                self._forget_record()
+                raise
         except OSError as exc:
             raise map_os_error(exc, key) from exc
         finally:
             lock.release()
         self._prune(target.parent)
+
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def _renamed_over(self, key: str, tmp: Path, target: Path, st: os.stat_result) -> None:
+        """Rename the finished ``tmp`` over ``target``, recorded first (under the directory lock)."""
+        self._record(Record("w", etag_of(st), st.st_size, self._relative(tmp), key))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            self._forget_record()
+            raise
+
+    def _record(self, record: Record) -> None:
+        """Record what the request being served is about to do, when it has an id (RECORDS_DIR)."""
+        request_id = idempotency.current()
+        if request_id is None:
+            return
+        try:
+            write_record(self.records, request_id, record)
+        except OSError as exc:
+            # The change goes ahead: failing it now for want of a record would
+            # refuse a good write. Its retry then has the list to go on.
+            log.warning("could not record request %s on %r: %s", request_id, record.key, exc)
+
+    def _forget_record(self) -> None:
+        """The recorded change failed: its record must not answer a retry."""
+        request_id = idempotency.current()
+        if request_id is not None:
+            with contextlib.suppress(OSError):
+                forget_record(self.records, request_id)
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        return await asyncio.to_thread(self._deleted_sync, key, request_id)
+
+    def _deleted_sync(self, key: str, request_id: str) -> bool:
+        record = read_record(self.records, request_id, time.time())
+        if record is None or record.kind != "d" or record.key != key:
+            return False
+        try:
+            current = os.stat(self._path(key))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        # Still the revision it recorded: killed before its unlink, never deleted.
+        return etag_of(current) != record.etag
 
     def _prune(self, directory: Path) -> None:
         """Remove directories emptied by a delete, up to the root: a prefix with no objects is gone."""
@@ -665,6 +749,20 @@ class _FsConnector(Connector):
 
     async def open(self) -> None:
         await asyncio.to_thread(self.sweep_stale_temp_files)
+        self._sweeper = asyncio.create_task(
+            idempotency.sweep_periodically(self.sweep_records, self.name)
+        )
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def sweep_records(self, now: float) -> int:
+        """Delete the records of requests older than the window; returns how many."""
+        return await asyncio.to_thread(sweep_records, self.records, now)
 
     def sweep_stale_temp_files(self, max_age: float = STALE_TEMP_SECONDS) -> int:
         """Remove temporary files a killed writer left behind; returns how many.

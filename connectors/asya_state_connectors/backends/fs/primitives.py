@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -243,3 +244,80 @@ def has_files(directory: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+# Under the mount's root, hidden like temporary files: one small file per
+# request id, its mtime the moment it was made, holding NUL-separated fields
+# (keys never contain NUL): kind (w: a write, append or rename made ``key``
+# at ``etag``; d: a delete of ``key`` at ``etag``), etag, size, the path
+# (relative to the root) whose disappearance proves a write happened (the
+# temporary file it renames, or a rename's source; empty for a delete), and
+# the key. It is made under the directory lock *before* the change, so a
+# process killed at any instant leaves either no change or a record of it:
+# a record whose write never happened still names its temporary file.
+RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a request with an id did (see RECORDS_DIR)."""
+
+    kind: str
+    etag: str
+    size: int
+    pending: str
+    key: str
+
+
+def write_record(records: Path, request_id: str, record: Record) -> None:
+    """Record what request ``request_id`` is about to do (see RECORDS_DIR)."""
+    fields = (record.kind, record.etag, str(record.size), record.pending, record.key)
+    line = "\0".join(fields).encode()
+    path = records / request_id
+    for attempt in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:
+            if attempt:
+                raise
+            records.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        return
+
+
+def forget_record(records: Path, request_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(records / request_id)
+
+
+def read_record(records: Path, request_id: str, now: float) -> Record | None:
+    """What ``request_id`` recorded, if it did so within the window."""
+    try:
+        with open(records / request_id, "rb") as handle:
+            made = os.fstat(handle.fileno()).st_mtime
+            fields = handle.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    if idempotency.expired(made, now) or len(fields) != 5 or not fields[2].isdigit():
+        return None
+    kind, etag, size, pending, key = fields
+    return Record(kind, etag, int(size), pending, key)
+
+
+def sweep_records(records: Path, now: float) -> int:
+    """Delete the records made before the window; returns how many."""
+    removed = 0
+    try:
+        scan = list(os.scandir(records))
+    except FileNotFoundError:
+        return 0
+    for entry in scan:
+        with contextlib.suppress(OSError):  # another connector swept it first
+            if idempotency.expired(entry.stat(follow_symlinks=False).st_mtime, now):
+                os.unlink(entry.path)
+                removed += 1
+    return removed

@@ -21,6 +21,11 @@ under ``STATE_PREFIX`` (configuration and the error table are in
   ``if_generation_match`` (GCS enforces it; the check gives emulators that
   ignore it the same answer). Copy and rename are server-side rewrites;
   rename deletes the source only at the generation it copied.
+- Idempotent retries (``object_store.requests``): a write, create or rename
+  stores its request id in the object's metadata (``asya-request``) with
+  the upload, the final compose or the rewrite that makes it, and a delete
+  leaves a short-lived record, so a retry after a lost reply gets the
+  original outcome instead of a false 409 or 404.
 - Listing is the objects list with prefix, delimiter and page tokens. The
   ``os.path`` predicates (``probe``) are one objects list from the key: a
   missing key costs one request, as a metadata get would, and never a second.
@@ -41,6 +46,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import Any, ClassVar, Self, TypeVar
@@ -48,6 +54,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import google.auth.credentials
 import google.auth.transport.requests
 
+from ... import idempotency
 from ...errors import BackendUnavailable, Conflict, ConnectorError, NotFound, Unsupported
 from ...interface import (
     UNCONDITIONAL,
@@ -60,13 +67,15 @@ from ...interface import (
     ReadStream,
     WriteCondition,
 )
+from ...keys import RESERVED_SEGMENT_PREFIX
 from ...settings import Settings
 from ..blocking_pool import BlockingPool
+from ..object_store import requests
 from ..object_store.answers import PROBE_KEYS, conditional, looked_up_beside, probe_answer
 from ..object_store.transfer import PartBuffers, prepend, regroup
 from .api import Gcs, GcsConfig, gcs_errors, map_gcs_error
 from .read import read_object
-from .upload import TEMPORARY_DIR, ComposedUpload, upload_composed
+from .upload import ComposedUpload, upload_composed
 
 T = TypeVar("T")
 MAX_OBJECT_SIZE = 5 * 1024**4
@@ -142,12 +151,14 @@ class _GcsConnector(Connector):
     )
     writable_xattrs = frozenset({"content_type"})
     max_object_size = MAX_OBJECT_SIZE
+    idempotent_retries = frozenset({"write", "create", "rename", "delete"})
 
     def __init__(self, config: GcsConfig) -> None:
         self.config = config
         self._prefix = config.prefix
         self._gcs: Gcs | None = None
         self._broken: ConnectorError | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -180,8 +191,16 @@ class _GcsConnector(Connector):
             self._broken = map_gcs_error(exc, None)
             return
         self._gcs = Gcs(client, pool, self.config)
+        self._sweeper = asyncio.create_task(
+            idempotency.sweep_periodically(self.sweep_records, self.name)
+        )
 
     async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         gcs, self._gcs = self._gcs, None
         if gcs is not None:
             await gcs.pool.run(gcs.client.close)
@@ -250,9 +269,12 @@ class _GcsConnector(Connector):
         buffers = PartBuffers(part_size)
         parts = regroup(body, part_size, buffers)
         first = await anext(parts, b"")
+        metadata = requests.stamped(None, idempotency.current())
         if len(first) < part_size:
             await parts.aclose()
             blob = self._blob(key)
+            if metadata:
+                blob.metadata = metadata
             with conditional(key, condition):
                 await self.gcs.call(
                     key,
@@ -272,6 +294,7 @@ class _GcsConnector(Connector):
                     buffers,
                     precondition=precondition,
                     content_type=content_type,
+                    metadata=metadata,
                 )
         # The upload's own answer: the generation this write created.
         return _meta(key, blob)
@@ -279,13 +302,88 @@ class _GcsConnector(Connector):
     # -- delete -------------------------------------------------------------------
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        await self._delete(key, condition, idempotency.current())
+
+    async def _delete(self, key: str, condition: WriteCondition, request_id: str | None) -> None:
+        """Delete ``key``, leaving a record of ``request_id`` (when given) for its retries."""
         precondition: dict[str, int] = {}
         if condition.if_match is not None:
             current = await self.stat(key)
             if current.etag != condition.if_match:
                 raise Conflict(f"{key!r} changed since it was read", key=key)
             precondition = _precondition(condition, key)
-        await self.gcs.call(key, self._blob(key).delete, **precondition, **self._io)
+        remove = self.gcs.call(key, self._blob(key).delete, **precondition, **self._io)
+        if request_id is None:
+            await remove
+            return
+        # The record goes with the delete, not after it: a connector killed
+        # once the delete is done still leaves what its retry looks for.
+        outcomes: list[object] = await asyncio.gather(
+            self._record_delete(key, request_id), remove, return_exceptions=True
+        )
+        recorded, removed = outcomes
+        if isinstance(removed, BaseException):
+            if not isinstance(recorded, BaseException):
+                with contextlib.suppress(Exception):  # the delete's failure matters more
+                    await self.gcs.call(key, self._record(request_id).delete, **self._io)
+            raise removed
+
+    def _record(self, request_id: str) -> Any:
+        return self.gcs.bucket.blob(requests.record_name(self._prefix, request_id))
+
+    async def _record_delete(self, key: str, request_id: str) -> None:
+        record = self._record(request_id)
+        record.metadata = {requests.DELETED_KEY: requests.key_digest(self._prefix + key)}
+        await self.gcs.call(key, record.upload_from_string, b"", **self._io)
+
+    # -- idempotent retries ---------------------------------------------------------
+
+    async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
+        try:
+            blob = await self._loaded(key)
+        except NotFound:
+            return None
+        if (blob.metadata or {}).get(requests.REQUEST) != request_id:
+            return None
+        return _meta(key, blob)
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        async def record() -> Any:
+            blob = self._record(request_id)
+            try:
+                await self.gcs.call(key, blob.reload, **self._io)
+            except NotFound:
+                return None
+            return blob
+
+        found, present = await asyncio.gather(record(), self._is_object(key))
+        return (
+            found is not None
+            and not present
+            and (found.metadata or {}).get(requests.DELETED_KEY)
+            == requests.key_digest(self._prefix + key)
+            and found.updated is not None
+            and not requests.expired(found.updated.timestamp(), time.time())
+        )
+
+    async def sweep_records(self, now: float) -> int:
+        """Delete the records of deletes older than the window; returns how many."""
+
+        def old_records() -> list[Any]:
+            return [
+                blob
+                for blob in self.gcs.client.list_blobs(
+                    self.gcs.bucket, prefix=self._prefix + requests.DELETES_DIR, **self._io
+                )
+                if blob.updated is None or requests.expired(blob.updated.timestamp(), now)
+            ]
+
+        swept = 0
+        for blob in await self.gcs.call(None, old_records):
+            with contextlib.suppress(NotFound):  # another connector swept it first
+                await self.gcs.call(None, blob.delete, **self._io)
+                swept += 1
+        return swept
 
     # -- list -------------------------------------------------------------------
 
@@ -326,8 +424,8 @@ class _GcsConnector(Connector):
             if not blob.name.endswith("/")
         ]
         named += [(p[strip:], None) for p in prefixes]
-        # Parts of composed uploads in progress are not files.
-        named = [item for item in named if not item[0].startswith(TEMPORARY_DIR)]
+        # Parts of composed uploads in progress and records of deletes are not files.
+        named = [item for item in named if not item[0].startswith(RESERVED_SEGMENT_PREFIX)]
         named = sorted(
             (item for item in named if page_token is None or item[0] > page_token),
             key=lambda item: item[0],
@@ -341,8 +439,13 @@ class _GcsConnector(Connector):
 
     # -- copy and rename ------------------------------------------------------------
 
-    async def _rewrite(self, source: str, target: str) -> tuple[ObjectMeta, str]:
-        """Server-side copy; returns the target's meta and the source generation copied."""
+    async def _rewrite(
+        self, source: str, target: str, *, stamp: bool = False
+    ) -> tuple[ObjectMeta, str]:
+        """Server-side copy; returns the target's meta and the source generation copied.
+
+        ``stamp``: the target carries this request's id (a rename's retry looks for it).
+        """
         # A missing source outranks a conflict at the target: the runtime then
         # moves a directory object by object.
         origin, conflict = await asyncio.gather(self._loaded(source), self.path_conflict(target))
@@ -350,6 +453,10 @@ class _GcsConnector(Connector):
             raise conflict
         generation = str(origin.generation)
         destination = self._blob(target)
+        if stamp and idempotency.current() is not None:
+            # The rewrite's destination resource replaces the source's metadata.
+            destination.metadata = requests.stamped(origin.metadata, idempotency.current())
+            destination.content_type = origin.content_type
         token: str | None = None
         while True:
             token, _, _ = await self.gcs.call(
@@ -372,11 +479,12 @@ class _GcsConnector(Connector):
     async def rename(self, source: str, target: str) -> ObjectMeta:
         if source == target:
             return await self.stat(source)
-        meta, copied = await self._rewrite(source, target)
+        meta, copied = await self._rewrite(source, target, stamp=True)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.
         with contextlib.suppress(Conflict, NotFound):
-            await self.delete(source, condition=WriteCondition(if_match=copied))
+            # No record: a retried rename is recognised at its target.
+            await self._delete(source, WriteCondition(if_match=copied), None)
         return meta
 
     # -- attributes -----------------------------------------------------------------

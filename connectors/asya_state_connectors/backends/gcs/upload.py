@@ -4,7 +4,7 @@ Owns: uploading the parts of one write concurrently (``send_parts``: up to
 ``GCS_PARTS_IN_FLIGHT`` at once, each a single media request of its bytes)
 as temporary objects under ``<STATE_PREFIX>.asya-tmp-uploads/<id>/``,
 composing them — 32 at a time, in a tree for more — into the target with the
-write's precondition on the final compose (``ifGenerationMatch``: the
+write's precondition (and its request id, in the metadata) on the final compose (``ifGenerationMatch``: the
 generation read, or 0 to create), and deleting every temporary object
 afterwards, whether the write succeeded or not. Nothing is visible under the
 target's name until the final compose, so a failure or a client going away
@@ -90,6 +90,9 @@ class ComposedUpload:
         blob = self.gcs.bucket.blob(target)
         if "content_type" in options:
             blob.content_type = options.pop("content_type")
+        metadata = options.pop("metadata", None)
+        if metadata:
+            blob.metadata = metadata
         await self.gcs.call(
             self.key,
             blob.compose,
@@ -99,7 +102,12 @@ class ComposedUpload:
         )
         return blob
 
-    async def finish(self, precondition: dict[str, int], content_type: str | None) -> Any:
+    async def finish(
+        self,
+        precondition: dict[str, int],
+        content_type: str | None,
+        metadata: dict[str, str] | None = None,
+    ) -> Any:
         """Compose every part into the target under ``precondition``; returns the target blob."""
         names = [self.parts[number] for number in sorted(self.parts)]
         level = 0
@@ -114,7 +122,9 @@ class ComposedUpload:
         wanted = precondition.get("if_generation_match")
         if wanted is not None:
             await self._check_generation(wanted)
-        return await self._compose(names, self.full_key, content_type=content_type, **precondition)
+        return await self._compose(
+            names, self.full_key, content_type=content_type, metadata=metadata, **precondition
+        )
 
     async def _check_generation(self, wanted: int) -> None:
         blob = self.gcs.bucket.blob(self.full_key)
@@ -152,10 +162,11 @@ async def upload_composed(
     *,
     precondition: dict[str, int],
     content_type: str | None,
+    metadata: dict[str, str] | None = None,
 ) -> Any:
     """Upload ``parts`` and compose them into the target; returns the target blob."""
     try:
         await send_parts(parts, upload.send, upload.gcs.limits, buffers)
-        return await upload.finish(precondition, content_type)
+        return await upload.finish(precondition, content_type, metadata)
     finally:
         await upload.clean_up()

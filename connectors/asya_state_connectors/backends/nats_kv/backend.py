@@ -64,10 +64,21 @@ the previous entry that a write looks at anyway; exact for conditional
 writes, which the server checks against that entry). A retried write,
 create or rename (copy, then delete) whose first attempt was applied finds
 its id there and succeeds with its own revision, also when other writers
-have replaced the value since. A delete keeps its marker for ten minutes
-where the bucket allows per-message TTL (buckets this connector creates
-do), so a retried delete finds it and reports success instead of 404;
-elsewhere the marker is purged at once and a retried delete reports 404.
+have replaced the value since. Where the bucket allows per-message TTL
+(buckets this connector creates do), every write, create, rename and delete
+of a request with an id also stores a record of it: a message on
+``.asya-tmp-requests/<id>/<kind>`` (outside every mount's keys; its data
+``<kind> <revision> <size> <key>``) that expires after
+``idempotency.RECORD_SECONDS``, so a retry is recognised for that long
+whatever the key saw since, and a delete keeps its marker as long. Where
+the bucket also takes atomic batches (``allow_atomic``, nats-server 2.12+;
+the connector turns it on for buckets it creates) the value and its record
+are one batch, stored together or not at all (the record then says ``-``
+for the revision: its own sequence minus one). Elsewhere the record is
+published after the value, and a connector killed between the two leaves
+the list to recognise the retry. Without per-message TTL only the list
+recognises retries, and a retried delete reports 404 once the marker is
+purged.
 
 Must not: write without a revision check where the caller gave one, or
 report a key whose stored name it cannot decode.
@@ -117,6 +128,7 @@ from ...interface import (
     WriteCondition,
     check_content_type,
 )
+from ...keys import RESERVED_SEGMENT_PREFIX
 from ...listing import paginate
 from ...settings import Settings
 from .key_encoding import decode_key, encode_key, prefix_filter
@@ -133,6 +145,12 @@ from .messages import (
 log = logging.getLogger("asya_state_connectors.nats_kv")
 
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+BATCH_ID = "Nats-Batch-Id"
+BATCH_SEQUENCE = "Nats-Batch-Sequence"
+BATCH_COMMIT = "Nats-Batch-Commit"
+# Where request records live, outside every mount's keys (no key has a
+# segment with the reserved prefix).
+RECORDS_DIR = RESERVED_SEGMENT_PREFIX + "requests"
 # The key's earlier messages (idempotency.remember), so a retry is recognised
 # after other writes followed its own.
 RECENT_REQUESTS = "Asya-Recent-Requests"
@@ -184,6 +202,9 @@ class _Session:
     max_age: float | None
     msg_ttl: bool
     limit: int
+    # The bucket takes atomic batches (nats-server 2.12+, allow_atomic): a
+    # value and its request record are stored together or not at all.
+    atomic: bool = False
 
 
 class NatsKvBufferedCas(Connector):
@@ -402,6 +423,7 @@ class NatsKvBufferedCas(Connector):
                 max_age=config.max_age or None,
                 msg_ttl=msg_ttl,
                 limit=limit,
+                atomic=msg_ttl and bool(getattr(config, "allow_atomic", False)),
             )
         except BaseException:
             if nc is not None:
@@ -434,7 +456,17 @@ class NatsKvBufferedCas(Connector):
             if exc.err_code != STREAM_NAME_IN_USE:
                 raise
         log.info("created NATS KV bucket %s", self._bucket)
-        return await js.stream_info(self._stream)
+        info = await js.stream_info(self._stream)
+        if not getattr(info.config, "allow_atomic", False):
+            # A value and its request record in one atomic batch (see _send);
+            # a server before 2.12 refuses it, and records follow values instead.
+            info.config.allow_atomic = True
+            try:
+                await js.update_stream(info.config)
+            except (jx.APIError, nx.Error) as exc:
+                log.info("NATS KV bucket %s takes no atomic batches: %s", self._bucket, exc)
+            info = await js.stream_info(self._stream)
+        return info
 
     async def _on_error(self, exc: Exception) -> None:
         # The client reports refusals only here: a denied publish then times
@@ -571,6 +603,62 @@ class NatsKvBufferedCas(Connector):
             headers[MSG_TTL] = "never" if ttl < 0 else str(max(1, int(-(-ttl // 1))))
         return await self._send(session, key, data, headers, previous)
 
+    def _record_subject(self, request_id: str, kind: str) -> str:
+        # One per kind: a rename (a copy, then a delete) makes both under one id.
+        return self._subject_root + encode_key(f"{RECORDS_DIR}/{request_id}/{kind}")
+
+    async def _record(
+        self, session: _Session, kind: str, key: str, seq: int | str, size: int
+    ) -> None:
+        """Record, after the change, what the request being served did (see the module doc).
+
+        For a bucket without atomic batches (``_send_recorded`` is the rule),
+        and only where messages can expire. The change is applied already: a
+        record that cannot be published is logged, not reported as a failure.
+        """
+        request_id = idempotency.current()
+        if request_id is None or not session.msg_ttl:
+            return
+        try:
+            await session.js.publish(
+                self._record_subject(request_id, kind),
+                f"{kind} {seq} {size} {self._prefix}{key}".encode(),
+                headers={MSG_TTL: str(idempotency.RECORD_SECONDS)},
+            )
+        except (nx.Error, OSError, TimeoutError) as exc:
+            log.warning("could not record request %s on %r: %s", request_id, key, exc)
+
+    async def _recorded(self, key: str, request_id: str, kind: str) -> tuple[str, str, int] | None:
+        """(kind, revision, size) ``request_id`` recorded (a write: w, a delete: d) at ``key``."""
+        session = await self._connection()
+        if not session.msg_ttl:
+            return None
+        async with self._errors(key):
+            try:
+                msg = await session.js.get_msg(
+                    self._stream,
+                    subject=self._record_subject(request_id, kind),
+                    direct=session.direct,
+                )
+            except jx.NotFoundError:
+                return None
+        kind, seq, size, name = [
+            *(msg.data or b"").decode("utf-8", "replace").split(" ", 3),
+            "",
+            "",
+            "",
+        ][:4]
+        made = msg.time.timestamp() if msg.time is not None else time.time()
+        if (
+            name != self._prefix + key
+            or not size.isdigit()
+            or idempotency.expired(made, time.time())
+        ):
+            return None
+        if seq == "-":  # stored in one batch with the value, right after it
+            seq = str(int(msg.seq) - 1)
+        return kind, seq, int(size)
+
     async def _send(
         self,
         session: _Session,
@@ -592,6 +680,12 @@ class NatsKvBufferedCas(Connector):
             )
             if recent is not None:
                 headers[RECENT_REQUESTS] = recent
+        if request_id is not None and session.atomic:
+            # The batch's own record recognises a copy re-sent after a
+            # failover (a Conflict the server checks against the record).
+            return await self._failover(
+                session, lambda current: self._send_recorded(current, key, data, headers)
+            )
         if session.replicated:
             # What lets _failover publish again: the stream drops a copy.
             headers[MSG_ID] = uuid.uuid4().hex
@@ -610,9 +704,52 @@ class NatsKvBufferedCas(Connector):
                             f"NATS is still storing an earlier attempt at {key!r}", key=key
                         ) from None
                     raise
-            return int(ack.seq)
+            seq = int(ack.seq)
+            kind = "d" if headers.get(KV_OPERATION) else "w"
+            await self._record(current, kind, key, seq, len(data))
+            return seq
 
         return await self._failover(session, once)
+
+    async def _send_recorded(
+        self, session: _Session, key: str, data: bytes, headers: dict[str, str]
+    ) -> int:
+        """Publish a value (or marker) and its request record as one atomic batch.
+
+        The record is the batch's second message, so it is stored right after
+        the value or, when the value's expected sequence fails, not at all: a
+        connector killed at any instant never leaves a change without its
+        record. The value's revision is the record's sequence minus one.
+        """
+        request_id = idempotency.current()
+        assert request_id is not None
+        kind = "d" if headers.get(KV_OPERATION) else "w"
+        batch = uuid.uuid4().hex
+        record = f"{kind} - {len(data)} {self._prefix}{key}".encode()
+        async with self._errors(key):
+            await session.nc.publish(
+                self._subject(key),
+                data,
+                headers={**headers, BATCH_ID: batch, BATCH_SEQUENCE: "1"},
+            )
+            reply = await session.nc.request(
+                self._record_subject(request_id, kind),
+                record,
+                timeout=self._timeout,
+                headers={
+                    BATCH_ID: batch,
+                    BATCH_SEQUENCE: "2",
+                    BATCH_COMMIT: "1",
+                    MSG_TTL: str(idempotency.RECORD_SECONDS),
+                },
+            )
+            answer = json.loads(reply.data or b"{}")
+            error = answer.get("error")
+            if error:
+                if error.get("err_code") in WRONG_LAST_SEQUENCE:
+                    raise Conflict(f"{key!r} changed since it was read", key=key)
+                raise jx.APIError.from_error(error)
+        return int(answer["seq"]) - 1
 
     def _carried_ttl(self, session: _Session, entry: Entry | None) -> float | None:
         """The TTL an overwrite of ``entry`` keeps: seconds left, -1 for never, None for none set."""
@@ -779,25 +916,31 @@ class NatsKvBufferedCas(Connector):
     async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
         session = await self._connection()
         entry = await self._latest(session, key)
-        if entry is None:
+        if entry is not None:
+            if entry.live and header(entry.headers, idempotency.HEADER) == request_id:
+                return entry.meta(key)
+            # Replaced (or deleted) since: the write happened, with its own revision.
+            written = idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id)
+            if written is not None:
+                etag, size = written
+                return ObjectMeta(key=key, size=size, etag=etag)
+        record = await self._recorded(key, request_id, "w")
+        if record is None or record[0] != "w":
             return None
-        if entry.live and header(entry.headers, idempotency.HEADER) == request_id:
+        if entry is not None and entry.live and str(entry.seq) == record[1]:
             return entry.meta(key)
-        # Replaced (or deleted) since: the write happened, with its own revision.
-        written = idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id)
-        if written is None:
-            return None
-        etag, size = written
-        return ObjectMeta(key=key, size=size, etag=etag)
+        return ObjectMeta(key=key, size=record[2], etag=record[1])
 
     async def applied_delete(self, key: str, request_id: str) -> bool:
         session = await self._connection()
         entry = await self._latest(session, key)
-        if entry is None:
-            return False
-        if header(entry.headers, idempotency.HEADER) == request_id:
-            return not entry.live
-        return idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id) is not None
+        if entry is not None:
+            if header(entry.headers, idempotency.HEADER) == request_id:
+                return not entry.live
+            if idempotency.find(header(entry.headers, RECENT_REQUESTS), request_id) is not None:
+                return True
+        record = await self._recorded(key, request_id, "d")
+        return record is not None and record[0] == "d"
 
     async def _create(
         self, session: _Session, key: str, data: bytes, content_type: str | None
@@ -840,7 +983,7 @@ class NatsKvBufferedCas(Connector):
         # A marker that records a request lives on for its retry, then expires.
         keep = session.msg_ttl and idempotency.current() is not None
         if keep:
-            headers[MSG_TTL] = str(idempotency.DELETE_RECORD_SECONDS)
+            headers[MSG_TTL] = str(idempotency.RECORD_SECONDS)
         marker = await self._send(session, key, b"", headers, current)
         # Drop what the marker replaced (and the marker itself unless kept):
         # anything written after it survives. A bucket that denies purging
@@ -898,7 +1041,7 @@ class NatsKvBufferedCas(Connector):
                         name = decode_key(msg.subject[len(self._subject_root) :])
                     except ValueError:
                         continue  # written by something else, not in our encoding
-                    if not name.startswith(full):
+                    if not name.startswith(full) or name.startswith(RECORDS_DIR):
                         continue
                     key = name[len(self._prefix) :]
                     entry = Entry(

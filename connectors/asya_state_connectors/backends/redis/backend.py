@@ -33,10 +33,11 @@ and the atomic scripts live in ``redis.scripts``.
   stats too: its listings and directory checks run read-only and leave the
   names of vanished objects for writers to remove.
 - Idempotent retries: a request's ``Asya-Request-Id`` becomes the etag it
-  writes, so a retried write, append or rename whose first attempt was
-  applied finds its own etag and succeeds inside the same script (until
-  someone writes the key again); a delete leaves a record of its id for
-  ten minutes.
+  writes, and the script that applies it leaves a record of it beside the
+  key expiring after ``idempotency.RECORD_SECONDS`` (two minutes), so a
+  retried write, append, rename or delete whose first attempt was applied
+  is answered with its original outcome inside the same script, also after
+  other writers changed the key since.
 - Abandoned uploads: a staging key's name carries its owner, a digest of the
   host name and the connector's socket (what a restarted sidecar of the same
   pod has again); when a connector starts it deletes the staged values of
@@ -247,7 +248,7 @@ class RedisBufferedCas(Connector):
         }
     )
     writable_xattrs = frozenset({"ttl", "content_type"})
-    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete"})
+    idempotent_retries = frozenset({"write", "create", "append", "rename", "delete", "replaced"})
 
     def __init__(
         self,
@@ -685,7 +686,15 @@ class RedisBufferedCas(Connector):
         keys = [*self._keys(key), self._index, *parents]
         etag = idempotency.new_etag()
         expected = "*" if condition.if_none_match else (condition.if_match or "")
-        args: list[Any] = [expected, etag, content_type or "", len(parents), self._root, key]
+        args: list[Any] = [
+            expected,
+            etag,
+            content_type or "",
+            len(parents),
+            self._root,
+            key,
+            _record_window(),
+        ]
         if staging is None:
             args.append(inline)
         else:
@@ -717,7 +726,7 @@ class RedisBufferedCas(Connector):
             current = int(await self._link.call("STRLEN", keys[0]))
         inline, staging = await self._take_body(key, body, already=current)
         etag = idempotency.new_etag()
-        args: list[Any] = [etag, self._limit, len(parents), self._root, key]
+        args: list[Any] = [etag, self._limit, len(parents), self._root, key, _record_window()]
         if staging is None:
             args.append(inline)
         else:
@@ -745,7 +754,7 @@ class RedisBufferedCas(Connector):
             "RENAME",
             source,
             [*self._keys(source), *self._keys(target), self._index, *self._ancestor_metas(target)],
-            [idempotency.new_etag(), self._root, source, target],
+            [idempotency.new_etag(), self._root, source, target, _record_window()],
             durable=True,
         )
         if reply is None:
@@ -757,16 +766,16 @@ class RedisBufferedCas(Connector):
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
         if not self._settled:
             await self._settle()
+        request_id = idempotency.current() or ""
         status = await self._script(
             "DELETE",
             key,
-            [*self._keys(key), self._index, self._data(key) + lua.DELETED_SUFFIX],
             [
-                condition.if_match or "",
-                key,
-                idempotency.current() or "",
-                idempotency.DELETE_RECORD_SECONDS * 1000,
+                *self._keys(key),
+                self._index,
+                self._data(key) + lua.REQUEST_INFIX + request_id.encode(),
             ],
+            [condition.if_match or "", key, request_id, _record_window()],
             durable=True,
         )
         if status == lua.CONFLICT:
@@ -849,3 +858,8 @@ class RedisBufferedCas(Connector):
 
     async def remove_xattr(self, key: str, name: str) -> None:
         await self.set_xattr(key, name, "-1" if name == "ttl" else "")
+
+
+def _record_window() -> int:
+    """Milliseconds a script keeps the record of the request being served; 0 without an id."""
+    return idempotency.RECORD_SECONDS * 1000 if idempotency.current() is not None else 0

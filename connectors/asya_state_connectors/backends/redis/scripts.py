@@ -10,7 +10,8 @@ is two keys (three while a large body uploads), and the mount has one index:
     R key                  string  the value (readable with GET)
     R key "\\0meta"         hash    etag, size, mtime and, when set, type (content type)
     R key "\\0tmp\\0" <owner> "\\0" <life> <hex>   string  a streamed body being staged; expires if abandoned
-    R key "\\0gone"         string  the request id of the last delete, for ten minutes
+    R key "\\0req\\0" <id>   string  what request <id> did to the key ("<size> <mtime>" for a
+                           write, append or rename to it, "deleted"), for RECORD_SECONDS
     R "\\0names"            zset    every object's key, score 0, in byte order;
                                    the member "" says the index is complete
     R "\\0indexing"         string  held (with an expiry) by whoever builds the index
@@ -46,10 +47,13 @@ in KEYS).
 Idempotent retries: a writer sends the etag its write will create (the
 request's id when it has one, so the runtime's own retries send the same).
 If that etag is already stored, the script did run and only the reply was
-lost, so a retry reports success instead of a false conflict. A delete with
-a request id records it in ``R key "\\0gone"``; a retry that finds the key
-gone or changed and its own id there reports success. Index changes are
-idempotent (ZADD, ZREM).
+lost, so a retry reports success instead of a false conflict. Every script
+that changes a key for a request with an id also leaves a record of it,
+``R key "\\0req\\0" <id>``, expiring after ``idempotency.RECORD_SECONDS``
+(set in the same atomic call), so a retry is recognised for that long even
+after other writers replaced or recreated the key: a write, append or rename
+is answered with its own etag, size and time, a delete as done. Index
+changes are idempotent (ZADD, ZREM).
 
 Files and directories: a script that creates an object (write, append,
 rename target) first checks, in the same atomic call, that no ancestor is an
@@ -64,7 +68,7 @@ as size limits beyond the number it is given.
 from __future__ import annotations
 
 META_SUFFIX = b"\x00meta"
-DELETED_SUFFIX = b"\x00gone"
+REQUEST_INFIX = b"\x00req\x00"
 STAGED_INFIX = b"\x00tmp\x00"
 INDEX_SUFFIX = b"\x00names"
 INDEX_LOCK_SUFFIX = b"\x00indexing"
@@ -102,6 +106,26 @@ end
 -- (the first attempt's write may not have reached them yet).
 local function touch(meta_key, etag)
   redis.call('HSET', meta_key, 'etag', etag)
+end
+-- The record of request ``id`` at the key whose value is ``data``.
+local function record_of(data, id)
+  return data .. '\\0req\\0' .. id
+end
+-- {1, size, mtime} when request ``id`` already wrote the key (its record), else nil.
+local function recorded(data, id, window)
+  if window == '0' then return nil end
+  local done = redis.call('GET', record_of(data, id))
+  if not done then return nil end
+  local size, mtime = string.match(done, '^(%d+) (.+)$')
+  if not size then return nil end
+  return {1, tonumber(size), mtime}
+end
+-- Writes (or, for a retry, rewrites) the record: a write of this call, so a
+-- WAIT after the script also covers a change a first attempt made.
+local function record(data, id, window, size, mtime)
+  if window ~= '0' then
+    redis.call('SET', record_of(data, id), size .. ' ' .. mtime, 'PX', window)
+  end
 end
 local function indexed(index)
   return redis.call('ZSCORE', index, '') ~= false
@@ -145,7 +169,8 @@ end
 
 # KEYS: data, meta, index, the metadata hash of each ancestor[, staged]
 # ARGV: condition ('' | '*' | etag read), new etag, content type ('' for
-# none), number of ancestors, root, name[, inline value]. An overwrite keeps
+# none), number of ancestors, root, name, milliseconds the request's record
+# lives ('0': no request id, no record)[, inline value]. An overwrite keeps
 # the key's expiry.
 WRITE = (
     _PRELUDE
@@ -157,6 +182,11 @@ if current == ARGV[2] then
   touch(KEYS[2], ARGV[2])
   local m = meta(KEYS[2])
   return {1, m[2], m[4]}
+end
+local done = recorded(KEYS[1], ARGV[2], ARGV[7])
+if done then
+  record(KEYS[1], ARGV[2], ARGV[7], done[2], done[3])
+  return done
 end
 if not current then
   local refused = path_conflict(KEYS[3], ARGV[5], ARGV[6], 4, 3 + parents, true)
@@ -171,7 +201,7 @@ local ttl = redis.call('PTTL', KEYS[2])
 if staged then
   redis.call('RENAME', staged, KEYS[1])
 else
-  redis.call('SET', KEYS[1], ARGV[7])
+  redis.call('SET', KEYS[1], ARGV[8])
 end
 local size = redis.call('STRLEN', KEYS[1])
 local mtime = now()
@@ -185,14 +215,16 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 if not current then redis.call('ZADD', KEYS[3], 0, ARGV[6]) end
+record(KEYS[1], ARGV[2], ARGV[7], size, mtime)
 return {1, size, mtime}
 """
 )
 
 # KEYS: data, meta, index, the metadata hash of each ancestor[, staged]
-# ARGV: new etag, size limit (0: none), number of ancestors, root, name[,
-# inline tail]. Reply: {1, size, mtime, type}, {0} when the result would
-# exceed the limit, or {status} for a refusal.
+# ARGV: new etag, size limit (0: none), number of ancestors, root, name,
+# milliseconds the request's record lives ('0': none)[, inline tail]. Reply:
+# {1, size, mtime, type}, {0} when the result would exceed the limit, or
+# {status} for a refusal.
 APPEND = (
     _PRELUDE
     + """
@@ -204,12 +236,17 @@ if current == ARGV[1] then
   local m = meta(KEYS[2])
   return {1, m[2], m[4], m[3]}
 end
+local done = recorded(KEYS[1], ARGV[1], ARGV[6])
+if done then
+  record(KEYS[1], ARGV[1], ARGV[6], done[2], done[3])
+  return {1, done[2], done[3], redis.call('HGET', KEYS[2], 'type')}
+end
 if not current then
   local refused = path_conflict(KEYS[3], ARGV[4], ARGV[5], 4, 3 + parents, true)
   if refused ~= 0 then return {refused} end
   redis.call('DEL', KEYS[1])
 end
-local tail = ARGV[6]
+local tail = ARGV[7]
 if staged then
   tail = redis.call('GET', staged) or ''
   redis.call('DEL', staged)
@@ -221,39 +258,35 @@ redis.call('APPEND', KEYS[1], tail)
 local mtime = now()
 redis.call('HSET', KEYS[2], 'etag', ARGV[1], 'size', size, 'mtime', mtime)
 if not current then redis.call('ZADD', KEYS[3], 0, ARGV[5]) end
+record(KEYS[1], ARGV[1], ARGV[6], size, mtime)
 return {1, size, mtime, redis.call('HGET', KEYS[2], 'type')}
 """
 )
 
-# KEYS: data, meta, index, delete record  ARGV: etag the deleter read ('' for
-# unconditional), name, request id ('' for none), milliseconds the record lives.
+# KEYS: data, meta, index, the request's record  ARGV: etag the deleter read
+# ('' for unconditional), name, whether the request has an id ('' for none),
+# milliseconds the record lives.
 DELETE = """
-local current = redis.call('HGET', KEYS[2], 'etag')
-local refused = 0
-if ARGV[1] ~= '' and current ~= ARGV[1] then
-  refused = 0
-elseif not current then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  refused = -1
-else
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  redis.call('DEL', KEYS[1], KEYS[2])
-  if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4]) end
-  return 1
-end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == 'deleted' then
   -- A retry of this very delete: rewritten so a WAIT after the script covers it.
-  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[4], 'deleted', 'PX', ARGV[4])
   return 1
 end
-return refused
+local current = redis.call('HGET', KEYS[2], 'etag')
+if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[2])
+if not current then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[4], 'deleted', 'PX', ARGV[4]) end
+return 1
 """
 
 # KEYS: source data, source meta, target data, target meta, index, the
 # metadata hash of each of the target's ancestors  ARGV: new etag, root,
-# source name, target name. The object keeps its content type and expiry; a
-# target is replaced. Reply: the target's metadata, nil when the source is
-# missing, or a refusal status.
+# source name, target name, milliseconds the request's record lives ('0':
+# none). The object keeps its content type and expiry; a target is replaced.
+# Reply: the target's metadata, nil when the source is missing, or a refusal
+# status.
 RENAME = (
     _PRELUDE
     + """
@@ -261,6 +294,11 @@ if not redis.call('HGET', KEYS[2], 'etag') then
   if redis.call('HGET', KEYS[4], 'etag') == ARGV[1] then
     touch(KEYS[4], ARGV[1])
     return meta(KEYS[4])
+  end
+  local done = recorded(KEYS[3], ARGV[1], ARGV[5])
+  if done then
+    record(KEYS[3], ARGV[1], ARGV[5], done[2], done[3])
+    return {ARGV[1], done[2], false, done[3]}
   end
   return nil
 end
@@ -273,7 +311,9 @@ redis.call('RENAME', KEYS[2], KEYS[4])
 redis.call('HSET', KEYS[4], 'etag', ARGV[1], 'mtime', now())
 redis.call('ZREM', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[5], 0, ARGV[4])
-return meta(KEYS[4])
+local m = meta(KEYS[4])
+record(KEYS[3], ARGV[1], ARGV[5], m[2], m[4])
+return m
 """
 )
 

@@ -18,6 +18,10 @@ reads in ``s3.read``, multipart transfers in ``s3.multipart``).
   the rest pinned to its ETag and fetched ahead of the reader).
 - Deletes check existence (and the revision) first, then delete with
   ``If-Match`` when conditional.
+- Idempotent retries (``object_store.requests``): a write, create or rename
+  stores its request id in the object's metadata (``x-amz-meta-asya-request``)
+  and a delete leaves a short-lived record, so a retry after a lost reply
+  gets the original outcome instead of a false 409 or 404.
   Copy and rename are server-side (CopyObject, UploadPartCopy above 5 GiB);
   rename deletes the source only at the revision it copied.
 - Listing is ListObjectsV2; its continuation token is the page token. The
@@ -39,11 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import botocore.exceptions as bx
 
+from ... import idempotency
 from ...errors import BackendUnavailable, Conflict, NotFound, PermissionDenied
 from ...interface import (
     UNCONDITIONAL,
@@ -56,8 +62,10 @@ from ...interface import (
     ReadStream,
     WriteCondition,
 )
+from ...keys import RESERVED_SEGMENT_PREFIX
 from ...settings import Settings
 from ..blocking_pool import BlockingPool
+from ..object_store import requests
 from ..object_store.answers import PROBE_KEYS, conditional, looked_up_beside, probe_answer
 from ..object_store.transfer import Part, PartBuffers, prepend, regroup
 from .api import (
@@ -100,11 +108,13 @@ class _S3Connector(Connector):
     max_object_size = MAX_OBJECT_SIZE
     # S3 ETags are digests of the bytes (or of the parts' digests).
     revision_follows_content = True
+    idempotent_retries = frozenset({"write", "create", "rename", "delete"})
 
     def __init__(self, config: S3Config) -> None:
         self.config = config
         self._prefix = config.prefix
         self._s3: S3 | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -124,8 +134,16 @@ class _S3Connector(Connector):
         pool = BlockingPool(self.config.max_connections, "s3")
         client = await pool.run(self.config.make_client)
         self._s3 = S3(client, pool, self.config.bucket, self.config.transfer)
+        self._sweeper = asyncio.create_task(
+            idempotency.sweep_periodically(self.sweep_records, self.name)
+        )
 
     async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         s3, self._s3 = self._s3, None
         if s3 is not None:
             await s3.pool.run(s3.client.close)
@@ -208,6 +226,9 @@ class _S3Connector(Connector):
         extra: dict[str, Any] = _condition_args(condition)
         if content_type:
             extra["ContentType"] = content_type
+        metadata = requests.stamped(None, idempotency.current())
+        if metadata:
+            extra["Metadata"] = metadata
         with conditional(key, condition):
             answer = await self.s3.call(
                 key,
@@ -246,12 +267,17 @@ class _S3Connector(Connector):
                 buffers,
                 content_type=content_type,
                 conditions=_condition_args(condition),
+                metadata=requests.stamped(None, idempotency.current()),
             )
         return ObjectMeta(key=key, size=total, etag=etag, content_type=content_type)
 
     # -- delete -------------------------------------------------------------------
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
+        await self._delete(key, condition, idempotency.current())
+
+    async def _delete(self, key: str, condition: WriteCondition, request_id: str | None) -> None:
+        """Delete ``key``, leaving a record of ``request_id`` (when given) for its retries."""
         # S3 deletes a missing key silently: look first, so a missing key is NotFound.
         current = await self.stat(key)
         extra: dict[str, Any] = {}
@@ -260,13 +286,111 @@ class _S3Connector(Connector):
                 raise Conflict(f"{key!r} changed since it was read", key=key)
             # Enforced by S3 itself, closing the gap between the look and the delete.
             extra["IfMatch"] = quote_etag(condition.if_match)
-        await self.s3.call(
+        remove = self.s3.call(
             key,
             self.s3.client.delete_object,
             Bucket=self.s3.bucket,
             Key=self._full(key),
             **extra,
         )
+        if request_id is None:
+            await remove
+            return
+        # The record goes with the delete, not after it: a connector killed
+        # once the delete is done still leaves what its retry looks for.
+        recorded, removed = await asyncio.gather(
+            self._record_delete(key, request_id), remove, return_exceptions=True
+        )
+        if isinstance(removed, BaseException):
+            if not isinstance(recorded, BaseException):
+                with contextlib.suppress(Exception):  # the delete's failure matters more
+                    await self._forget_delete(request_id)
+            raise removed
+
+    async def _record_delete(self, key: str, request_id: str) -> None:
+        await self.s3.call(
+            key,
+            self.s3.client.put_object,
+            Bucket=self.s3.bucket,
+            Key=requests.record_name(self._prefix, request_id),
+            Body=b"",
+            Metadata={requests.DELETED_KEY: requests.key_digest(self._full(key))},
+        )
+
+    async def _forget_delete(self, request_id: str) -> None:
+        await self.s3.call(
+            None,
+            self.s3.client.delete_object,
+            Bucket=self.s3.bucket,
+            Key=requests.record_name(self._prefix, request_id),
+        )
+
+    # -- idempotent retries ---------------------------------------------------------
+
+    async def applied_write(self, key: str, request_id: str) -> ObjectMeta | None:
+        try:
+            head = await self._head(key)
+        except NotFound:
+            return None
+        if head.get("Metadata", {}).get(requests.REQUEST) != request_id:
+            return None
+        return ObjectMeta(
+            key=key,
+            size=head["ContentLength"],
+            etag=strip_etag(head["ETag"]),
+            content_type=head.get("ContentType"),
+            last_modified=head["LastModified"].timestamp(),
+        )
+
+    async def applied_delete(self, key: str, request_id: str) -> bool:
+        async def record() -> HeadObjectOutputTypeDef | None:
+            try:
+                return await self.s3.call(
+                    key,
+                    self.s3.client.head_object,
+                    Bucket=self.s3.bucket,
+                    Key=requests.record_name(self._prefix, request_id),
+                )
+            except NotFound:
+                return None
+
+        found, present = await asyncio.gather(record(), self._is_object(key))
+        return (
+            found is not None
+            and not present
+            and found.get("Metadata", {}).get(requests.DELETED_KEY)
+            == requests.key_digest(self._full(key))
+            and not requests.expired(found["LastModified"].timestamp(), time.time())
+        )
+
+    async def sweep_records(self, now: float) -> int:
+        """Delete the records of deletes older than the window; returns how many."""
+        swept = 0
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {
+                "Bucket": self.s3.bucket,
+                "Prefix": self._prefix + requests.DELETES_DIR,
+            }
+            if token:
+                args["ContinuationToken"] = token
+            answer = await self.s3.call(None, self.s3.client.list_objects_v2, **args)
+            old = [
+                {"Key": item["Key"]}
+                for item in answer.get("Contents", [])
+                if requests.expired(item["LastModified"].timestamp(), now)
+            ]
+            if old:
+                await self.s3.call(
+                    None,
+                    self.s3.client.delete_objects,
+                    Bucket=self.s3.bucket,
+                    Delete={"Objects": old, "Quiet": True},  # type: ignore[typeddict-item]
+                )
+                swept += len(old)
+            if not answer.get("IsTruncated"):
+                return swept
+            token = answer.get("NextContinuationToken")
 
     # -- list -------------------------------------------------------------------
 
@@ -300,20 +424,40 @@ class _S3Connector(Connector):
             # "folder/" placeholder objects made by consoles are not files.
             if not item["Key"].endswith("/")
         ]
-        prefixes = [p["Prefix"][strip:] for p in answer.get("CommonPrefixes", [])]
+        # The connector's own records (``.asya-tmp-deletes/``) are not files.
+        prefixes = [
+            p["Prefix"][strip:]
+            for p in answer.get("CommonPrefixes", [])
+            if not p["Prefix"][strip:].startswith(RESERVED_SEGMENT_PREFIX)
+        ]
+        if not delimiter:
+            entries = [e for e in entries if not e.key.startswith(RESERVED_SEGMENT_PREFIX)]
         token = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
         return ListPage(entries, prefixes, token)
 
     # -- copy and rename ------------------------------------------------------------
 
     async def _copy_over(
-        self, source: str, target: str, *, content_type: str | None = None, replace: bool = False
+        self,
+        source: str,
+        target: str,
+        *,
+        content_type: str | None = None,
+        replace: bool = False,
+        stamp: bool = False,
     ) -> ObjectMeta:
-        """Server-side copy of ``source`` as it is now; ``replace`` sets a new content type."""
+        """Server-side copy of ``source`` as it is now; ``replace`` sets a new content type.
+
+        ``stamp``: the target carries this request's id (a rename's retry looks for it).
+        """
         head = await self._head(source)
         etag = strip_etag(head["ETag"])
         size = head["ContentLength"]
         kept_type = content_type if replace else head.get("ContentType")
+        metadata = dict(head.get("Metadata", {}))
+        if stamp and idempotency.current() is not None:
+            metadata = requests.stamped(metadata, idempotency.current())
+            replace = True
         if size > SINGLE_REQUEST_LIMIT:
             upload = MultipartUpload(self.s3, self._full(target), target)
             new_etag = await copy_in_parts(
@@ -322,14 +466,14 @@ class _S3Connector(Connector):
                 size,
                 etag,
                 content_type=kept_type,
-                metadata=head.get("Metadata", {}),
+                metadata=metadata,
             )
         else:
             extra: dict[str, Any] = {}
             if replace:
-                extra = {"MetadataDirective": "REPLACE", "Metadata": head.get("Metadata", {})}
-                if content_type:
-                    extra["ContentType"] = content_type
+                extra = {"MetadataDirective": "REPLACE", "Metadata": metadata}
+                if kept_type:
+                    extra["ContentType"] = kept_type
             answer = await self.s3.call(
                 target,
                 self.s3.client.copy_object,
@@ -363,11 +507,12 @@ class _S3Connector(Connector):
         if source == target:
             return await self.stat(source)
         head = await self._check_move(source, target)
-        meta = await self._copy_over(source, target)
+        meta = await self._copy_over(source, target, stamp=True)
         # Rewritten or removed since the copy: that later change stands
         # (ordered after this rename), so the source is left to it.
         with contextlib.suppress(Conflict, NotFound):
-            await self.delete(source, condition=WriteCondition(if_match=head.etag))
+            # No record: a retried rename is recognised at its target.
+            await self._delete(source, WriteCondition(if_match=head.etag), None)
         return meta
 
     # -- attributes -----------------------------------------------------------------

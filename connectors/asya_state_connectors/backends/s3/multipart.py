@@ -135,10 +135,11 @@ async def upload_parts(
     *,
     content_type: str | None,
     conditions: dict[str, str],
+    metadata: dict[str, str] | None = None,
 ) -> tuple[str, int]:
     """Upload every part, several at once (``send_parts``); returns (etag, size)."""
     try:
-        await upload.begin(content_type)
+        await upload.begin(content_type, metadata)
         _, size = await send_parts(
             parts,
             upload.upload,
