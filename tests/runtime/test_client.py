@@ -275,19 +275,19 @@ def test_a_fork_while_another_thread_fetches_capabilities_leaves_the_child_worki
     hooks: Connectors, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child of a fork taken mid-fetch of /v1/info fetches again instead of waiting forever."""
-    from asya_state_runtime import connector
+    from asya_state_runtime import mount_client
 
     parent = os.getpid()
     fetching, release = threading.Event(), threading.Event()
-    original = connector.MountClient._request
+    original = mount_client.MountClient._request
 
     def slow_info(self: Any, method: str, target: str, *args: Any, **kwargs: Any) -> Any:
-        if target == connector.INFO and os.getpid() == parent:
+        if target == mount_client.INFO and os.getpid() == parent:
             fetching.set()
             release.wait(30)  # the capability lock is held meanwhile
         return original(self, method, target, *args, **kwargs)
 
-    monkeypatch.setattr(connector.MountClient, "_request", slow_info)
+    monkeypatch.setattr(mount_client.MountClient, "_request", slow_info)
     write(f"/cas/{ns}/a", "1")
 
     def read_then_write() -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, TypeVar
 from urllib.parse import quote, urlencode
 
-from . import revisions, transport
+from . import errors, revisions, transport
 from .config import Mount
 
 CAS = "cas"
@@ -300,7 +300,9 @@ class MountClient:
         while True:
             try:
                 return attempt()
-            except (ConnectionError, TimeoutError):
+            except (ConnectionError, TimeoutError) as exc:
+                if exc.errno == errno.EPROTO:
+                    raise  # another protocol on the socket: trying again cannot help
                 tries += 1
                 if tries > 1 and time.monotonic() + delay > deadline:
                     raise
@@ -499,7 +501,13 @@ def _parse_json(body: bytes, mount: Mount, path: str) -> dict[str, object]:
 
 
 def _parse_info(body: bytes, mount: Mount, path: str) -> Info:
-    data = _parse_json(body, mount, path)
+    try:
+        data = _parse_json(body, mount, path)
+    except OSError:
+        data = {}
+    if not isinstance(data.get("capabilities"), list):
+        # Every asya-state connector describes itself here; another server does not.
+        raise errors.foreign(mount, path, f"its {INFO} answer was {body[:120]!r}")
 
     def names(field: str) -> frozenset[str]:
         value = data.get(field)
