@@ -254,7 +254,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Reply:
     """A response whose body is read on demand; its connection returns to the pool when done."""
 
-    __slots__ = ("_conn", "_pool", "_response", "path", "status")
+    __slots__ = ("_conn", "_pool", "_response", "body", "path", "status")
 
     def __init__(
         self, pool: Pool, conn: UnixConnection, response: response_parser.Response, path: str
@@ -264,6 +264,7 @@ class Reply:
         self._response = response
         self.path = path
         self.status = response.status
+        self.body: bytes | None = None  # an error answer's body, once error() read it
 
     def header(self, name: str) -> str | None:
         return self._response.header(name)
@@ -275,9 +276,10 @@ class Reply:
 
     def error(self) -> OSError:
         """The handler-facing exception for this (error) reply; consumes the body."""
+        self.body = self.read_all()
         return errors.from_status(
             self.status,
-            self.read_all(),
+            self.body,
             self.path,
             self._pool.mount,
             self.header(errors.ERROR_CODE_HEADER),
@@ -423,7 +425,7 @@ class Upload:
     upload is a stream that may idle, so its head is sent at once.
     """
 
-    __slots__ = ("_chunked", "_conn", "_head", "_method", "_path", "_pool", "_target")
+    __slots__ = ("_chunked", "_conn", "_head", "_method", "_path", "_pool", "_target", "early")
 
     def __init__(
         self,
@@ -443,6 +445,8 @@ class Upload:
         self._target = target
         self._chunked = chunked
         self._head = head  # not sent yet
+        # The connector's answer when it refused before the body ended (its error was raised).
+        self.early: Reply | None = None
 
     def send(self, data: bytes | memoryview) -> None:
         if not data:
@@ -510,10 +514,10 @@ class Upload:
         if response.status < 400:
             return None
         try:
-            reply = _reply(self._pool, conn, response, self._path, self._method, self._target)
+            self.early = _reply(self._pool, conn, response, self._path, self._method, self._target)
         except ConnectionError as foreign:
             return foreign
-        return reply.error()
+        return self.early.error()
 
 
 def start_upload(

@@ -23,7 +23,8 @@ CLIENTS = {
     "yaml",
     "pydantic",
     "psutil",
-    # The connector server speaks HTTP itself; only the CLI's benchmark client uses aiohttp.
+    # The server and every client (the runtime's transport) speak HTTP themselves:
+    # no image needs an HTTP library.
     "aiohttp",
     "multidict",
     "yarl",
