@@ -8,7 +8,10 @@ count as success, recording the revisions the current scope reads and
 writes (revisions.py), the write conditions those revisions imply (If-Match
 only when the connector declares ``cas``, If-None-Match: * only with
 ``create_only``), and forgetting a key's revision when a write, delete or
-rename of it fails with a conflict or an unknown outcome (``_in_doubt``).
+rename of it fails with a conflict or an unknown outcome (``_in_doubt``),
+and telling another server on the socket by its answers (a success answer
+about an object without ``X-Asya-Size``, a ``/v1/info`` without
+capabilities: ConnectionError(EPROTO), see errors.foreign).
 
 Must not: patch anything or know about file objects and ``os`` semantics.
 """
@@ -42,6 +45,7 @@ INFO = "/v1/info"
 UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
+SIZE = "X-Asya-Size"
 # How long a mutating request whose outcome is unknown is retried (seconds):
 # covers a connector restart (about a second) and a backend failover.
 RETRY_WINDOW = 5.0
@@ -145,6 +149,22 @@ class MountClient:
             for key in keys:
                 revisions.forget(self.mount.name, key)
 
+    def _check_object_answer(
+        self, reply: transport.Reply, method: str, target: str, path: str
+    ) -> None:
+        """Every success answer about an object carries X-Asya-Size; another server's does not.
+
+        A server that takes any path for a key (as an upstream connector
+        might) would otherwise have its 200 taken for a stored write or for
+        a file's content.
+        """
+        if reply.header(SIZE) is None:
+            raise errors.foreign(
+                self.mount,
+                path,
+                f"it answered {method} {target[:120]} with HTTP {reply.status} and no {SIZE}",
+            )
+
     @property
     def pool(self) -> transport.Pool:
         return transport.pool_for(self.mount)
@@ -214,6 +234,7 @@ class MountClient:
         if reply.status != 200:
             raise reply.error()
         reply.read_all()
+        self._check_object_answer(reply, "HEAD", target, path)
         is_dir = reply.header("X-Asya-Kind") == "directory"
         etag = None if is_dir else reply.header("ETag")
         if not is_dir:
@@ -246,8 +267,12 @@ class MountClient:
             headers = {"Range": f"bytes={start}-{start + length - 1}"}
         elif start:
             headers = {"Range": f"bytes={start}-"}
-        reply = self._request("GET", OBJECTS + encode_key(key, path), path, headers)
+        target = OBJECTS + encode_key(key, path)
+        reply = self._request("GET", target, path, headers)
         if reply.status in (200, 206):
+            if reply.header(SIZE) is None:
+                reply.close_connection()
+                self._check_object_answer(reply, "GET", target, path)
             if opening:
                 revisions.remember(self.mount.name, key, reply.header("ETag"))
             return reply
@@ -344,6 +369,7 @@ class MountClient:
             if reply.status != 200:
                 raise reply.error()
             reply.read_all()
+            self._check_object_answer(reply, "a write of", key, path)
         except BaseException as exc:
             if forget:
                 self.failed(exc, key)
@@ -362,6 +388,7 @@ class MountClient:
             if reply.status != 200:
                 raise reply.error()
             reply.read_all()
+            self._check_object_answer(reply, "POST", f"?op={op}", path)
             return reply
 
         try:

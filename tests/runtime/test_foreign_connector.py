@@ -24,15 +24,19 @@ from pathlib import Path
 import pytest
 
 import asya_state_runtime
+from asya_state_cli.commands.probe import check
 
 
 class UpstreamHandler(BaseHTTPRequestHandler):
     """What the upstream connector does, as the seeds describe it: ``/keys/<key>`` over HTTP/1.0."""
 
     store: dict[str, bytes] = {}
+    any_path = False  # take any path for a key, not only /keys/<key>
 
     def _key(self) -> str | None:
-        return self.path[len("/keys/") :] if self.path.startswith("/keys/") else None
+        if self.path.startswith("/keys/"):
+            return self.path[len("/keys/") :]
+        return self.path.lstrip("/") if self.any_path else None
 
     def do_GET(self) -> None:
         key = self._key()
@@ -77,6 +81,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
 class UnixHttpServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the runtime hangs up on a foreign answer before reading its body: a broken pipe here
+
 
 def speak_garbage(listener: socket.socket) -> None:
     """Answer every connection with a line that is not HTTP, then keep it open."""
@@ -99,8 +106,9 @@ def peer() -> Iterator[Start]:
 
         def start(kind: str) -> Path:
             path = Path(sockets) / "state.sock"
-            if kind == "upstream":
+            if kind in ("upstream", "permissive"):
                 UpstreamHandler.store = {}
+                UpstreamHandler.any_path = kind == "permissive"
                 server = UnixHttpServer(str(path), UpstreamHandler)
                 threading.Thread(target=server.serve_forever, daemon=True).start()
                 stops.append(server.shutdown)
@@ -152,6 +160,28 @@ def test_an_upstream_connector_is_named_not_taken_for_missing_state(peer: Start)
     with pytest.raises(ConnectionError) as caught:
         os.listdir("/state")
     assert_foreign(caught, socket_path)
+
+
+def test_an_upstream_that_takes_any_path_is_named_too(peer: Start) -> None:
+    """Its 200s lack what every answer about an object carries: no write or read passes for done."""
+    socket_path = peer("permissive")
+    with pytest.raises(ConnectionError) as caught, open("/state/history.json", "w") as f:
+        f.write("[]")
+    assert_foreign(caught, socket_path)
+    assert list(UpstreamHandler.store) == ["v1/objects/history.json"]  # stored under its own name
+    with pytest.raises(ConnectionError) as caught:
+        open("/state/history.json").close()
+    assert "X-Asya-Size" in assert_foreign(caught, socket_path)
+    with pytest.raises(ConnectionError) as caught:
+        os.path.isfile("/state/history.json")
+    assert_foreign(caught, socket_path)
+
+
+def test_the_probe_reports_a_foreign_connector_unhealthy(peer: Start) -> None:
+    socket_path = peer("upstream")
+    healthy, detail = check(str(socket_path), ready=False, timeout=5.0)
+    assert not healthy
+    assert "does not speak asya-state protocol v1" in detail, detail
 
 
 def test_a_peer_that_is_not_http_is_named_at_once(peer: Start) -> None:
