@@ -181,10 +181,10 @@ class HttpConnector(Connector):
             start, length = int(first_s), int(last_s) - int(first_s) + 1
 
         async def chunks() -> AsyncIterator[bytes]:
-            buffer = bytearray(READ_CHUNK)
+            view = memoryview(bytearray(READ_CHUNK))
             try:
-                while count := await self._run(reply.readinto, memoryview(buffer)):
-                    yield bytes(buffer[:count])
+                while count := await self._run(reply.readinto, view):
+                    yield bytes(view[:count])
             finally:
                 reply.close_connection()  # nothing if the body was read to its end
 
