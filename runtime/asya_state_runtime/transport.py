@@ -7,7 +7,17 @@ retry of an idempotent request that met a stale pooled connection, streamed
 uploads (Content-Length or chunked) that can be aborted so the connector
 discards them, and replies that are read incrementally and hand their
 connection back to the pool once fully consumed. Responses are parsed by
-``response_parser``.
+``response_parser``. Also the one table of what a transport failure means
+to the handler (``_FAILURES``), and telling a peer that speaks another
+protocol (no HTTP/1.x status line, or an error answer without the
+protocol's ``X-Asya-Error-Code``, as an upstream connector image sends)
+from a connector that broke: ConnectionError with EPROTO naming the mount,
+the socket and what it answered, instead of a parse error or a
+FileNotFoundError.
+
+This is the one client of the connector protocol: the runtime, the
+``asya-state probe`` command and the Python-side tooling (``HttpConnector``
+of asya_state_connectors.client) all send their requests through it.
 
 Must not: know the protocol's paths or decide what a status means for the
 caller; it only turns transport failures into ConnectionError/TimeoutError.
@@ -410,7 +420,7 @@ def request(
         except _TRANSPORT_ERRORS as exc:
             conn.close()
             stale = isinstance(exc, ConnectionError | response_parser.BadStatusLine)
-            if reused and retry and stale and not isinstance(exc, _TIMEOUTS):
+            if reused and retry and stale:
                 retry = False
                 continue
             raise failure(pool.mount, path, exc) from None
