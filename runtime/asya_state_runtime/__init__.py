@@ -19,10 +19,39 @@ arbitrary actor images.
 
 from __future__ import annotations
 
-from .config import Mount, MountConfigError
-from .handler import scope_handler, unscope_handler
-from .hooks import active_mounts, install, is_installed, uninstall
-from .revisions import revision_scope, scoped
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Mount, MountConfigError
+    from .handler import scope_handler, unscope_handler
+    from .hooks import active_mounts, install, is_installed, uninstall
+    from .revisions import revision_scope, scoped
+
+# The public API, imported on first use: a tool that needs only the
+# transport (the ``asya-state probe`` exec probe) does not pay for the hooks.
+_MODULE_OF = {
+    "Mount": "config",
+    "MountConfigError": "config",
+    "scope_handler": "handler",
+    "unscope_handler": "handler",
+    "active_mounts": "hooks",
+    "install": "hooks",
+    "is_installed": "hooks",
+    "uninstall": "hooks",
+    "revision_scope": "revisions",
+    "scoped": "revisions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Mount",

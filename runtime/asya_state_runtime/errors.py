@@ -6,8 +6,9 @@ PermissionError, 409 FileExistsError, 413 OSError(EFBIG), 400
 OSError(EINVAL), 501 OSError(ENOTSUP), 507 OSError(ENOSPC), 500 OSError(EIO),
 503 ConnectionError, 504 and 408 TimeoutError; is_a_directory IsADirectoryError,
 not_a_directory NotADirectoryError, name_too_long OSError(ENAMETOOLONG),
-no_such_attribute OSError(ENODATA)), and the errors for an unreachable or
-silent connector. The code and message come from the JSON body, or from the
+no_such_attribute OSError(ENODATA)), and the errors for an unreachable,
+silent or foreign connector (one that speaks another protocol: EPROTO).
+The code and message come from the JSON body, or from the
 ``X-Asya-Error-Code``/``X-Asya-Error-Message`` headers when there is no body
 (a HEAD answer). Every exception carries the handler's path as its
 ``filename`` so its message names the path.
@@ -24,6 +25,8 @@ import json
 
 from .config import Mount
 
+# What the runtime speaks, as error messages name it: the paths are under /v1/.
+PROTOCOL = "asya-state protocol v1"
 ERROR_CODE_HEADER = "X-Asya-Error-Code"
 ERROR_MESSAGE_HEADER = "X-Asya-Error-Message"
 
@@ -95,10 +98,10 @@ def from_status(
     return OSError(_ERRNO_BY_STATUS.get(status, errno.EIO), detail, path)
 
 
-def unreachable(mount: Mount, path: str, cause: OSError) -> ConnectionError:
-    reason = cause.strerror or str(cause)
+def unreachable(mount: Mount, path: str, cause: BaseException) -> ConnectionError:
+    reason = getattr(cause, "strerror", None) or str(cause)
     return ConnectionError(
-        cause.errno or errno.ECONNREFUSED,
+        getattr(cause, "errno", None) or errno.ECONNREFUSED,
         f"state connector for mount {mount.name!r} is unreachable at {mount.socket}: {reason}"
         " (is its sidecar running?)",
         path,
@@ -110,6 +113,21 @@ def timed_out(mount: Mount, path: str, seconds: float) -> TimeoutError:
         errno.ETIMEDOUT,
         f"state connector for mount {mount.name!r} at {mount.socket} did not answer "
         f"within {seconds:g}s",
+        path,
+    )
+
+
+def foreign(mount: Mount, path: str, found: str) -> ConnectionError:
+    """The peer on the mount's socket is not an asya-state connector of this protocol version.
+
+    A ConnectionError, like an unreachable connector: the handler cannot use
+    the mount, and "load or start fresh" code must not take the peer's 404
+    for missing state. EPROTO tells it from a connector that is down.
+    """
+    return ConnectionError(
+        errno.EPROTO,
+        f"the connector at {mount.path} (socket {mount.socket}) does not speak "
+        f"{PROTOCOL}: {found} (is the sidecar an image of this release?)",
         path,
     )
 

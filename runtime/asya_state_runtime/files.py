@@ -14,7 +14,7 @@ fallback and fail (README shows the ``tobytes``/``frombuffer`` pattern).
 A plain-append (``a``) file keeps its position as a local disk does
 (``AppendPosition``), so ``tell()`` and ``seek()`` work there too.
 
-Must not: talk HTTP directly (connector.py does) or hold a whole object in
+Must not: talk HTTP directly (mount_client.py does) or hold a whole object in
 memory: reads stream, writes spill to disk above SPILL_THRESHOLD,
 passthrough uploads keep only the buffer of the layer above.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, cast
 
-from . import connector, transport
+from . import mount_client, transport
 from .mounts import Target
 
 SPILL_THRESHOLD = 4 * 1024 * 1024
@@ -431,7 +431,7 @@ class SpoolRaw(StateRaw):
             if client.head(key, path) is not None:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
         elif self._spec.kind == "a" and not self._spec.plus:
-            self._native_append = client.supports(connector.APPEND, path)
+            self._native_append = client.supports(mount_client.APPEND, path)
         elif self._spec.plus and self._spec.kind in "ra":
             found = _load(self.target, self._spool, missing_ok=self._spec.kind == "a")
             if not found and self._spec.kind == "r":
@@ -533,7 +533,7 @@ class SpoolRaw(StateRaw):
             found = _load(self.target, whole, missing_ok=True)
             if found and size == 0:
                 return
-            while chunk := self._spool.read(connector.UPLOAD_CHUNK):
+            while chunk := self._spool.read(mount_client.UPLOAD_CHUNK):
                 whole.write(chunk)
             total = whole.tell()
             whole.seek(0)
@@ -626,7 +626,7 @@ def _load(target: Target, sink: IO[bytes], *, missing_ok: bool) -> bool:
         if missing_ok:
             return False
         raise
-    buffer = memoryview(bytearray(connector.UPLOAD_CHUNK))
+    buffer = memoryview(bytearray(mount_client.UPLOAD_CHUNK))
     while count := reply.readinto(buffer):
         sink.write(buffer[:count])
     return True
@@ -674,7 +674,7 @@ def _make_raw(target: Target, name: str | bytes, spec: ModeSpec) -> StateRaw:
     if target.mount.passthrough and not spec.plus:
         if spec.kind in "wx":
             return StreamRaw(target, name, spec)
-        if spec.kind == "a" and target.client.supports(connector.APPEND, target.path):
+        if spec.kind == "a" and target.client.supports(mount_client.APPEND, target.path):
             return StreamRaw(target, name, spec)
     return SpoolRaw(target, name, spec)
 

@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import connector, files
-from .connector import Entry
+from . import files, mount_client
+from .mount_client import Entry
 from .mounts import Target
 
 XATTR_PREFIX = "user.asya."
@@ -103,14 +103,14 @@ def _forget_dirs(target: Target) -> None:
         )
 
 
-def _head(target: Target, *, probe: bool = False) -> connector.Meta | None:
+def _head(target: Target, *, probe: bool = False) -> mount_client.Meta | None:
     """HEAD of a key, where a directory this process made counts as an empty directory."""
     meta = target.client.head(target.key, target.path, probe=probe)
     if meta is None:
         with _made_lock:
             made = (target.mount.name, target.key) in _made_dirs
         if made:
-            return connector.Meta(is_dir=True, size=0, etag=None, mtime=None)
+            return mount_client.Meta(is_dir=True, size=0, etag=None, mtime=None)
     return meta
 
 
@@ -360,7 +360,7 @@ def touch(target: Target, exist_ok: bool) -> None:
             return
         raise FileExistsError(errno.EEXIST, "File exists", target.path)
     client = target.client
-    if client.supports(connector.CREATE_ONLY, target.path):
+    if client.supports(mount_client.CREATE_ONLY, target.path):
         try:
             files.open_file(target, target.path, "xb").close()
         except FileExistsError:

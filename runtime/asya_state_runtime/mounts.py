@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import Mount, normalize
-from .connector import MountClient
+from .mount_client import MountClient
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Owns: the memory behind compare-and-set as the handler sees it, and its
 scopes. A write to a key read at revision R is conditional on R; a write to
 a key read as missing is create-only; a key not seen in the current scope is
 written unconditionally. ``forget`` drops a key after a conflict or a write
-whose outcome is unknown (connector.py decides which), so the next attempt
+whose outcome is unknown (mount_client.py decides which), so the next attempt
 starts from what it reads, not from a revision that can never match again.
 
 Scope, two rules:
@@ -50,7 +50,7 @@ alive in a cycle through its own context. An id is reused only after its
 task is gone, and a new task never starts in a dead task's context unless
 code passes that context explicitly.
 
-Must not: decide which conditions a connector supports (connector.py does)
+Must not: decide which conditions a connector supports (mount_client.py does)
 or import asyncio (a process that never imported it has no tasks).
 """
 

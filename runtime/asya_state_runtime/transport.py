@@ -7,7 +7,17 @@ retry of an idempotent request that met a stale pooled connection, streamed
 uploads (Content-Length or chunked) that can be aborted so the connector
 discards them, and replies that are read incrementally and hand their
 connection back to the pool once fully consumed. Responses are parsed by
-``http_wire``.
+``response_parser``. Also the one table of what a transport failure means
+to the handler (``_FAILURES``), and telling a peer that speaks another
+protocol (no HTTP/1.x status line, or an error answer without the
+protocol's ``X-Asya-Error-Code``, as an upstream connector image sends)
+from a connector that broke: ConnectionError with EPROTO naming the mount,
+the socket and what it answered, instead of a parse error or a
+FileNotFoundError.
+
+This is the one client of the connector protocol: the runtime, the
+``asya-state probe`` command and the Python-side tooling (``HttpConnector``
+of asya_state_connectors.client) all send their requests through it.
 
 Must not: know the protocol's paths or decide what a status means for the
 caller; it only turns transport failures into ConnectionError/TimeoutError.
@@ -21,9 +31,9 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from . import errors, http_wire
+from . import errors, response_parser
 from .config import Mount
 
 # How many idle connections a pool keeps; more concurrent requests open more.
@@ -40,6 +50,42 @@ _SMALL_CHUNK = 16 * 1024
 # Python-level timeout, EAGAIN (BlockingIOError) with a kernel one.
 _TIMEOUTS = (TimeoutError, BlockingIOError)
 _IDLE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP
+
+_Make = Callable[[Mount, str, BaseException], OSError]
+_Kinds = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def _foreign_line(mount: Mount, path: str, exc: BaseException) -> OSError:
+    return errors.foreign(mount, path, f"it answered {exc}")
+
+
+# What a transport failure means to the handler: the one table, first match
+# wins. While connecting, an error says the connector is not there; once
+# connected, that the exchange broke (retried by the mount client when the
+# outcome is unknown) or that the peer is not an asya-state connector at all
+# (a status line that is not HTTP/1.x; not retried).
+_FAILURES: dict[bool, tuple[tuple[_Kinds, _Make], ...]] = {
+    True: (  # connecting
+        (_TIMEOUTS, lambda mount, path, _: errors.timed_out(mount, path, mount.connect_timeout)),
+        (OSError, errors.unreachable),
+    ),
+    False: (  # on a connection
+        (_TIMEOUTS, lambda mount, path, _: errors.timed_out(mount, path, mount.timeout)),
+        (response_parser.RemoteDisconnected, errors.lost),
+        (response_parser.BadStatusLine, _foreign_line),
+        ((OSError, response_parser.WireError), errors.lost),
+    ),
+}
+# Every exception the table maps; anything else (a bug, KeyboardInterrupt) passes through.
+_TRANSPORT_ERRORS = (OSError, response_parser.WireError)
+
+
+def failure(mount: Mount, path: str, exc: BaseException, *, connecting: bool = False) -> OSError:
+    """The handler-facing exception for a transport failure (see ``_FAILURES``)."""
+    for kinds, make in _FAILURES[connecting]:
+        if isinstance(exc, kinds):
+            return make(mount, path, exc)
+    raise TypeError(f"not a transport failure: {exc!r}")
 
 
 def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
@@ -73,7 +119,7 @@ class UnixConnection:
     def __init__(self, mount: Mount) -> None:
         self.mount = mount
         self.sock: socket.socket | None = None
-        self.reader: http_wire.Reader | None = None
+        self.reader: response_parser.Reader | None = None
         self.pid = 0
         self._poller: select.poll | None = None
 
@@ -87,7 +133,7 @@ class UnixConnection:
             sock.close()
             raise
         self.sock = sock
-        self.reader = http_wire.Reader(sock)
+        self.reader = response_parser.Reader(sock)
         self.pid = os.getpid()
 
     def send(self, data: bytes | memoryview) -> None:
@@ -95,11 +141,11 @@ class UnixConnection:
             raise ConnectionError("the connection is closed")
         self.sock.sendall(data)
 
-    def response(self, method: str) -> http_wire.Response:
+    def response(self, method: str) -> response_parser.Response:
         """The head of the reply to the request just sent (``method`` decides if it has a body)."""
         if self.reader is None or self.sock is None:
             raise ConnectionError("the connection is closed")
-        return http_wire.read_response(self.reader, method)
+        return response_parser.read_response(self.reader, method)
 
     def idle_and_clean(self) -> bool:
         """Whether this idle connection may carry a request.
@@ -144,10 +190,8 @@ class Pool:
         conn = UnixConnection(self.mount)
         try:
             conn.connect()
-        except TimeoutError:
-            raise errors.timed_out(self.mount, path, self.mount.connect_timeout) from None
         except OSError as exc:
-            raise errors.unreachable(self.mount, path, exc) from None
+            raise failure(self.mount, path, exc, connecting=True) from None
         return conn, False
 
     def release(self, conn: UnixConnection) -> None:
@@ -220,16 +264,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Reply:
     """A response whose body is read on demand; its connection returns to the pool when done."""
 
-    __slots__ = ("_conn", "_pool", "_response", "path", "status")
+    __slots__ = ("_conn", "_pool", "_response", "body", "path", "status")
 
     def __init__(
-        self, pool: Pool, conn: UnixConnection, response: http_wire.Response, path: str
+        self, pool: Pool, conn: UnixConnection, response: response_parser.Response, path: str
     ) -> None:
         self._pool = pool
         self._conn: UnixConnection | None = conn
         self._response = response
         self.path = path
         self.status = response.status
+        self.body: bytes | None = None  # an error answer's body, once error() read it
 
     def header(self, name: str) -> str | None:
         return self._response.header(name)
@@ -241,9 +286,10 @@ class Reply:
 
     def error(self) -> OSError:
         """The handler-facing exception for this (error) reply; consumes the body."""
+        self.body = self.read_all()
         return errors.from_status(
             self.status,
-            self.read_all(),
+            self.body,
             self.path,
             self._pool.mount,
             self.header(errors.ERROR_CODE_HEADER),
@@ -253,12 +299,9 @@ class Reply:
     def readinto(self, buffer: memoryview) -> int:
         try:
             count = self._response.readinto(buffer)
-        except _TIMEOUTS:
+        except _TRANSPORT_ERRORS as exc:
             self.close_connection()
-            raise errors.timed_out(self._pool.mount, self.path, self._pool.mount.timeout) from None
-        except (OSError, http_wire.WireError) as exc:
-            self.close_connection()
-            raise errors.lost(self._pool.mount, self.path, exc) from None
+            raise failure(self._pool.mount, self.path, exc) from None
         if self._response.done:
             self._finish_body()
         return count
@@ -266,12 +309,9 @@ class Reply:
     def read_all(self) -> bytes:
         try:
             data = self._response.read()
-        except _TIMEOUTS:
+        except _TRANSPORT_ERRORS as exc:
             self.close_connection()
-            raise errors.timed_out(self._pool.mount, self.path, self._pool.mount.timeout) from None
-        except (OSError, http_wire.WireError) as exc:
-            self.close_connection()
-            raise errors.lost(self._pool.mount, self.path, exc) from None
+            raise failure(self._pool.mount, self.path, exc) from None
         self._finish_body()
         return data
 
@@ -300,6 +340,36 @@ class Reply:
             conn.close()
         else:
             self._pool.release(conn)
+
+
+def _reply(
+    pool: Pool,
+    conn: UnixConnection,
+    response: response_parser.Response,
+    path: str,
+    method: str,
+    target: str,
+) -> Reply:
+    """The reply to a request, unless the peer showed it is no asya-state connector.
+
+    Every error answer of the protocol carries its stable code in
+    ``X-Asya-Error-Code``; one without it (an upstream connector's 404 page,
+    a generic web server) must not become a FileNotFoundError the handler
+    would take for missing state.
+    """
+    if response.status < 400 or response.header(errors.ERROR_CODE_HEADER) is not None:
+        return Reply(pool, conn, response, path)
+    server = response.header("Server")
+    kind = response.header("Content-Type") or "a body"
+    sample = conn.reader.peek(120) if conn.reader is not None else b""
+    conn.close()
+    found = (
+        f"it answered {method} {target[:120]} with HTTP/1.{response.version % 10} "
+        f"{response.status} and no {errors.ERROR_CODE_HEADER}"
+        + (f" (Server: {server[:80]})" if server else "")
+        + (f", {kind[:60]} {sample!r}" if sample else "")
+    )
+    raise errors.foreign(pool.mount, path, found)
 
 
 def _request_head(
@@ -347,17 +417,14 @@ def request(
             if body:
                 conn.send(body)
             response = conn.response(method)
-        except _TIMEOUTS:
+        except _TRANSPORT_ERRORS as exc:
             conn.close()
-            raise errors.timed_out(pool.mount, path, pool.mount.timeout) from None
-        except (OSError, http_wire.WireError) as exc:
-            conn.close()
-            stale = isinstance(exc, ConnectionError | http_wire.BadStatusLine)
+            stale = isinstance(exc, ConnectionError | response_parser.BadStatusLine)
             if reused and retry and stale:
                 retry = False
                 continue
-            raise errors.lost(pool.mount, path, exc) from None
-        return Reply(pool, conn, response, path)
+            raise failure(pool.mount, path, exc) from None
+        return _reply(pool, conn, response, path, method, target)
 
 
 class Upload:
@@ -368,7 +435,7 @@ class Upload:
     upload is a stream that may idle, so its head is sent at once.
     """
 
-    __slots__ = ("_chunked", "_conn", "_head", "_method", "_path", "_pool")
+    __slots__ = ("_chunked", "_conn", "_head", "_method", "_path", "_pool", "_target", "early")
 
     def __init__(
         self,
@@ -377,6 +444,7 @@ class Upload:
         path: str,
         *,
         method: str,
+        target: str,
         chunked: bool,
         head: bytes | None = None,
     ) -> None:
@@ -384,8 +452,11 @@ class Upload:
         self._conn: UnixConnection | None = conn
         self._path = path
         self._method = method
+        self._target = target
         self._chunked = chunked
         self._head = head  # not sent yet
+        # The connector's answer when it refused before the body ended (its error was raised).
+        self.early: Reply | None = None
 
     def send(self, data: bytes | memoryview) -> None:
         if not data:
@@ -409,13 +480,10 @@ class Upload:
         self._conn = None
         try:
             response = conn.response(self._method)
-        except _TIMEOUTS:
+        except _TRANSPORT_ERRORS as exc:
             conn.close()
-            raise errors.timed_out(self._pool.mount, self._path, self._pool.mount.timeout) from None
-        except (OSError, http_wire.WireError) as exc:
-            conn.close()
-            raise errors.lost(self._pool.mount, self._path, exc) from None
-        return Reply(self._pool, conn, response, self._path)
+            raise failure(self._pool.mount, self._path, exc) from None
+        return _reply(self._pool, conn, response, self._path, self._method, self._target)
 
     def abort(self) -> None:
         """Drop the connection mid-body; the connector stores nothing."""
@@ -439,26 +507,27 @@ class Upload:
             else:
                 conn.send(head)
                 conn.send(data)
-        except _TIMEOUTS:
-            self.abort()
-            raise errors.timed_out(self._pool.mount, self._path, self._pool.mount.timeout) from None
         except OSError as exc:
             # The connector may have answered early (a refused condition, a
             # bad key) and closed; its answer explains more than the broken pipe.
-            early = self._early_reply(conn)
+            early = None if isinstance(exc, _TIMEOUTS) else self._early_reply(conn)
             self.abort()
             if early is not None:
                 raise early from None
-            raise errors.lost(self._pool.mount, self._path, exc) from None
+            raise failure(self._pool.mount, self._path, exc) from None
 
     def _early_reply(self, conn: UnixConnection) -> OSError | None:
         try:
             response = conn.response(self._method)
-        except (OSError, http_wire.WireError):
+        except _TRANSPORT_ERRORS:
             return None
         if response.status < 400:
             return None
-        return Reply(self._pool, conn, response, self._path).error()
+        try:
+            self.early = _reply(self._pool, conn, response, self._path, self._method, self._target)
+        except ConnectionError as foreign:
+            return foreign
+        return self.early.error()
 
 
 def start_upload(
@@ -478,13 +547,10 @@ def start_upload(
     head = _request_head(pool.mount, method, target, headers, framing)
     conn, _ = pool.acquire(path)
     if size is not None:
-        return Upload(pool, conn, path, method=method, chunked=False, head=head)
+        return Upload(pool, conn, path, method=method, target=target, chunked=False, head=head)
     try:
         conn.send(head)
-    except _TIMEOUTS:
-        conn.close()
-        raise errors.timed_out(pool.mount, path, pool.mount.timeout) from None
     except OSError as exc:
         conn.close()
-        raise errors.lost(pool.mount, path, exc) from None
-    return Upload(pool, conn, path, method=method, chunked=True)
+        raise failure(pool.mount, path, exc) from None
+    return Upload(pool, conn, path, method=method, target=target, chunked=True)

@@ -14,13 +14,11 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from yarl import URL
 
 from asya_state_connectors import idempotency
+from asya_state_connectors.client import HttpConnector
 from asya_state_connectors.idempotency import HEADER
 from asya_state_connectors.interface import Capability, WriteCondition
 from asya_state_connectors.registry import connector_class
@@ -28,15 +26,12 @@ from asya_state_connectors.registry import connector_class
 from .conftest import Target
 from .helpers import chunks_of
 
-BASE = "http://connector"
-
 
 @pytest.fixture
-async def raw(served: Target) -> AsyncIterator[aiohttp.ClientSession]:
-    assert served.socket is not None
-    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=served.socket))
-    yield session
-    await session.close()
+def raw(served: Target) -> HttpConnector:
+    """Requests exactly as given, through the connector's own client."""
+    assert isinstance(served.connector, HttpConnector)
+    return served.connector
 
 
 def _declared(target: Target, operation: str, needs: Capability | None = None) -> None:
@@ -47,8 +42,8 @@ def _declared(target: Target, operation: str, needs: Capability | None = None) -
         pytest.skip(f"{target.name} has no {needs.value}")
 
 
-def _url(target: Target, name: str, query: str = "") -> URL:
-    return URL(f"{BASE}/v1/objects/{target.ns}{name}{query}", encoded=True)
+def _url(target: Target, name: str, query: str = "") -> str:
+    return f"/v1/objects/{target.ns}{name}{query}"
 
 
 def _id() -> dict[str, str]:
@@ -56,23 +51,22 @@ def _id() -> dict[str, str]:
 
 
 async def _send(
-    raw: aiohttp.ClientSession,
+    raw: HttpConnector,
     method: str,
-    url: URL,
+    url: str,
     headers: dict[str, str],
     body: bytes | None = None,
 ) -> tuple[int, str | None]:
-    async with raw.request(method, url, headers=headers, data=body) as response:
-        await response.read()
-        return response.status, response.headers.get("ETag")
+    answer = await raw.exchange(method, url, headers, body)
+    return answer.status, answer.header("ETag")
 
 
-async def _read(raw: aiohttp.ClientSession, url: URL) -> bytes | None:
-    async with raw.get(url) as response:
-        return await response.read() if response.status == 200 else None
+async def _read(raw: HttpConnector, url: str) -> bytes | None:
+    answer = await raw.exchange("GET", url)
+    return answer.body if answer.status == 200 else None
 
 
-async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_conditional_write_retried(served: Target, raw: HttpConnector) -> None:
     _declared(served, "write", Capability.CAS)
     url = _url(served, "counter")
     status, first = await _send(raw, "PUT", url, _id(), b"0")
@@ -89,9 +83,7 @@ async def test_conditional_write_retried(served: Target, raw: aiohttp.ClientSess
     assert await _read(raw, url) == b"1"
 
 
-async def test_write_retried_after_another_writer(
-    served: Target, raw: aiohttp.ClientSession
-) -> None:
+async def test_write_retried_after_another_writer(served: Target, raw: HttpConnector) -> None:
     """The hot-key window: applied, reply lost, another replica writes, then the retry arrives."""
     _declared(served, "write", Capability.CAS)
     _declared(served, "replaced")
@@ -111,9 +103,7 @@ async def test_write_retried_after_another_writer(
     assert theirs not in (first, mine)
 
 
-async def test_write_retried_after_many_other_writes(
-    served: Target, raw: aiohttp.ClientSession
-) -> None:
+async def test_write_retried_after_many_other_writes(served: Target, raw: HttpConnector) -> None:
     """A connector restart on a hot key: many writes land before the retry; it is still known.
 
     Recognition is bounded by time (``idempotency.RECORD_SECONDS``), not by a
@@ -143,7 +133,7 @@ async def test_write_retried_after_many_other_writes(
     assert await _read(raw, url) == b"x"
 
 
-async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_create_only_retried(served: Target, raw: HttpConnector) -> None:
     _declared(served, "create", Capability.CREATE_ONLY)
     url = _url(served, "made")
     once = {"If-None-Match": "*", **_id()}
@@ -154,7 +144,7 @@ async def test_create_only_retried(served: Target, raw: aiohttp.ClientSession) -
     assert await _read(raw, url) == b"new"
 
 
-async def test_delete_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_delete_retried(served: Target, raw: HttpConnector) -> None:
     _declared(served, "delete", Capability.CAS)
     url = _url(served, "gone")
     _, etag = await _send(raw, "PUT", url, _id(), b"x")
@@ -166,7 +156,7 @@ async def test_delete_retried(served: Target, raw: aiohttp.ClientSession) -> Non
     assert (await _send(raw, "DELETE", url, {"If-Match": etag, **_id()}))[0] in (404, 409)
 
 
-async def test_delete_retried_after_recreate(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_delete_retried_after_recreate(served: Target, raw: HttpConnector) -> None:
     _declared(served, "delete", Capability.CAS)
     _declared(served, "replaced")
     url = _url(served, "again")
@@ -179,7 +169,7 @@ async def test_delete_retried_after_recreate(served: Target, raw: aiohttp.Client
     assert await _read(raw, url) == b"y"
 
 
-async def test_rename_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_rename_retried(served: Target, raw: HttpConnector) -> None:
     _declared(served, "rename")
     source, target = _url(served, "from"), _url(served, "to")
     await _send(raw, "PUT", source, _id(), b"moved")
@@ -192,7 +182,7 @@ async def test_rename_retried(served: Target, raw: aiohttp.ClientSession) -> Non
     assert await _read(raw, target) == b"moved"
 
 
-async def test_append_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_append_retried(served: Target, raw: HttpConnector) -> None:
     _declared(served, "append")
     url = _url(served, "log", "?op=append")
     once = _id()
@@ -213,7 +203,7 @@ async def test_append_retried(served: Target, raw: aiohttp.ClientSession) -> Non
 LARGE = 8 * 1024 * 1024 + 1024
 
 
-async def test_large_writes_retried(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_large_writes_retried(served: Target, raw: HttpConnector) -> None:
     """Multipart (S3), composed (GCS) and staged (Redis) writes are recognised like small ones."""
     _declared(served, "create", Capability.CREATE_ONLY)
     _declared(served, "write", Capability.CAS)
@@ -238,20 +228,20 @@ async def test_large_writes_retried(served: Target, raw: aiohttp.ClientSession) 
     assert (await _send(raw, "PUT", url, {"If-Match": str(created), **_id()}, first))[0] == 409
 
 
-async def test_records_of_retries_are_not_files(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_records_of_retries_are_not_files(served: Target, raw: HttpConnector) -> None:
     """Whatever a backend keeps to recognise retries never shows in a listing."""
     url = _url(served, "d/x")
     assert (await _send(raw, "PUT", url, _id(), b"x"))[0] == 200
     assert (await _send(raw, "DELETE", url, _id()))[0] == 204
     for query in (f"prefix={served.ns}", f"prefix={served.ns}&delimiter=", ""):
-        async with raw.get(URL(f"{BASE}/v1/list?{query}", encoded=True)) as response:
-            assert response.status == 200
-            page = json.loads(await response.read())
+        answer = await raw.exchange("GET", f"/v1/list?{query}")
+        assert answer.status == 200
+        page = json.loads(answer.body)
         names = [e["key"] for e in page["entries"]] + page["prefixes"]
         assert not [n for n in names if ".asya" in n], names
 
 
-async def test_malformed_request_id_is_refused(served: Target, raw: aiohttp.ClientSession) -> None:
+async def test_malformed_request_id_is_refused(served: Target, raw: HttpConnector) -> None:
     status, _ = await _send(raw, "PUT", _url(served, "k"), {HEADER: "no spaces allowed"}, b"x")
     assert status == 400
 

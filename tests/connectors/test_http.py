@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from asya_state_connectors.server import http, http_wire
+from asya_state_connectors.server import http, request_parser
 from asya_state_connectors.server.http import (
     LINGER_SECONDS,
     ConnectionSet,
@@ -143,7 +143,7 @@ async def test_chunked_bodies_decode_exactly(
         (b"GET /x HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "a header line without a colon"),
         (b"GET /x HTTP/1.1\r\n folded: value\r\n\r\n", 400, "obsolete line folding"),
         (
-            b"GET /x HTTP/1.1\r\nX: " + b"a" * (http_wire.MAX_HEAD + 10) + b"\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nX: " + b"a" * (request_parser.MAX_HEAD + 10) + b"\r\n\r\n",
             431,
             "head too big",
         ),

@@ -23,7 +23,8 @@ CLIENTS = {
     "yaml",
     "pydantic",
     "psutil",
-    # The connector server speaks HTTP itself; only the CLI's benchmark client uses aiohttp.
+    # The server and every client (the runtime's transport) speak HTTP themselves:
+    # no image needs an HTTP library.
     "aiohttp",
     "multidict",
     "yarl",
@@ -71,10 +72,13 @@ def test_a_connector_imports_with_only_its_own_extra(module: str) -> None:
 
 
 def test_the_probe_needs_nothing_but_the_standard_library() -> None:
-    blocked = ",".join(sorted(CLIENTS))
+    """Nor the connector package or its server: only the runtime's transport, which is stdlib."""
+    blocked = ",".join(sorted([*CLIENTS, "asya_state_connectors", "uvloop", "httptools"]))
     program = PROGRAM.replace(
         'importlib.import_module("asya_state_connectors.backends." + sys.argv[2])\nimport asya_state_connectors.server.serve\n',
-        "",
+        # A request through the transport (to a socket that is not there) imports all it needs.
+        "from asya_state_cli.commands.probe import check\n"
+        'assert not check("/nonexistent/probe.sock", ready=False, timeout=0.5)[0]\n',
     )
     result = subprocess.run(
         [sys.executable, "-c", program, blocked, "-"],

@@ -42,7 +42,7 @@ import pytest
 
 from asya_state_cli.servers.base import LoopbackServer
 from asya_state_cli.servers.nats import NatsServer
-from tests.reliability.test_backend_outage import DurableRedis
+from tests.fixtures.redis import DurableRedis
 
 from .helpers import EXAMPLES, LiveRun, RunResult, asya_run, run_args
 

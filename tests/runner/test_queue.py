@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from asya_state_cli.servers.redis import RedisServer
-from tests.reliability.test_backend_outage import DurableRedis
+from tests.fixtures.redis import DurableRedis
 
 from .helpers import LiveRun, asya_run, run_args
 

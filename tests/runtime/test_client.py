@@ -275,19 +275,19 @@ def test_a_fork_while_another_thread_fetches_capabilities_leaves_the_child_worki
     hooks: Connectors, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child of a fork taken mid-fetch of /v1/info fetches again instead of waiting forever."""
-    from asya_state_runtime import connector
+    from asya_state_runtime import mount_client
 
     parent = os.getpid()
     fetching, release = threading.Event(), threading.Event()
-    original = connector.MountClient._request
+    original = mount_client.MountClient._request
 
     def slow_info(self: Any, method: str, target: str, *args: Any, **kwargs: Any) -> Any:
-        if target == connector.INFO and os.getpid() == parent:
+        if target == mount_client.INFO and os.getpid() == parent:
             fetching.set()
             release.wait(30)  # the capability lock is held meanwhile
         return original(self, method, target, *args, **kwargs)
 
-    monkeypatch.setattr(connector.MountClient, "_request", slow_info)
+    monkeypatch.setattr(mount_client.MountClient, "_request", slow_info)
     write(f"/cas/{ns}/a", "1")
 
     def read_then_write() -> None:
@@ -326,7 +326,7 @@ def test_no_retry_is_sent_after_the_connectors_would_have_forgotten_the_request(
 ) -> None:
     """A retry goes out only while every connector still holds the record of its request."""
     from asya_state_connectors import idempotency
-    from asya_state_runtime import connector
+    from asya_state_runtime import mount_client as connector
     from asya_state_runtime.config import Mount
 
     assert connector.RETRY_HORIZON == idempotency.RETRY_LIMIT_SECONDS
@@ -361,7 +361,7 @@ def test_a_request_that_may_have_been_applied_is_retried_until_the_connector_ans
     """Refused from the start: given up after RETRY_WINDOW. Connection lost: retried for the timeout."""
     import errno
 
-    from asya_state_runtime import connector
+    from asya_state_runtime import mount_client as connector
     from asya_state_runtime.config import Mount
 
     clock = [0.0]

@@ -1,4 +1,4 @@
-"""The runtime's response parser (http_wire): what http.client would conclude, without http.client.
+"""The runtime's response parser (response_parser): what http.client would conclude, without http.client.
 
 Each case feeds raw response bytes, as a connector (or a broken peer) would
 send them, through a fake socket that hands them out whole or in tiny
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from asya_state_runtime import http_wire
-from asya_state_runtime.http_wire import Reader, Response, read_response
+from asya_state_runtime import response_parser
+from asya_state_runtime.response_parser import Reader, Response, read_response
 
 # Piece sizes a peer's bytes arrive in: one recv() for all, and many tiny ones.
 PIECES = [None, 1, 2, 7]
@@ -206,10 +206,10 @@ def test_bare_line_feeds_end_lines_too(piece: int | None) -> None:
 
 
 def test_heads_near_the_limits() -> None:
-    exactly = b"X: " + b"y" * (http_wire.MAX_LINE - 5) + b"\r\n"
-    assert len(exactly) == http_wire.MAX_LINE
+    exactly = b"X: " + b"y" * (response_parser.MAX_LINE - 5) + b"\r\n"
+    assert len(exactly) == response_parser.MAX_LINE
     response = respond(b"HTTP/1.1 200 OK\r\n" + exactly + b"Content-Length: 0\r\n\r\n")
-    assert response.header("x") == "y" * (http_wire.MAX_LINE - 5)
+    assert response.header("x") == "y" * (response_parser.MAX_LINE - 5)
     hundred = b"".join(b"X-%d: v\r\n" % i for i in range(99)) + b"Content-Length: 0\r\n"
     assert respond(b"HTTP/1.1 200 OK\r\n" + hundred + b"\r\n").header("x-98") == "v"
     # More than one line's worth of head in total is fine while every line is short.
@@ -221,23 +221,23 @@ def test_heads_near_the_limits() -> None:
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
-        (b"", http_wire.RemoteDisconnected),
-        (b"garbage\r\n\r\n", http_wire.BadStatusLine),
-        (b"\r\n\r\n", http_wire.BadStatusLine),
-        (b"HTTP/1.1 abc OK\r\n\r\n", http_wire.BadStatusLine),
-        (b"HTTP/1.1 99 Low\r\n\r\n", http_wire.BadStatusLine),
-        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", http_wire.WireError),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", http_wire.WireError),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", http_wire.WireError),
-        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", http_wire.WireError),
-        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000 + b"\r\n\r\n", http_wire.LineTooLong),
-        (b"HTTP/1.1 200 OK" + b"!" * 70000 + b"\r\n\r\n", http_wire.LineTooLong),
-        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000, http_wire.LineTooLong),
-        (b"HTTP/2 200 OK\r\n\r\n", http_wire.WireError),
+        (b"", response_parser.RemoteDisconnected),
+        (b"garbage\r\n\r\n", response_parser.BadStatusLine),
+        (b"\r\n\r\n", response_parser.BadStatusLine),
+        (b"HTTP/1.1 abc OK\r\n\r\n", response_parser.BadStatusLine),
+        (b"HTTP/1.1 99 Low\r\n\r\n", response_parser.BadStatusLine),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", response_parser.WireError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", response_parser.WireError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", response_parser.WireError),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", response_parser.WireError),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000 + b"\r\n\r\n", response_parser.LineTooLong),
+        (b"HTTP/1.1 200 OK" + b"!" * 70000 + b"\r\n\r\n", response_parser.LineTooLong),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000, response_parser.LineTooLong),
+        (b"HTTP/2 200 OK\r\n\r\n", response_parser.WireError),
         # Cut short: a head that lost its end may have lost the header that mattered.
-        (b"HTTP/1.1 200", http_wire.Truncated),
-        (b"HTTP/1.1 200 OK\r\n", http_wire.Truncated),
-        (b"HTTP/1.1 200 OK\r\nETag: x\r\nX-Asya-Si", http_wire.Truncated),
+        (b"HTTP/1.1 200", response_parser.Truncated),
+        (b"HTTP/1.1 200 OK\r\n", response_parser.Truncated),
+        (b"HTTP/1.1 200 OK\r\nETag: x\r\nX-Asya-Si", response_parser.Truncated),
     ],
 )
 def test_malformed_heads_raise_wire_errors(
@@ -248,10 +248,10 @@ def test_malformed_heads_raise_wire_errors(
 
 
 def test_a_peer_that_closes_before_answering_looks_like_a_dropped_connection() -> None:
-    with pytest.raises(http_wire.RemoteDisconnected) as caught:
+    with pytest.raises(response_parser.RemoteDisconnected) as caught:
         respond(b"")
     assert isinstance(caught.value, ConnectionError)
-    assert isinstance(caught.value, http_wire.BadStatusLine)
+    assert isinstance(caught.value, response_parser.BadStatusLine)
 
 
 @pytest.mark.parametrize(
@@ -265,9 +265,9 @@ def test_a_peer_that_closes_before_answering_looks_like_a_dropped_connection() -
     ],
 )
 def test_a_body_cut_short_is_an_error_whichever_way_it_is_read(raw: bytes) -> None:
-    with pytest.raises(http_wire.Truncated):
+    with pytest.raises(response_parser.Truncated):
         respond(raw).read()
-    with pytest.raises(http_wire.Truncated):
+    with pytest.raises(response_parser.Truncated):
         read_in_small_steps(respond(raw))
 
 
@@ -276,13 +276,13 @@ def test_bad_chunk_sizes_are_refused(size: bytes) -> None:
     raw = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nabcde\r\n0\r\n\r\n"
     )
-    with pytest.raises(http_wire.WireError):
+    with pytest.raises(response_parser.WireError):
         respond(raw).read()
 
 
 def test_chunk_data_must_end_with_a_line_break() -> None:
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n0\r\n\r\n"
-    with pytest.raises(http_wire.WireError):
+    with pytest.raises(response_parser.WireError):
         respond(raw).read()
 
 

@@ -329,7 +329,8 @@ def refuse_early(peer: Peer, conn: socket.socket, stream: BinaryIO, number: int)
     while stream.readline() not in (b"\r\n", b""):
         pass
     conn.sendall(
-        b"HTTP/1.1 409 Conflict\r\nContent-Length: 44\r\nConnection: close\r\n\r\n"
+        b"HTTP/1.1 409 Conflict\r\nContent-Length: 44\r\nX-Asya-Error-Code: exists\r\n"
+        b"Connection: close\r\n\r\n"
         b'{"code":"exists","message":"already there"}\n'
     )
     conn.shutdown(socket.SHUT_RDWR)

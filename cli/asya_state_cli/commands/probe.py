@@ -1,32 +1,19 @@
 """``asya-state probe --socket PATH [--ready]``: the sidecar's startup/readiness probe.
 
-Owns: one HTTP request over the connector's Unix socket (``/v1/health``, or
-``/v1/ready`` which also checks the backend) and an exit status Kubernetes
-exec probes understand: 0 healthy, 1 not.
+Owns: one request over the connector's Unix socket (``/v1/health``, or
+``/v1/ready`` which also checks the backend), sent through the runtime's
+transport (the one client of the protocol, standard library only), and an
+exit status Kubernetes exec probes understand: 0 healthy, 1 not.
 
-Must not: import anything beyond the standard library; it runs every few
-seconds in every connector container.
+Must not: import anything beyond the standard library and the runtime's
+transport; it runs every few seconds in every connector container.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
-import socket
 import sys
 from typing import Any
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 def register(subparsers: Any) -> None:
@@ -41,16 +28,24 @@ def register(subparsers: Any) -> None:
 
 def check(socket_path: str, *, ready: bool, timeout: float) -> tuple[bool, str]:
     """Ask the connector; return (healthy, one-line detail)."""
-    connection = _UnixConnection(socket_path, timeout)
+    # Imported here: building the CLI's parser must not pay for it.
+    from asya_state_runtime import transport
+    from asya_state_runtime.config import Mount
+
+    mount = Mount(
+        "probe", "/", socket_path, timeout=timeout, connect_timeout=timeout, keepalive=False
+    )
+    pool = transport.Pool(mount)
     try:
-        connection.request("GET", "/v1/ready" if ready else "/v1/health")
-        response = connection.getresponse()
-        body = response.read(512).decode("utf-8", "replace")
-        return response.status == 200, f"{response.status} {body}"
+        reply = transport.request(
+            pool, "GET", "/v1/ready" if ready else "/v1/health", path=socket_path
+        )
+        body = reply.read_all()[:512].decode("utf-8", "replace")
+        return reply.status == 200, f"{reply.status} {body}"
     except OSError as exc:
-        return False, f"{socket_path}: {exc}"
+        return False, str(exc)
     finally:
-        connection.close()
+        pool.close()
 
 
 def run(args: argparse.Namespace) -> int:

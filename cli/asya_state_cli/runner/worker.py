@@ -25,6 +25,7 @@ to stderr so they cannot corrupt the channel.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import inspect
 import json
@@ -136,9 +137,10 @@ def is_transient(exc: BaseException) -> bool:
     The runtime raises ConnectionError for a connector that is unreachable,
     a lost connection and a 503 (a connector draining, a backend down), and
     TimeoutError for a timeout and a 504; a handler's own network calls
-    raise the same classes.
+    raise the same classes. A connector that speaks another protocol
+    (EPROTO) stays foreign however often the message is tried.
     """
-    return isinstance(exc, ConnectionError | TimeoutError)
+    return isinstance(exc, ConnectionError | TimeoutError) and exc.errno != errno.EPROTO
 
 
 def serve(handler_spec: str, channel: TextIO) -> int:

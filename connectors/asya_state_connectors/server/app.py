@@ -44,10 +44,10 @@ from ..interface import (
     valid_content_type,
 )
 from ..keys import validate_key
-from . import requests as rq
+from . import arguments as rq
 from .http import BodyTimeout, Request, Response, StreamResponse, json_response
-from .http_wire import http_date
 from .observability import Metrics, key_hash
+from .response_head import http_date
 
 log = logging.getLogger("asya_state_connectors.server")
 

@@ -10,8 +10,8 @@ when the handler starts reading the body (so after its checks) and only to
 HTTP/1.1, whole and streamed responses with write back-pressure (a streamed
 body never exceeds its Content-Length on the wire), keep-alive for HTTP/1.1
 and for HTTP/1.0 clients that ask for it, an idle timeout, and the set of
-open connections a graceful drain closes. Parsing and the wire format are
-in ``http_wire``.
+open connections a graceful drain closes. Requests are parsed by
+``request_parser``, response heads encoded by ``response_head``.
 
 Must not: know the protocol's paths, connectors or error codes beyond
 answering malformed HTTP with 400/408/413/414/431/501/505 and closing.
@@ -33,14 +33,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 
-from .http_wire import (
-    Headers,
-    HttpError,
-    RequestHead,
-    RequestParser,
-    UnsafeHeader,
-    head_bytes,
-)
+from ..errors import ERROR_CODE_HEADER
+from .request_parser import Headers, HttpError, RequestHead, RequestParser
+from .response_head import UnsafeHeader, head_bytes
 
 log = logging.getLogger("asya_state_connectors.server")
 
@@ -597,7 +592,13 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
                 return
             request.answered = True  # the handler's own answer is dropped
-        answer = json_response(exc.status, {"code": "bad_request", "message": exc.message})
+        # The code header marks every error answer as the protocol's (a client
+        # tells a foreign server's error page by its absence).
+        answer = json_response(
+            exc.status,
+            {"code": "bad_request", "message": exc.message},
+            {ERROR_CODE_HEADER: "bad_request"},
+        )
         with contextlib.suppress(ConnectionResetError):
             self.write(answer.encode("GET", close=True))  # the body too, whatever the method
         self.close()

@@ -13,7 +13,10 @@ bodies).
 
 Must not: open, pool or close sockets, write requests, or decide what a
 failure means for the handler. It raises ``WireError`` for a peer that
-broke the framing and lets socket errors (OSError, timeouts) through.
+broke the framing, ``BadStatusLine`` as soon as the first bytes of an answer
+cannot start an HTTP/1.x status line (a peer speaking something else is
+told apart at once, not after a timeout), and lets socket errors (OSError,
+timeouts) through.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class WireError(Exception):
 
 
 class BadStatusLine(WireError):
-    """No valid status line; on a reused connection usually a connection the peer dropped."""
+    """No valid HTTP/1.x status line: a peer that speaks another protocol (or, rarely, a dropped one)."""
 
 
 class RemoteDisconnected(ConnectionResetError, BadStatusLine):
@@ -75,6 +78,22 @@ class Reader:
     def pending(self) -> int:
         """Bytes received but not read yet (after a whole response: bytes nobody asked for)."""
         return self._end - self._start
+
+    def peek(self, count: int) -> bytes:
+        """Up to ``count`` received bytes not read yet, left in place (no recv)."""
+        return self._view[self._start : min(self._end, self._start + count)].tobytes()
+
+    def expect(self, prefix: bytes) -> None:
+        """Return once the bytes to come start with ``prefix`` (or the stream ends early).
+
+        Raises BadStatusLine as soon as they differ, however few arrived.
+        """
+        while True:
+            have = self._view[self._start : min(self._end, self._start + len(prefix))]
+            if not prefix.startswith(have):
+                raise BadStatusLine(f"{self.peek(100)!r} where an HTTP/1.x status line belongs")
+            if len(have) == len(prefix) or not self._fill():
+                return
 
     def buffered_head(self) -> list[str] | None:
         """The lines of the next head (status line first), if one recv() brought all of it.
@@ -194,7 +213,7 @@ def _parse_status(line: str) -> tuple[int, int]:
         return 10, int(code)
     if version.startswith("HTTP/1."):
         return 11, int(code)
-    raise WireError(f"unsupported protocol {version[:20]!r}")
+    raise BadStatusLine(f"unsupported protocol {version[:20]!r}")
 
 
 def _content_length(values: list[str]) -> int:
@@ -251,6 +270,7 @@ def read_response(reader: Reader, method: str) -> Response:
     while True:
         lines = reader.buffered_head()
         if lines is None:
+            reader.expect(b"HTTP/1.")
             lines = _read_head_lines(reader)
         version, status = _parse_status(lines[0])
         # Interim answers (100 Continue, 102, 103) precede the real one.

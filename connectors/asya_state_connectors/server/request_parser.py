@@ -1,22 +1,20 @@
-"""The HTTP/1.1 wire format the connector server speaks: request parsing, response heads.
+"""HTTP/1.1 request parsing for the connector server: bytes off a connection into request events.
 
 Owns: ``RequestParser``, which runs llhttp (httptools) over a connection's
 bytes inside our limits and reports request heads (lower-cased header
 names, the body framing: Content-Length up to 2^63-1 or chunked, chunked
 only in HTTP/1.1), body pieces and message ends; refusals as ``HttpError``
-with the status to answer and a message naming the header at fault. And
-encoding a response head, refusing any header value that could split it
-(CR, LF, NUL or another control character, non-ASCII) with ``UnsafeHeader``.
+with the status to answer and a message naming the header at fault.
+Response heads are encoded by ``response_head``.
 
-Must not: touch sockets, the event loop or the protocol's paths.
+Must not: touch sockets, the event loop or the protocol's paths, or write
+anything a client receives.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Mapping
-from http import HTTPStatus
 from typing import NoReturn, Protocol
 
 import httptools
@@ -28,23 +26,6 @@ MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADERS = 100
 # The largest Content-Length taken (what a file offset holds); 10^29 is refused, not waited for.
 MAX_CONTENT_LENGTH = 2**63 - 1
-
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def reason(status: int) -> str:
-    return _REASONS.get(status, "Unknown")
-
-
-def http_date(seconds: float) -> str:
-    """An IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), independent of the locale."""
-    t = time.gmtime(seconds)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
 
 
 class HttpError(Exception):
@@ -75,56 +56,6 @@ class Headers(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._fields)
-
-
-class UnsafeHeader(ValueError):
-    """A response header value that would not stay one header line; nothing was sent."""
-
-
-# Control characters other than the CR LF that end each line; tabs too: no value we send has one.
-_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def head_bytes(status: int, headers: Mapping[str, str], close: bool, http10: bool = False) -> bytes:
-    """A response head; ``http10`` answers an HTTP/1.0 request kept alive (it must be told so).
-
-    Every header value is checked in one pass over the joined head: a value
-    with CR, LF or another control character, or a non-ASCII one, would
-    inject header lines (a second Content-Length) into the answer.
-    """
-    lines = [f"HTTP/1.1 {status} {reason(status)}"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    if close:
-        lines.append("Connection: close")
-    elif http10:
-        lines.append("Connection: keep-alive")
-    text = "\r\n".join(lines)
-    breaks = len(lines) - 1
-    if (
-        text.count("\n") != breaks
-        or text.count("\r") != breaks
-        or not text.isascii()
-        or _CONTROL.search(text)
-    ):
-        raise UnsafeHeader(_unsafe_header(headers))
-    return (text + "\r\n\r\n").encode("ascii")
-
-
-def _value_error(value: str) -> str | None:
-    """Why ``value`` cannot be sent as a header value, or None when it can."""
-    if not value.isascii():
-        return "non-ASCII characters"
-    if "\r" in value or "\n" in value or _CONTROL.search(value):
-        return "a control character (CR, LF, NUL, ...)"
-    return None
-
-
-def _unsafe_header(headers: Mapping[str, str]) -> str:
-    for name, value in headers.items():
-        why = _value_error(name) or _value_error(value)
-        if why is not None:
-            return f"refusing to send the header {name[:60]!r}: its value has {why}"
-    return "refusing to send a response head with a malformed line"
 
 
 class RequestEvents(Protocol):

@@ -8,7 +8,10 @@ count as success, recording the revisions the current scope reads and
 writes (revisions.py), the write conditions those revisions imply (If-Match
 only when the connector declares ``cas``, If-None-Match: * only with
 ``create_only``), and forgetting a key's revision when a write, delete or
-rename of it fails with a conflict or an unknown outcome (``_in_doubt``).
+rename of it fails with a conflict or an unknown outcome (``_in_doubt``),
+and telling another server on the socket by its answers (a success answer
+about an object without ``X-Asya-Size``, a ``/v1/info`` without
+capabilities: ConnectionError(EPROTO), see errors.foreign).
 
 Must not: patch anything or know about file objects and ``os`` semantics.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import IO, TypeVar
 from urllib.parse import quote, urlencode
 
-from . import revisions, transport
+from . import errors, revisions, transport
 from .config import Mount
 
 CAS = "cas"
@@ -42,6 +45,7 @@ INFO = "/v1/info"
 UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
+SIZE = "X-Asya-Size"
 # How long a mutating request whose outcome is unknown is retried (seconds):
 # covers a connector restart (about a second) and a backend failover. Once
 # the connection broke under an attempt (the connector died with it, maybe
@@ -164,6 +168,22 @@ class MountClient:
             for key in keys:
                 revisions.forget(self.mount.name, key)
 
+    def _check_object_answer(
+        self, reply: transport.Reply, method: str, target: str, path: str
+    ) -> None:
+        """Every success answer about an object carries X-Asya-Size; another server's does not.
+
+        A server that takes any path for a key (as an upstream connector
+        might) would otherwise have its 200 taken for a stored write or for
+        a file's content.
+        """
+        if reply.header(SIZE) is None:
+            raise errors.foreign(
+                self.mount,
+                path,
+                f"it answered {method} {target[:120]} with HTTP {reply.status} and no {SIZE}",
+            )
+
     @property
     def pool(self) -> transport.Pool:
         return transport.pool_for(self.mount)
@@ -233,6 +253,7 @@ class MountClient:
         if reply.status != 200:
             raise reply.error()
         reply.read_all()
+        self._check_object_answer(reply, "HEAD", target, path)
         is_dir = reply.header("X-Asya-Kind") == "directory"
         etag = None if is_dir else reply.header("ETag")
         if not is_dir:
@@ -265,8 +286,12 @@ class MountClient:
             headers = {"Range": f"bytes={start}-{start + length - 1}"}
         elif start:
             headers = {"Range": f"bytes={start}-"}
-        reply = self._request("GET", OBJECTS + encode_key(key, path), path, headers)
+        target = OBJECTS + encode_key(key, path)
+        reply = self._request("GET", target, path, headers)
         if reply.status in (200, 206):
+            if reply.header(SIZE) is None:
+                reply.close_connection()
+                self._check_object_answer(reply, "GET", target, path)
             if opening:
                 revisions.remember(self.mount.name, key, reply.header("ETag"))
             return reply
@@ -321,6 +346,8 @@ class MountClient:
             try:
                 return attempt()
             except (ConnectionError, TimeoutError) as exc:
+                if exc.errno == errno.EPROTO:
+                    raise  # another protocol on the socket: trying again cannot help
                 if _connector_lost(exc):
                     # The connector died with this attempt, which it may have
                     # applied: giving up would leave the outcome unknown (a
@@ -369,6 +396,7 @@ class MountClient:
             if reply.status != 200:
                 raise reply.error()
             reply.read_all()
+            self._check_object_answer(reply, "a write of", key, path)
         except BaseException as exc:
             if forget:
                 self.failed(exc, key)
@@ -387,6 +415,7 @@ class MountClient:
             if reply.status != 200:
                 raise reply.error()
             reply.read_all()
+            self._check_object_answer(reply, "POST", f"?op={op}", path)
             return reply
 
         try:
@@ -526,7 +555,13 @@ def _parse_json(body: bytes, mount: Mount, path: str) -> dict[str, object]:
 
 
 def _parse_info(body: bytes, mount: Mount, path: str) -> Info:
-    data = _parse_json(body, mount, path)
+    try:
+        data = _parse_json(body, mount, path)
+    except OSError:
+        data = {}
+    if not isinstance(data.get("capabilities"), list):
+        # Every asya-state connector describes itself here; another server does not.
+        raise errors.foreign(mount, path, f"its {INFO} answer was {body[:120]!r}")
 
     def names(field: str) -> frozenset[str]:
         value = data.get(field)

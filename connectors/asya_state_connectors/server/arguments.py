@@ -1,4 +1,4 @@
-"""Parsing of protocol requests: paths, keys, conditions, ranges, queries.
+"""A protocol request's arguments: the path's key, conditions, byte ranges, query parameters.
 
 Owns: turning raw request parts into validated values, raising BadRequest or
 InvalidKey with a message that names the offending header or parameter.
