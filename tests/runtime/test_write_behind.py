@@ -12,9 +12,11 @@ one that rewrites what was sent gives the upload up and commits the spool.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,8 @@ THRESHOLD = 4096
 
 
 @pytest.fixture
-def small_threshold(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Write-behind after 4 KiB, the spool on disk after 12 KiB; yields the keys put whole."""
-    monkeypatch.setattr(files, "WRITE_BEHIND_AFTER", THRESHOLD)
-    monkeypatch.setattr(files, "SPILL_THRESHOLD", 3 * THRESHOLD)
+def whole_puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys committed whole, in one request at close (not by a write-behind upload)."""
     whole: list[str] = []
     put = connector.MountClient.put
 
@@ -40,6 +40,14 @@ def small_threshold(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(connector.MountClient, "put", spy)
     return whole
+
+
+@pytest.fixture
+def small_threshold(monkeypatch: pytest.MonkeyPatch, whole_puts: list[str]) -> list[str]:
+    """Write-behind after 4 KiB, the spool on disk after 12 KiB; the keys put whole."""
+    monkeypatch.setattr(files, "WRITE_BEHIND_AFTER", THRESHOLD)
+    monkeypatch.setattr(files, "SPILL_THRESHOLD", 3 * THRESHOLD)
+    return whole_puts
 
 
 def run(path: str, mode: str, buffering: int, ops: list[tuple[Any, ...]]) -> list[object]:
@@ -206,3 +214,33 @@ def test_an_exclusive_creation_raced_during_a_streamed_write_loses_cleanly(
 def _write_elsewhere(hooks: Connectors, path: str, data: bytes) -> None:
     """Another replica's write of ``path``: a separate handler process on the same connector."""
     run_handler(hooks, f"with open({path!r}, 'wb') as f: f.write({data!r})")
+
+
+def test_a_streamed_buffered_write_holds_memory_bounded(
+    hooks: Connectors, ns: str, whole_puts: list[str]
+) -> None:
+    """48 MiB written at the default threshold: streamed, within the spool's memory bound."""
+    path = f"/cas/{ns}/weights.bin"
+    piece = os.urandom(1024 * 1024)
+    digest = hashlib.sha256()
+
+    def write() -> None:
+        with open(path, "wb") as file:
+            for number in range(48):
+                block = piece[number:] + piece[:number]
+                digest.update(block)
+                file.write(block)
+
+    tracemalloc.start()
+    try:
+        write()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < files.SPILL_THRESHOLD + 4 * 1024 * 1024
+    assert whole_puts == []
+    read = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1024 * 1024):
+            read.update(chunk)
+    assert read.hexdigest() == digest.hexdigest()
