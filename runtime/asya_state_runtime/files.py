@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import errno
 import io
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -439,6 +440,7 @@ class SpoolRaw(StateRaw):
         # spool it carries, the spool's size, and what the commit reuses.
         self._may_stream = spec.kind in "wx"
         self._behind: transport.Upload | None = None
+        self._behind_pid = 0  # a forked child must not send on its parent's connection
         self._sent = 0
         self._end = 0
         self._condition: dict[str, str] | None = None
@@ -601,6 +603,7 @@ class SpoolRaw(StateRaw):
             self._behind = client.start_put(
                 key, path, {**self._condition, **self._request_id}, None
             )
+            self._behind_pid = os.getpid()
         except Exception as exc:
             self._stop_behind(exc)
 
@@ -618,8 +621,13 @@ class SpoolRaw(StateRaw):
         finally:
             self._spool.seek(here)
 
+    def _live_behind(self) -> transport.Upload | None:
+        if self._behind is not None and self._behind_pid != os.getpid():
+            self._stop_behind()  # closes only this process's copy of the socket
+        return self._behind
+
     def _send_behind(self, data: bytes | memoryview) -> None:
-        upload = self._behind
+        upload = self._live_behind()
         if upload is None:
             return
         try:
@@ -645,7 +653,7 @@ class SpoolRaw(StateRaw):
         """Complete the upload; False when it was lost before its outcome was known."""
         client, key, path = self.target.client, self.target.key, self.target.path
         self._catch_up()  # a truncate may have grown the file since the last write
-        upload, self._behind = self._behind, None
+        upload, self._behind = self._live_behind(), None
         if upload is None:
             return False
         try:
