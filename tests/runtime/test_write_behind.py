@@ -12,6 +12,7 @@ one that rewrites what was sent gives the upload up and commits the spool.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from asya_state_runtime import connector, files
-from tests.runtime.conftest import Connectors, run_handler
+from tests.runtime.conftest import SMALL_LIMIT, Connectors, run_handler
 
 THRESHOLD = 4096
 
@@ -244,3 +245,20 @@ def test_a_streamed_buffered_write_holds_memory_bounded(
         while chunk := file.read(1024 * 1024):
             read.update(chunk)
     assert read.hexdigest() == digest.hexdigest()
+
+
+def test_a_streamed_write_over_the_connectors_limit_fails_on_close_with_efbig(
+    hooks: Connectors, ns: str, small_threshold: list[str]
+) -> None:
+    path = f"/small/{ns}/big.bin"
+    with open(path, "wb") as file:
+        file.write(b"kept")
+    file = open(path, "wb")  # noqa: SIM115 - closed in the raises block
+    for _ in range(SMALL_LIMIT // THRESHOLD + 4):
+        file.write(os.urandom(THRESHOLD))  # streaming, then refused mid-way (413)
+    with pytest.raises(OSError, match="exceed") as too_large:
+        file.close()
+    assert too_large.value.errno == errno.EFBIG
+    assert too_large.value.filename == path
+    with open(path, "rb") as check:
+        assert check.read() == b"kept"
