@@ -1,8 +1,8 @@
 """File objects for state paths, stacked exactly like the real ``open`` stacks them.
 
 Owns: the raw I/O objects (streamed and ranged reads; spooled writes that
-commit on close, streamed behind the writer while it writes front to back
-(``WriteBehind``); chunked passthrough uploads), the abort-on-exception
+commit on close, or stream behind a writer that writes front to back
+(write-behind, see SpoolRaw); chunked passthrough uploads), the abort-on-exception
 buffered and text wrappers, and ``open_file`` which validates the mode and
 arguments like ``io.open`` and picks the raw object for a mode and mount.
 
