@@ -8,8 +8,9 @@ stream (concurrency 1: what one connection delivers); and the time to the
 first byte of a read through the file API and through one plain GET.
 
 fake-gcs-server does not serve XML multipart uploads (it answers
-``POST /<bucket>/<object>?uploads`` with 400 "invalid uploadType"), so when
-``upload_chunks_concurrently`` is refused so, the GCS write stands in with
+``POST /<bucket>/<object>?uploads`` with 400 "invalid uploadType", or 404
+when the object name has a ``/``), so when ``upload_chunks_concurrently`` is
+refused so, the GCS write stands in with
 the library's parallel composite upload, as gsutil and gcloud do it: one
 slice per worker uploaded at once as its own object, one compose, the slices
 deleted; the answer names the stand-in.
@@ -84,7 +85,7 @@ def s3_transfer(config: Mapping[str, Any], kind: str, key: str, size: int, block
 
 COMPOSITE_NOTE = (
     "stand-in: parallel composite upload (one slice per worker, then compose); "
-    "fake-gcs-server answers transfer_manager's XML multipart POST ?uploads with 400"
+    "fake-gcs-server answers transfer_manager's XML multipart POST ?uploads with 400/404"
 )
 
 
@@ -121,7 +122,7 @@ def gcs_transfer(
                     worker_type=transfer_manager.THREAD,
                 )
             except InvalidResponse as exc:
-                if exc.response.status_code != 400:
+                if exc.response.status_code not in (400, 404):
                     raise
                 start = time.perf_counter()
                 _composite_upload(bucket, key, path, size, part, workers)
