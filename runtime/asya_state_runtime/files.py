@@ -39,6 +39,10 @@ SPILL_THRESHOLD = 4 * 1024 * 1024
 # A buffered ``w``/``x`` file starts streaming to the connector once it holds
 # this much (the connectors' default part size), while the handler still writes.
 WRITE_BEHIND_AFTER = 8 * 1024 * 1024
+# A stream's size is unknown to the connector, which then cuts S3 parts of
+# its configured size (8 MiB: at most 10,000 parts, 78 GiB); a file growing
+# past this is committed whole on close instead, where its size picks the parts.
+WRITE_BEHIND_LIMIT = 64 * 1024 * 1024 * 1024
 BUFFER_SIZE = 64 * 1024
 # A forward seek of at most this many bytes reads through the open stream
 # instead of starting a new ranged request.
@@ -538,7 +542,7 @@ class SpoolRaw(StateRaw):
         self._spool.seek(here)
         self._dirty = True
         if self._may_stream:
-            if position < self._sent:
+            if position < self._sent or position > WRITE_BEHIND_LIMIT:
                 self._stop_behind()
             else:
                 self._end = position
@@ -587,6 +591,9 @@ class SpoolRaw(StateRaw):
             self._stop_behind()  # a rewrite of bytes already sent
             return
         self._end = max(self._end, position + count)
+        if self._end > WRITE_BEHIND_LIMIT:
+            self._stop_behind()
+            return
         if self._behind is None:
             if self._end < WRITE_BEHIND_AFTER:
                 return

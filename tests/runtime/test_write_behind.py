@@ -262,3 +262,15 @@ def test_a_streamed_write_over_the_connectors_limit_fails_on_close_with_efbig(
     assert too_large.value.filename == path
     with open(path, "rb") as check:
         assert check.read() == b"kept"
+
+
+def test_a_file_growing_past_the_write_behind_limit_is_committed_whole(
+    hooks: Connectors, ns: str, small_threshold: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the limit the connector needs the size to cut parts: the stream is given up."""
+    monkeypatch.setattr(files, "WRITE_BEHIND_LIMIT", 8 * THRESHOLD)
+    path = f"/cas/{ns}/huge.bin"
+    data = write_sequentially(path, "wb", 10 * THRESHOLD)
+    assert small_threshold == [f"{ns}/huge.bin"]
+    with open(path, "rb") as check:
+        assert check.read() == data
