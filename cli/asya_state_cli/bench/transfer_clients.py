@@ -21,6 +21,7 @@ import (the handler process imports this for every task).
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
@@ -158,10 +159,9 @@ def _composite_upload(bucket: Any, key: str, path: str, size: int, part: int, wo
 
     def upload(number: int) -> None:
         offset = number * step
-        with open(path, "rb") as file:
-            file.seek(offset)
-            slice_blob = bucket.blob(names[number], chunk_size=part)
-            slice_blob.upload_from_file(file, size=min(step, size - offset))
+        length = min(step, size - offset)
+        with _FileSlice(path, offset, length) as piece:
+            bucket.blob(names[number], chunk_size=part).upload_from_file(piece, size=length)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(upload, range(len(names))))
@@ -209,6 +209,46 @@ def remove_direct(config: Mapping[str, Any], key: str) -> None:
             client.close()
     else:
         _gcs_bucket(config).blob(key).delete()
+
+
+class _FileSlice(io.RawIOBase):
+    """``length`` bytes of ``path`` from ``offset``, as a file of their own (resumable uploads
+    start from position 0 and may seek back to retry a chunk)."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._offset = offset
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._length - self._pos)
+        if want <= 0:
+            return 0
+        self._file.seek(self._offset + self._pos)
+        count = self._file.readinto(view[:want])
+        self._pos += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class _Sink:
