@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from asya_state_runtime import connector, files
+from asya_state_runtime import connector, files, transport
 from tests.runtime.conftest import SMALL_LIMIT, Connectors, run_handler
 
 THRESHOLD = 4096
@@ -137,7 +137,7 @@ def test_a_file_written_front_to_back_is_sent_while_written(
     hooks: Connectors, ns: str, small_threshold: list[str], mount: str, mode: str
 ) -> None:
     path = f"{mount}/{ns}/seq.bin"
-    data = write_sequentially(path, mode, 10 * THRESHOLD + 123)
+    data = write_sequentially(path, mode, 100 * THRESHOLD + 123)  # several buffer flushes
     assert small_threshold == []
     with open(path, "rb") as check:
         assert check.read() == data
@@ -272,5 +272,44 @@ def test_a_file_growing_past_the_write_behind_limit_is_committed_whole(
     path = f"/cas/{ns}/huge.bin"
     data = write_sequentially(path, "wb", 10 * THRESHOLD)
     assert small_threshold == [f"{ns}/huge.bin"]
+    with open(path, "rb") as check:
+        assert check.read() == data
+
+
+@pytest.mark.parametrize("broken", ["send", "finish"])
+def test_a_stream_lost_mid_way_sends_the_spool_again_under_the_same_request_id(
+    hooks: Connectors,
+    ns: str,
+    small_threshold: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+) -> None:
+    """A lost connection proves nothing was stored: the whole file goes in one request."""
+    ids: list[str] = []
+    start_put = connector.MountClient.start_put
+
+    def record(self: connector.MountClient, key: str, path: str, headers: Any, size: Any) -> Any:
+        ids.append(headers[connector.REQUEST_ID])
+        return start_put(self, key, path, headers, size)
+
+    original = getattr(transport.Upload, broken)
+    calls = 0
+
+    def lose(self: transport.Upload, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == (1 if broken == "finish" else 3):
+            self.abort()
+            raise ConnectionError("connection to the connector lost")
+        return original(self, *args)
+
+    monkeypatch.setattr(connector.MountClient, "start_put", record)
+    monkeypatch.setattr(transport.Upload, broken, lose)
+    path = f"/cas/{ns}/resent.bin"
+    data = write_sequentially(path, "wb", 100 * THRESHOLD)
+    monkeypatch.undo()
+    assert small_threshold == [f"{ns}/resent.bin"]
+    assert len(ids) == 2  # the stream, then the whole file
+    assert ids[0] == ids[1]
     with open(path, "rb") as check:
         assert check.read() == data
