@@ -1,7 +1,8 @@
 """File objects for state paths, stacked exactly like the real ``open`` stacks them.
 
 Owns: the raw I/O objects (streamed and ranged reads; spooled writes that
-commit on close; chunked passthrough uploads), the abort-on-exception
+commit on close, or stream behind a writer that writes front to back
+(write-behind, see SpoolRaw); chunked passthrough uploads), the abort-on-exception
 buffered and text wrappers, and ``open_file`` which validates the mode and
 arguments like ``io.open`` and picks the raw object for a mode and mount.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import codecs
 import errno
 import io
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -34,6 +36,13 @@ from . import mount_client, transport
 from .mounts import Target
 
 SPILL_THRESHOLD = 4 * 1024 * 1024
+# A buffered ``w``/``x`` file starts streaming to the connector once it holds
+# this much (the connectors' default part size), while the handler still writes.
+WRITE_BEHIND_AFTER = 8 * 1024 * 1024
+# A stream's size is unknown to the connector, which then cuts S3 parts of
+# its configured size (8 MiB: at most 10,000 parts, 78 GiB); a file growing
+# past this is committed whole on close instead, where its size picks the parts.
+WRITE_BEHIND_LIMIT = 64 * 1024 * 1024 * 1024
 BUFFER_SIZE = 64 * 1024
 # A forward seek of at most this many bytes reads through the open stream
 # instead of starting a new ranged request.
@@ -405,6 +414,21 @@ class SpoolRaw(StateRaw):
     current object first (so reads and seeks work), ``a`` without ``+``
     keeps only the new bytes and appends them natively when the connector can,
     otherwise it reads, concatenates and writes back conditionally.
+
+    Write-behind: a ``w``/``x`` file (with or without ``+``) that grows past
+    WRITE_BEHIND_AFTER starts one chunked upload carrying the condition the
+    commit would carry (the revision known then; ``If-None-Match: *`` for
+    ``x``) and from then on sends each write as it is made, as a passthrough
+    write does, so the object is on its way while the handler still writes;
+    the spool keeps the whole file, so reads, seeks and ``tell`` behave as
+    before. Sent bytes must stay as sent: a write or truncate reaching
+    below what was sent (a seek back and rewrite) gives the upload up, the
+    connector discards it, and ``close()`` commits from the spool in one
+    request as without write-behind. A raise in a ``with`` block, ``abort``,
+    or a failed commit drops the upload: the connector stores nothing of it.
+    A conflict the upload met (409) is reported on ``close()``; a lost
+    connection (even while finishing, when the outcome is unknown) sends the
+    spool again in one request under the same request id, as ``put`` retries.
     """
 
     def __init__(self, target: Target, name: str | bytes, spec: ModeSpec) -> None:
@@ -416,8 +440,20 @@ class SpoolRaw(StateRaw):
         self._native_append = False
         self._dirty = False
         self._created = False
+        # Write-behind (see the class docstring): the upload, how much of the
+        # spool it carries, the spool's size, and what the commit reuses.
+        self._may_stream = spec.kind in "wx"
+        self._behind: transport.Upload | None = None
+        self._behind_pid = 0  # a forked child must not send on its parent's connection
+        self._sent = 0
+        self._end = 0
+        self._condition: dict[str, str] | None = None
+        self._request_id = connector.new_request_id()
+        self._conflict: FileExistsError | None = None
         # Owned by this object and closed in close(), so no context manager.
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPILL_THRESHOLD)  # noqa: SIM115
+        self._spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPILL_THRESHOLD
+        )
         try:
             self._prepare()
         except BaseException:
@@ -465,10 +501,13 @@ class SpoolRaw(StateRaw):
         self._check_open()
         if self._spec.kind == "a":
             self._spool.seek(0, io.SEEK_END)
+        position = self._spool.tell()
         count = self._spool.write(buffer)
         self._dirty = True
         if self.append_position is not None:
             self.append_position.wrote(count)
+        if self._may_stream:
+            self._write_behind(position, buffer, count)
         return count
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -493,9 +532,20 @@ class SpoolRaw(StateRaw):
                 f"truncate() in plain append mode ('a') on a state path ({self.target.path}); "
                 "open it with 'r+' or 'a+' to truncate"
             )
-        position = self._spool.tell() if size is None else size
+        here = self._spool.tell()
+        position = here if size is None else size
+        if position > self._spool.seek(0, io.SEEK_END):
+            # A spool still in memory (BytesIO) does not grow on truncate as
+            # a file does; on disk it grows sparse, as a local file would.
+            self._spool.rollover()
         self._spool.truncate(position)
+        self._spool.seek(here)
         self._dirty = True
+        if self._may_stream:
+            if position < self._sent or position > WRITE_BEHIND_LIMIT:
+                self._stop_behind()
+            else:
+                self._end = position
         return position
 
     def close(self) -> None:
@@ -505,6 +555,7 @@ class SpoolRaw(StateRaw):
             if not self._aborted and self._must_commit():
                 self._commit()
         finally:
+            self._stop_behind()  # aborted, or the commit failed: the connector discards it
             self._spool.close()
             super().close()
 
@@ -523,8 +574,103 @@ class SpoolRaw(StateRaw):
             else:
                 self._append_by_rewrite(size)
             return
-        condition = self._create_only or client.write_condition(key, path)
-        client.put(key, path, self._spool, size, condition)
+        if self._behind is not None and self._finish_behind():
+            return
+        if self._conflict is not None:
+            client.failed(self._conflict, key)
+            raise self._conflict
+        condition = self._condition
+        if condition is None:
+            condition = self._create_only or client.write_condition(key, path)
+        client.put(key, path, self._spool, size, condition, request_id=self._request_id)
+
+    # -- write-behind ------------------------------------------------------
+
+    def _write_behind(self, position: int, buffer: Any, count: int) -> None:
+        if position < self._sent:
+            self._stop_behind()  # a rewrite of bytes already sent
+            return
+        self._end = max(self._end, position + count)
+        if self._end > WRITE_BEHIND_LIMIT:
+            self._stop_behind()
+            return
+        if self._behind is None:
+            if self._end < WRITE_BEHIND_AFTER:
+                return
+            self._start_behind()
+        if position == self._sent and position + count == self._end:
+            self._send_behind(memoryview(buffer).cast("B")[:count])
+        else:
+            self._catch_up()  # the start, or a write past the end (a hole of zeros)
+
+    def _start_behind(self) -> None:
+        client, key, path = self.target.client, self.target.key, self.target.path
+        try:
+            self._condition = self._create_only or client.write_condition(key, path)
+            self._behind = client.start_put(
+                key, path, {**self._condition, **self._request_id}, None
+            )
+            self._behind_pid = os.getpid()
+        except Exception as exc:
+            self._stop_behind(exc)
+
+    def _catch_up(self) -> None:
+        """Send the spool from what was sent to its end, keeping the spool's position."""
+        here = self._spool.tell()
+        try:
+            self._spool.seek(self._sent)
+            while self._behind is not None and self._sent < self._end:
+                chunk = self._spool.read(min(4 * connector.UPLOAD_CHUNK, self._end - self._sent))
+                if not chunk:
+                    self._stop_behind()
+                    break
+                self._send_behind(chunk)
+        finally:
+            self._spool.seek(here)
+
+    def _live_behind(self) -> transport.Upload | None:
+        if self._behind is not None and self._behind_pid != os.getpid():
+            self._stop_behind()  # closes only this process's copy of the socket
+        return self._behind
+
+    def _send_behind(self, data: bytes | memoryview) -> None:
+        upload = self._live_behind()
+        if upload is None:
+            return
+        try:
+            upload.send(data)
+        except BaseException as exc:
+            # Nothing was committed: the commit sends the spool instead.
+            self._stop_behind(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._sent += len(data)
+
+    def _stop_behind(self, exc: BaseException | None = None) -> None:
+        """Give the upload up for good (the connector discards it); keep a conflict for close."""
+        self._may_stream = False
+        if isinstance(exc, FileExistsError):
+            self._conflict = exc
+        upload, self._behind = self._behind, None
+        if upload is not None:
+            upload.abort()
+
+    def _finish_behind(self) -> bool:
+        """Complete the upload; False when it was lost before its outcome was known."""
+        client, key, path = self.target.client, self.target.key, self.target.path
+        self._catch_up()  # a truncate may have grown the file since the last write
+        upload, self._behind = self._live_behind(), None
+        if upload is None:
+            return False
+        try:
+            client.finish(upload, key, path, forget=False)
+        except (ConnectionError, TimeoutError):
+            return False
+        except BaseException as exc:
+            client.failed(exc, key)
+            raise
+        return True
 
     def _append_by_rewrite(self, size: int) -> None:
         client, key, path = self.target.client, self.target.key, self.target.path

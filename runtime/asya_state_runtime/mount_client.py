@@ -300,10 +300,21 @@ class MountClient:
         raise reply.error()
 
     def put(
-        self, key: str, path: str, source: IO[bytes], size: int, headers: Mapping[str, str]
+        self,
+        key: str,
+        path: str,
+        source: IO[bytes],
+        size: int,
+        headers: Mapping[str, str],
+        *,
+        request_id: Mapping[str, str] | None = None,
     ) -> None:
-        """Store ``size`` bytes read from ``source`` as ``key`` in one request (retried, see _once)."""
-        headers = {**headers, **new_request_id()}
+        """Store ``size`` bytes read from ``source`` as ``key`` in one request (retried, see _once).
+
+        ``request_id`` names the operation when an earlier request already
+        tried it (a write-behind upload lost mid-way).
+        """
+        headers = {**headers, **(request_id or new_request_id())}
         self._send_all(lambda: self.start_put(key, path, headers, size), key, path, source, size)
 
     def _send_all(

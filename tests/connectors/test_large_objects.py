@@ -233,6 +233,86 @@ def test_an_overwrite_during_a_fanned_out_read_is_estale_or_the_old_bytes(
         assert read.hexdigest() == digest(size, seed=1)
 
 
+def _leftovers(raw: Any, store: str, full_key: str) -> list[str]:
+    """Unfinished S3 multipart uploads of ``full_key``, or GCS temporary part objects beside it."""
+    if store == "s3":
+        uploads = raw.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        return [upload["Key"] for upload in uploads if upload["Key"] == full_key]
+    mount_prefix = full_key.rsplit("/", 1)[0] + "/"
+    return [
+        blob.name for blob in raw.client.list_blobs(raw, prefix=mount_prefix + ".asya-tmp-uploads/")
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mount", ["s3cas", "gcscas"])
+def test_a_conflicting_write_during_a_streamed_buffered_write_loses_cleanly(
+    mounted: Path, s3: Store, gcs: Store, s3_raw: Any, gcs_raw: Any, mount: str
+) -> None:
+    """Write-behind keeps compare-and-swap: the revision read first guards the final step."""
+    store = MOUNTS[mount][1]
+    raw, link = (s3_raw, s3.link) if store == "s3" else (gcs_raw, gcs.link)
+    name = f"cas-{uuid.uuid4().hex[:6]}.bin"
+    path = f"{mounted}/{mount}/{name}"
+    with open(path, "wb") as file:
+        file.write(b"v1")
+    with open(path, "rb") as file:
+        assert file.read() == b"v1"  # the revision the next write is conditional on
+    full_key = _full_key(raw, store, name)
+    link.counters(reset=True)
+    writer = open(path, "wb")  # noqa: SIM115 - closed in the raises block
+    written = blocks(32 * MiB, seed=8)
+    for _ in range(24):
+        writer.write(next(written))
+    # Sent while the file is still open: without write-behind nothing leaves before close.
+    deadline = time.monotonic() + 10
+    while link.counters().up < 8 * MiB and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link.counters().up >= 8 * MiB
+    overwrite(store, raw, full_key, b"v2 from another replica")
+    for block in written:
+        writer.write(block)
+    with pytest.raises(FileExistsError):
+        writer.close()
+    with open(path, "rb") as file:
+        assert file.read() == b"v2 from another replica"
+    _assert_no_leftovers(raw, store, full_key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mount", ["s3cas", "gcslww"])
+def test_a_handler_that_raises_mid_stream_leaves_the_old_version(
+    mounted: Path, s3_raw: Any, gcs_raw: Any, mount: str
+) -> None:
+    store = MOUNTS[mount][1]
+    raw = s3_raw if store == "s3" else gcs_raw
+    name = f"kept-{uuid.uuid4().hex[:6]}.bin"
+    path = f"{mounted}/{mount}/{name}"
+    with open(path, "wb") as file:
+        file.write(b"old version")
+    full_key = _full_key(raw, store, name)
+
+    def fail_mid_stream() -> None:
+        with open(path, "wb") as file:
+            for block in blocks(24 * MiB, seed=9):
+                file.write(block)
+            raise RuntimeError("the handler failed")
+
+    with pytest.raises(RuntimeError):
+        fail_mid_stream()
+    with open(path, "rb") as check:
+        assert check.read() == b"old version"
+    _assert_no_leftovers(raw, store, full_key)
+
+
+def _assert_no_leftovers(raw: Any, store: str, full_key: str) -> None:
+    """The upload given up leaves nothing: the connector aborts it when the stream drops."""
+    deadline = time.monotonic() + 10
+    while (left := _leftovers(raw, store, full_key)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
+
+
 def _full_key(raw: Any, store: str, name: str) -> str:
     if store == "s3":
         keys = [o["Key"] for o in raw.list_objects_v2(Bucket=BUCKET)["Contents"]]

@@ -204,6 +204,8 @@ def _measure(
         pod.call({"task": "remove", "store": store, "key": KEY})
         proxy[mount] = measured
 
+    notes: dict[str, str] = {}
+
     def library(concurrency: int) -> dict[str, float | str]:
         client = {**direct, "concurrency": concurrency}
         measured: dict[str, float | str] = {}
@@ -223,6 +225,8 @@ def _measure(
                     }
                 )
                 measured[kind] = float(reply["seconds"])
+                if reply.get("note") and concurrency > 1:
+                    notes[kind] = str(reply["note"])
             except TaskFailed as exc:
                 measured[kind] = f"failed: {str(exc).splitlines()[0][:160]}"
                 if kind == "write":
@@ -265,7 +269,7 @@ def _measure(
                     connector_rss_growth=growth,
                     manager_seconds=by_manager if isinstance(by_manager, float) else None,
                     one_stream_seconds=one_seconds,
-                    manager_note=by_manager if isinstance(by_manager, str) else "",
+                    manager_note=by_manager if isinstance(by_manager, str) else notes.get(kind, ""),
                 )
             )
 
