@@ -448,7 +448,7 @@ class SpoolRaw(StateRaw):
         self._sent = 0
         self._end = 0
         self._condition: dict[str, str] | None = None
-        self._request_id = connector.new_request_id()
+        self._request_id = mount_client.new_request_id()
         self._conflict: FileExistsError | None = None
         # Owned by this object and closed in close(), so no context manager.
         self._spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
@@ -620,7 +620,7 @@ class SpoolRaw(StateRaw):
         try:
             self._spool.seek(self._sent)
             while self._behind is not None and self._sent < self._end:
-                chunk = self._spool.read(min(4 * connector.UPLOAD_CHUNK, self._end - self._sent))
+                chunk = self._spool.read(min(4 * mount_client.UPLOAD_CHUNK, self._end - self._sent))
                 if not chunk:
                     self._stop_behind()
                     break

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from asya_state_runtime import connector, files, transport
+from asya_state_runtime import files, mount_client, transport
 from tests.runtime.conftest import SMALL_LIMIT, Connectors, run_handler
 
 THRESHOLD = 4096
@@ -33,13 +33,13 @@ THRESHOLD = 4096
 def whole_puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The keys committed whole, in one request at close (not by a write-behind upload)."""
     whole: list[str] = []
-    put = connector.MountClient.put
+    put = mount_client.MountClient.put
 
-    def spy(self: connector.MountClient, key: str, *args: Any, **kwargs: Any) -> None:
+    def spy(self: mount_client.MountClient, key: str, *args: Any, **kwargs: Any) -> None:
         whole.append(key)
         put(self, key, *args, **kwargs)
 
-    monkeypatch.setattr(connector.MountClient, "put", spy)
+    monkeypatch.setattr(mount_client.MountClient, "put", spy)
     return whole
 
 
@@ -286,10 +286,10 @@ def test_a_stream_lost_mid_way_sends_the_spool_again_under_the_same_request_id(
 ) -> None:
     """A lost connection proves nothing was stored: the whole file goes in one request."""
     ids: list[str] = []
-    start_put = connector.MountClient.start_put
+    start_put = mount_client.MountClient.start_put
 
-    def record(self: connector.MountClient, key: str, path: str, headers: Any, size: Any) -> Any:
-        ids.append(headers[connector.REQUEST_ID])
+    def record(self: mount_client.MountClient, key: str, path: str, headers: Any, size: Any) -> Any:
+        ids.append(headers[mount_client.REQUEST_ID])
         return start_put(self, key, path, headers, size)
 
     original = getattr(transport.Upload, broken)
@@ -303,7 +303,7 @@ def test_a_stream_lost_mid_way_sends_the_spool_again_under_the_same_request_id(
             raise ConnectionError("connection to the connector lost")
         return original(self, *args)
 
-    monkeypatch.setattr(connector.MountClient, "start_put", record)
+    monkeypatch.setattr(mount_client.MountClient, "start_put", record)
     monkeypatch.setattr(transport.Upload, broken, lose)
     path = f"/cas/{ns}/resent.bin"
     data = write_sequentially(path, "wb", 100 * THRESHOLD)
