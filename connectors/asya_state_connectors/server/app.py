@@ -44,7 +44,7 @@ from ..interface import (
     valid_content_type,
 )
 from ..keys import validate_key
-from . import arguments as rq
+from . import arguments
 from .http import BodyTimeout, Request, Response, StreamResponse, json_response
 from .observability import Metrics, key_hash
 from .response_head import http_date
@@ -81,7 +81,7 @@ def error_response(exc: ConnectorError) -> Response:
 
 def meta_headers(meta: ObjectMeta) -> dict[str, str]:
     headers: dict[str, str] = {}
-    headers["ETag"] = rq.quote_etag(meta.etag)
+    headers["ETag"] = arguments.quote_etag(meta.etag)
     headers["X-Asya-Size"] = str(meta.size)
     headers["X-Asya-Kind"] = "file"
     # A content type stored by other means (an xattr set on the directory
@@ -116,7 +116,7 @@ class ProtocolApp:
         try:
             if self.draining:
                 raise Draining("the connector is shutting down")
-            path, params = rq.split_target(request.target)
+            path, params = arguments.split_target(request.target)
             handler, operation, rest = self._route(request.method, path)
             request_id = None
             if request.method in _MUTATING:
@@ -171,8 +171,8 @@ class ProtocolApp:
         await self._idle.wait()
 
     def _route(self, method: str, path: str) -> tuple[Handler, str, str]:
-        if path.startswith(rq.OBJECTS):
-            rest = path[len(rq.OBJECTS) :]
+        if path.startswith(arguments.OBJECTS):
+            rest = path[len(arguments.OBJECTS) :]
             table: dict[str, tuple[Handler, str]] = {
                 "GET": (self.read, "read"),
                 "HEAD": (self.stat, "stat"),
@@ -182,8 +182,8 @@ class ProtocolApp:
             }
             if not rest:  # the mount root can only be stat'ed
                 table = {"HEAD": table["HEAD"]}
-        elif path.startswith(rq.XATTRS):
-            rest = path[len(rq.XATTRS) :]
+        elif path.startswith(arguments.XATTRS):
+            rest = path[len(arguments.XATTRS) :]
             table = {
                 "GET": (self.get_xattr, "xattr_get"),
                 "PUT": (self.set_xattr, "xattr_set"),
@@ -192,10 +192,10 @@ class ProtocolApp:
         else:
             rest = ""
             fixed: dict[str, tuple[Handler, str]] = {
-                f"{rq.API}/list": (self.list, "list"),
-                f"{rq.API}/health": (self.health, "health"),
-                f"{rq.API}/ready": (self.ready, "ready"),
-                f"{rq.API}/info": (self.info, "info"),
+                f"{arguments.API}/list": (self.list, "list"),
+                f"{arguments.API}/health": (self.health, "health"),
+                f"{arguments.API}/ready": (self.ready, "ready"),
+                f"{arguments.API}/info": (self.info, "info"),
                 "/metrics": (self.render_metrics, "metrics"),
             }
             if path not in fixed:
@@ -209,8 +209,8 @@ class ProtocolApp:
     # -- objects ----------------------------------------------------------
 
     async def read(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        spec = rq.byte_range(request.headers.get("Range"))
+        key = arguments.object_key(rest)
+        spec = arguments.byte_range(request.headers.get("Range"))
         try:
             stream = await self.connector.looked_up(key, self.connector.read(key, spec))
         except Missing as exc:
@@ -243,8 +243,8 @@ class ProtocolApp:
             await stream.aclose()
 
     async def stat(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest, allow_empty=True)
-        if key and rq.flag(params, "probe"):
+        key = arguments.object_key(rest, allow_empty=True)
+        if key and arguments.flag(params, "probe"):
             # The os.path predicates: what is there, not why nothing is.
             found = await self.connector.probe(key)
             if found is Kind.MISSING:
@@ -266,8 +266,8 @@ class ProtocolApp:
         return Response(200, headers={"X-Asya-Kind": "directory", "X-Asya-Size": "0"})
 
     async def write(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        condition = rq.write_condition(
+        key = arguments.object_key(rest)
+        condition = arguments.write_condition(
             request.headers.get("If-Match"), request.headers.get("If-None-Match")
         )
         self._check_condition(condition, key)
@@ -300,14 +300,14 @@ class ProtocolApp:
         raise failure
 
     async def action(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
+        key = arguments.object_key(rest)
         op = params.get("op")
         if op == "append":
             if not self.connector.supports(Capability.APPEND):
                 raise Unsupported(f"{self.connector.name} does not support append", key=key)
             meta = await self.connector.append(key, self._body(request, key))
         elif op in ("copy", "rename"):
-            target = validate_key(rq.decode_key_param(params.get("to", "")))
+            target = validate_key(arguments.decode_key_param(params.get("to", "")))
             if op == "copy":
                 meta = await self.connector.copy(key, target)
             else:
@@ -321,8 +321,8 @@ class ProtocolApp:
         return Response(200, headers=_written(meta))
 
     async def delete(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        condition = rq.write_condition(request.headers.get("If-Match"), None)
+        key = arguments.object_key(rest)
+        condition = arguments.write_condition(request.headers.get("If-Match"), None)
         self._check_condition(condition, key)
         try:
             await self.connector.delete(key, condition=condition)
@@ -333,7 +333,7 @@ class ProtocolApp:
         return Response(204)
 
     async def list(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        prefix, delimiter, token, limit = rq.list_params(params)
+        prefix, delimiter, token, limit = arguments.list_params(params)
         page = await self.connector.list(prefix, delimiter=delimiter, page_token=token, limit=limit)
         return json_response(
             200,
@@ -356,16 +356,16 @@ class ProtocolApp:
     # -- attributes ---------------------------------------------------------
 
     async def get_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        name = rq.xattr_name(params, required=False)
+        key = arguments.object_key(rest)
+        name = arguments.xattr_name(params, required=False)
         if name is None:
             return json_response(200, {"attributes": await self.connector.get_xattrs(key)})
         value = await self.connector.get_xattr(key, name)
         return Response(200, body=value.encode(), content_type="text/plain; charset=utf-8")
 
     async def set_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        name = rq.xattr_name(params, required=True)
+        key = arguments.object_key(rest)
+        name = arguments.xattr_name(params, required=True)
         assert name is not None
         self._check_writable(key, name)
         raw = await request.content.read(4097)
@@ -382,8 +382,8 @@ class ProtocolApp:
         return Response(204)
 
     async def remove_xattr(self, request: Request, rest: str, params: dict[str, str]) -> Answer:
-        key = rq.object_key(rest)
-        name = rq.xattr_name(params, required=True)
+        key = arguments.object_key(rest)
+        name = arguments.xattr_name(params, required=True)
         assert name is not None
         self._check_writable(key, name)
         await self.connector.remove_xattr(key, name)
@@ -467,12 +467,12 @@ def metrics_response(metrics: Metrics) -> Response:
 
 
 def _written(meta: ObjectMeta) -> dict[str, str]:
-    return {"ETag": rq.quote_etag(meta.etag), "X-Asya-Size": str(meta.size)}
+    return {"ETag": arguments.quote_etag(meta.etag), "X-Asya-Size": str(meta.size)}
 
 
 def _etag_matches(header: str, etag: str) -> bool:
     candidates = [part.strip() for part in header.split(",")]
-    return "*" in candidates or any(rq.parse_etag(c) == etag for c in candidates if c)
+    return "*" in candidates or any(arguments.parse_etag(c) == etag for c in candidates if c)
 
 
 class _NotFoundRoute(ConnectorError):
