@@ -38,6 +38,7 @@ Must not: talk to a backend or know HTTP beyond the header's name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -147,3 +148,23 @@ async def sweep_periodically(sweep: Callable[[float], Awaitable[int]], name: str
             await sweep(time.time())
         except Exception as exc:
             log.warning("%s: could not sweep old request records: %s", name, exc)
+
+
+class RecordSweeper:
+    """``sweep_periodically`` in the background between a connector's open and close."""
+
+    def __init__(self, sweep: Callable[[float], Awaitable[int]], name: str) -> None:
+        self._sweep = sweep
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(sweep_periodically(self._sweep, self._name))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -144,7 +144,7 @@ class _FsConnector(Connector):
         self.max_object_size = max_object_size
         self.inline_io = inline_io
         self.records = root / RECORDS_DIR
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = idempotency.RecordSweeper(self.sweep_records, self.name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -749,16 +749,10 @@ class _FsConnector(Connector):
 
     async def open(self) -> None:
         await asyncio.to_thread(self.sweep_stale_temp_files)
-        self._sweeper = asyncio.create_task(
-            idempotency.sweep_periodically(self.sweep_records, self.name)
-        )
+        self._sweeper.start()
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
 
     async def sweep_records(self, now: float) -> int:
         """Delete the records of requests older than the window; returns how many."""

@@ -158,7 +158,7 @@ class _GcsConnector(Connector):
         self._prefix = config.prefix
         self._gcs: Gcs | None = None
         self._broken: ConnectorError | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = idempotency.RecordSweeper(self.sweep_records, self.name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -191,16 +191,10 @@ class _GcsConnector(Connector):
             self._broken = map_gcs_error(exc, None)
             return
         self._gcs = Gcs(client, pool, self.config)
-        self._sweeper = asyncio.create_task(
-            idempotency.sweep_periodically(self.sweep_records, self.name)
-        )
+        self._sweeper.start()
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         gcs, self._gcs = self._gcs, None
         if gcs is not None:
             await gcs.pool.run(gcs.client.close)

@@ -99,7 +99,7 @@ def _condition_args(condition: WriteCondition) -> dict[str, str]:
 
 
 class _S3Connector(Connector):
-    """What every S3 connector shares; subclasses choose how a write reaches S3."""
+    """What every S3 connector shares, writes included; subclasses differ in name and capabilities."""
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.CREATE_ONLY, Capability.RANGE_READ, Capability.LAST_MODIFIED}
@@ -114,7 +114,7 @@ class _S3Connector(Connector):
         self.config = config
         self._prefix = config.prefix
         self._s3: S3 | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = idempotency.RecordSweeper(self.sweep_records, self.name)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -134,16 +134,10 @@ class _S3Connector(Connector):
         pool = BlockingPool(self.config.max_connections, "s3")
         client = await pool.run(self.config.make_client)
         self._s3 = S3(client, pool, self.config.bucket, self.config.transfer)
-        self._sweeper = asyncio.create_task(
-            idempotency.sweep_periodically(self.sweep_records, self.name)
-        )
+        self._sweeper.start()
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         s3, self._s3 = self._s3, None
         if s3 is not None:
             await s3.pool.run(s3.client.close)
@@ -558,10 +552,6 @@ class _S3Connector(Connector):
     async def remove_xattr(self, key: str, name: str) -> None:
         await self._copy_over(key, key, content_type=None, replace=True)
 
-
-class _S3Buffered(_S3Connector):
-    """Writes arrive whole (with their length) from the runtime's spool."""
-
     async def write(
         self,
         key: str,
@@ -571,8 +561,13 @@ class _S3Buffered(_S3Connector):
         condition: WriteCondition = UNCONDITIONAL,
         content_type: str | None = None,
     ) -> ObjectMeta:
+        """One PutObject for a body shorter than a part, else a concurrent multipart upload."""
         await self._check_new_path(key, condition)
         return await self._write_streamed(key, body, size, condition, content_type)
+
+
+class _S3Buffered(_S3Connector):
+    """Writes arrive whole (with their length) from the runtime's spool."""
 
 
 class S3BufferedLww(_S3Buffered):
@@ -585,18 +580,6 @@ class S3BufferedCas(_S3Buffered):
 
 
 class S3Passthrough(_S3Connector):
-    """Writes stream: one PutObject for a body shorter than a part, else a multipart upload."""
+    """Writes stream from the handler as it writes (no spool in the runtime)."""
 
     name = "s3-passthrough"
-
-    async def write(
-        self,
-        key: str,
-        body: AsyncIterator[bytes],
-        *,
-        size: int | None = None,
-        condition: WriteCondition = UNCONDITIONAL,
-        content_type: str | None = None,
-    ) -> ObjectMeta:
-        await self._check_new_path(key, condition)
-        return await self._write_streamed(key, body, size, condition, content_type)
