@@ -360,6 +360,7 @@ class MountClient:
         deadline = started + min(self.mount.timeout, RETRY_WINDOW)
         delay = _FIRST_DELAY
         tries = 0
+        doubt: ConnectionError | TimeoutError | None = None
         while True:
             try:
                 return attempt()
@@ -367,6 +368,7 @@ class MountClient:
                 if exc.errno == errno.EPROTO:
                     raise  # another protocol on the socket: trying again cannot help
                 if _outcome_unknown(exc):
+                    doubt = doubt or exc
                     # This attempt may have been applied (the connector or the
                     # backend died with it): giving up would leave the outcome
                     # unknown and a requeued message would apply it again, so
@@ -377,7 +379,17 @@ class MountClient:
                 tries += 1
                 resend = time.monotonic() + delay
                 if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
-                    raise
+                    if doubt is None or _outcome_unknown(exc):
+                        raise
+                    # The last answer says "not reached", but an earlier attempt
+                    # may have been applied: the handler must not read this as
+                    # "nothing happened".
+                    raise type(doubt)(
+                        doubt.errno,
+                        f"outcome unknown, an earlier attempt may have been applied "
+                        f"({doubt.strerror}); the last retry found: {exc.strerror}",
+                        exc.filename,
+                    ) from exc
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
