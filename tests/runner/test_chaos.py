@@ -225,6 +225,28 @@ def test_cas_counter_counts_exactly_while_the_backend_is_killed_six_times(rig: R
     _backend_chaos(rig, 200, 6, [1.0, 2.0, 3.0])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("rig", ["redis"], indirect=True)
+def test_cas_counter_counts_exactly_through_an_outage_longer_than_the_retry_window(
+    rig: Rig,
+) -> None:
+    """40 messages, Redis SIGKILLed once for 7 s, longer than the runtime's RETRY_WINDOW (5 s).
+
+    A write Redis applied just before dying has its reply lost; its retries
+    are answered "503 unreachable" while Redis is down, and the runtime keeps
+    retrying (within the mount's timeout) instead of giving up after 5 s and
+    letting the requeued message apply it again.
+    """
+    _backend_chaos(rig, 40, 1, [7.0])
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("rig", ["redis"], indirect=True)
+def test_cas_counter_counts_exactly_through_long_outages(rig: Rig) -> None:
+    """200 messages, Redis SIGKILLed 3 times for 7, 12 and 20 s."""
+    _backend_chaos(rig, 200, 3, [7.0, 12.0, 20.0])
+
+
 def _connector_chaos(rig: Rig, messages: int, kills: int) -> None:
     result = _run_counter(
         rig,
