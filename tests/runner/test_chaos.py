@@ -60,6 +60,10 @@ RUN_OPTIONS = [
     "0.3",
 ]
 
+# A read during an outage fails at once (503) and its message is requeued: backoff up
+# to 1 s lets 100 transient attempts outlast a 20 s outage (0.3 s would not: about 12 s).
+LONG_OUTAGE_OPTIONS = ["--retry-cap", "1"]
+
 
 @dataclass
 class Rig:
@@ -201,14 +205,18 @@ def _assert_counted_exactly(rig: Rig, result: RunResult, lines: int, failed: set
     )
 
 
-def _backend_chaos(rig: Rig, messages: int, outages: int, seconds: list[float]) -> None:
+def _backend_chaos(
+    rig: Rig, messages: int, outages: int, seconds: list[float], extra: list[str] | None = None
+) -> None:
     durations = iter(seconds * outages)
     server = rig.server
 
     def fault(run: LiveRun) -> None:
         _kill_backend(rig, next(durations))(run)
 
-    result = _run_counter(rig, [{"n": n} for n in range(messages)], faults=outages, fault=fault)
+    result = _run_counter(
+        rig, [{"n": n} for n in range(messages)], faults=outages, fault=fault, extra=extra
+    )
     if server is not None:
         assert server.process is not None, "the backend must be up to read the count"
     _assert_counted_exactly(rig, result, messages, set())
@@ -237,14 +245,14 @@ def test_cas_counter_counts_exactly_through_an_outage_longer_than_the_retry_wind
     retrying (within the mount's timeout) instead of giving up after 5 s and
     letting the requeued message apply it again.
     """
-    _backend_chaos(rig, 40, 1, [7.0])
+    _backend_chaos(rig, 40, 1, [7.0], extra=LONG_OUTAGE_OPTIONS)
 
 
 @pytest.mark.soak
 @pytest.mark.parametrize("rig", ["redis"], indirect=True)
 def test_cas_counter_counts_exactly_through_long_outages(rig: Rig) -> None:
     """200 messages, Redis SIGKILLed 3 times for 7, 12 and 20 s."""
-    _backend_chaos(rig, 200, 3, [7.0, 12.0, 20.0])
+    _backend_chaos(rig, 200, 3, [7.0, 12.0, 20.0], extra=LONG_OUTAGE_OPTIONS)
 
 
 def _connector_chaos(rig: Rig, messages: int, kills: int) -> None:
