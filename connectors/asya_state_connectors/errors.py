@@ -27,8 +27,9 @@ Must not: import a backend client or the server.
     ├── Unsupported                     501 unsupported       (capability not declared)
     ├── BackendError                    500 backend_error
     ├── NoSpace                         507 no_space          (disk or quota full)
-    ├── BackendUnavailable              503 unavailable
-    │   └── Draining                    503 draining
+    ├── BackendUnavailable              503 unavailable       (outcome unknown: maybe applied)
+    │   ├── BackendUnreachable          503 unreachable       (nothing reached the backend)
+    │   └── Draining                    503 draining          (refused before handling)
     └── BackendTimeout                  504 timeout
 """
 
@@ -157,6 +158,17 @@ class BackendUnavailable(ConnectorError):
     code = "unavailable"
 
 
+class BackendUnreachable(BackendUnavailable):
+    """The backend could not be reached: the request was certainly never sent to it.
+
+    Unlike a plain ``unavailable`` (sent, then the connection broke or the
+    server refused mid-way), this proves the request was not applied, so a
+    client may give up on it and send the work again later.
+    """
+
+    code = "unreachable"
+
+
 class Draining(BackendUnavailable):
     code = "draining"
 
@@ -189,6 +201,7 @@ ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
         BackendError,
         NoSpace,
         BackendUnavailable,
+        BackendUnreachable,
         Draining,
         BackendTimeout,
     )

@@ -4,7 +4,9 @@ Owns: the one table of the wire protocol's errors, by stable code first and
 by status for codes it does not know (404 FileNotFoundError, 403
 PermissionError, 409 FileExistsError, 413 OSError(EFBIG), 400
 OSError(EINVAL), 501 OSError(ENOTSUP), 507 OSError(ENOSPC), 500 OSError(EIO),
-503 ConnectionError, 504 and 408 TimeoutError; is_a_directory IsADirectoryError,
+503 ConnectionError (ECONNREFUSED for ``unreachable``: the backend was
+never reached; ECONNABORTED otherwise: the outcome is unknown), 504 and
+408 TimeoutError; is_a_directory IsADirectoryError,
 not_a_directory NotADirectoryError, name_too_long OSError(ENAMETOOLONG),
 no_such_attribute OSError(ENODATA)), and the errors for an unreachable,
 silent or foreign connector (one that speaks another protocol: EPROTO).
@@ -88,7 +90,11 @@ def from_status(
     detail = f"{message} (mount {mount.name!r}, HTTP {status}{', ' + code if code else ''})"
     if code in _ERRNO_BY_CODE:
         return OSError(_ERRNO_BY_CODE[code], detail, path)
+    if status == 503 and code == "unreachable":
+        # The backend was never reached: the request certainly was not applied.
+        return ConnectionError(errno.ECONNREFUSED, f"backend unreachable: {detail}", path)
     if status == 503:
+        # Sent, then the backend failed: a write may have been applied.
         return ConnectionError(errno.ECONNABORTED, f"connector unavailable: {detail}", path)
     if status == 504:
         return TimeoutError(errno.ETIMEDOUT, f"backend timed out: {detail}", path)

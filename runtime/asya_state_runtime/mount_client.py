@@ -46,11 +46,12 @@ UPLOAD_CHUNK = 256 * 1024
 _CREATE_ONLY_HEADERS = {"If-None-Match": "*"}
 REQUEST_ID = "Asya-Request-Id"
 SIZE = "X-Asya-Size"
-# How long a mutating request whose outcome is unknown is retried (seconds):
-# covers a connector restart (about a second) and a backend failover. Once
-# the connection broke under an attempt (the connector died with it, maybe
-# after applying it) retries go on for the mount's timeout, so the outcome
-# becomes known rather than left to a requeue.
+# How long a mutating request that failed with "not reached" is retried
+# (seconds): covers a connector restart (about a second) and a backend
+# failover. Once any attempt failed in a way that may have applied it (the
+# connection broke under it, a timeout, a 503 other than ``unreachable``),
+# retries go on for the mount's timeout, so the outcome becomes known rather
+# than left to a requeue that would apply it again.
 RETRY_WINDOW = 5.0
 # No retry is sent later than this after the first attempt began (a first
 # attempt that hung for the mount's whole timeout gets its one retry only
@@ -123,14 +124,20 @@ def _in_doubt(exc: BaseException) -> bool:
     return not isinstance(exc, OSError) or exc.errno in (errno.EIO, None)
 
 
-def _connector_lost(exc: BaseException) -> bool:
-    """Whether an attempt failed because the connection broke after it was sent.
+def _outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed attempt may have been applied.
 
-    A refused connection sent nothing, and an answer (503, 504) comes from a
-    connector that is up and said what happened; a broken one leaves the
-    outcome with a connector that is gone.
+    Only a failure that proves nothing was sent leaves the outcome known: a
+    connector that refused the connection or is not there (ECONNREFUSED,
+    ENOENT...), or a connector answering ``503 unreachable`` (its backend
+    could not be reached, ECONNREFUSED). A connection lost under the attempt
+    (ECONNRESET: the connector died, maybe after applying it), a timeout, or
+    any other 503 (ECONNABORTED: sent, then the backend failed) leave it
+    unknown.
     """
-    return isinstance(exc, ConnectionError) and exc.errno == errno.ECONNRESET
+    if isinstance(exc, TimeoutError):
+        return True
+    return exc.errno in (errno.ECONNRESET, errno.ECONNABORTED) if isinstance(exc, OSError) else True
 
 
 def new_request_id() -> dict[str, str]:
@@ -353,22 +360,36 @@ class MountClient:
         deadline = started + min(self.mount.timeout, RETRY_WINDOW)
         delay = _FIRST_DELAY
         tries = 0
+        doubt: ConnectionError | TimeoutError | None = None
         while True:
             try:
                 return attempt()
             except (ConnectionError, TimeoutError) as exc:
                 if exc.errno == errno.EPROTO:
                     raise  # another protocol on the socket: trying again cannot help
-                if _connector_lost(exc):
-                    # The connector died with this attempt, which it may have
-                    # applied: giving up would leave the outcome unknown (a
-                    # requeued message would apply it again), so keep trying for
-                    # the mount's timeout, a restart slower than RETRY_WINDOW included.
+                if _outcome_unknown(exc):
+                    doubt = doubt or exc
+                    # This attempt may have been applied (the connector or the
+                    # backend died with it): giving up would leave the outcome
+                    # unknown and a requeued message would apply it again, so
+                    # keep trying for the mount's timeout, an outage slower
+                    # than RETRY_WINDOW included. Later "not reached" answers
+                    # say nothing about this attempt, so the deadline stays.
                     deadline = max(deadline, started + self.mount.timeout)
                 tries += 1
                 resend = time.monotonic() + delay
                 if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
-                    raise
+                    if doubt is None or _outcome_unknown(exc):
+                        raise
+                    # The last answer says "not reached", but an earlier attempt
+                    # may have been applied: the handler must not read this as
+                    # "nothing happened".
+                    raise type(doubt)(
+                        doubt.errno,
+                        f"outcome unknown, an earlier attempt may have been applied "
+                        f"({doubt.strerror}); the last retry found: {exc.strerror}",
+                        exc.filename,
+                    ) from exc
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 

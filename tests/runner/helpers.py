@@ -117,7 +117,10 @@ class LiveRun:
     def wait_for_outputs(self, count: int, timeout: float = 60) -> None:
         with self._arrived:
             if not self._arrived.wait_for(lambda: len(self.outputs) >= count, timeout):
-                raise AssertionError(f"{len(self.outputs)} of {count} outputs after {timeout}s")
+                tail = "".join(self._stderr[-30:])
+                raise AssertionError(
+                    f"{len(self.outputs)} of {count} outputs after {timeout}s; stderr ends:\n{tail}"
+                )
 
     def finish(self, timeout: float = 120) -> RunResult:
         """Close the input and wait for the run to end."""

@@ -60,6 +60,10 @@ RUN_OPTIONS = [
     "0.3",
 ]
 
+# A read during an outage fails at once (503) and its message is requeued: backoff up
+# to 1 s lets 100 transient attempts outlast a 20 s outage (0.3 s would not: about 12 s).
+LONG_OUTAGE_OPTIONS = ["--retry-cap", "1"]
+
 
 @dataclass
 class Rig:
@@ -201,14 +205,18 @@ def _assert_counted_exactly(rig: Rig, result: RunResult, lines: int, failed: set
     )
 
 
-def _backend_chaos(rig: Rig, messages: int, outages: int, seconds: list[float]) -> None:
+def _backend_chaos(
+    rig: Rig, messages: int, outages: int, seconds: list[float], extra: list[str] | None = None
+) -> None:
     durations = iter(seconds * outages)
     server = rig.server
 
     def fault(run: LiveRun) -> None:
         _kill_backend(rig, next(durations))(run)
 
-    result = _run_counter(rig, [{"n": n} for n in range(messages)], faults=outages, fault=fault)
+    result = _run_counter(
+        rig, [{"n": n} for n in range(messages)], faults=outages, fault=fault, extra=extra
+    )
     if server is not None:
         assert server.process is not None, "the backend must be up to read the count"
     _assert_counted_exactly(rig, result, messages, set())
@@ -223,6 +231,28 @@ def test_cas_counter_counts_exactly_while_the_backend_is_killed(rig: Rig) -> Non
 def test_cas_counter_counts_exactly_while_the_backend_is_killed_six_times(rig: Rig) -> None:
     """200 messages, the backend SIGKILLed 6 times for 1 to 3 seconds each."""
     _backend_chaos(rig, 200, 6, [1.0, 2.0, 3.0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rig", ["redis"], indirect=True)
+def test_cas_counter_counts_exactly_through_an_outage_longer_than_the_retry_window(
+    rig: Rig,
+) -> None:
+    """40 messages, Redis SIGKILLed once for 7 s, longer than the runtime's RETRY_WINDOW (5 s).
+
+    A write Redis applied just before dying has its reply lost; its retries
+    are answered "503 unreachable" while Redis is down, and the runtime keeps
+    retrying (within the mount's timeout) instead of giving up after 5 s and
+    letting the requeued message apply it again.
+    """
+    _backend_chaos(rig, 40, 1, [7.0], extra=LONG_OUTAGE_OPTIONS)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("rig", ["redis"], indirect=True)
+def test_cas_counter_counts_exactly_through_long_outages(rig: Rig) -> None:
+    """200 messages, Redis SIGKILLed 3 times for 7, 12 and 20 s."""
+    _backend_chaos(rig, 200, 3, [7.0, 12.0, 20.0], extra=LONG_OUTAGE_OPTIONS)
 
 
 def _connector_chaos(rig: Rig, messages: int, kills: int) -> None:

@@ -175,7 +175,9 @@ def test_a_backend_gone_for_good_fails_each_message_with_its_reason(
     args = run_args(
         "queue_handlers.record",
         handler_path=HANDLERS,
-        mounts=["/state=redis-buffered-cas"],
+        # timeout=2: each attempt's retries end after 2 s instead of the 5 s
+        # RETRY_WINDOW, as a user who wants a dead backend to fail fast would set it.
+        mounts=["/state=redis-buffered-cas,timeout=2"],
         extra=["--retry-base", "0", "--max-transient-attempts", "3"],
     )
     env = {"REDIS_URL": redis.url, "STATE_PREFIX": f"gone-{tmp_path.name}/"}
@@ -231,3 +233,14 @@ def test_bad_options_are_usage_errors(tmp_path: Path, option: list[str], message
     assert message in result.stderr
     assert result.outputs == []
     assert not (tmp_path / "state").exists(), "nothing may start on a usage error"
+
+
+def test_a_mount_spec_sets_the_runtimes_timeout() -> None:
+    from asya_state_cli.runner.mounts import MountSpecError, parse_mount
+
+    mount = parse_mount("/state=redis-buffered-cas,timeout=2.5", ["redis-buffered-cas"])
+    assert mount.runtime_entry() == "state:/state:write=buffered,timeout=2.5"
+    assert parse_mount("/state", []).runtime_entry() == "state:/state:write=buffered"
+    for bad in ("0", "-1", "soon", "inf"):
+        with pytest.raises(MountSpecError, match="timeout must be a number of seconds above 0"):
+            parse_mount(f"/state=redis-buffered-cas,timeout={bad}", ["redis-buffered-cas"])

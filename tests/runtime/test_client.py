@@ -392,3 +392,65 @@ def test_a_request_that_may_have_been_applied_is_retried_until_the_connector_ans
 
     assert client._once(lost_then_back) == "applied"
     assert clock[0] > connector.RETRY_WINDOW
+
+
+def test_a_write_sent_before_a_backend_outage_is_retried_through_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """503 unavailable (sent, maybe applied) then unreachable: retried for the timeout.
+
+    Only "unreachable" answers prove nothing was applied: those alone give up
+    after RETRY_WINDOW, so a runner's requeue cannot apply a message twice.
+    """
+    import errno
+
+    from asya_state_runtime import errors
+    from asya_state_runtime import mount_client as connector
+    from asya_state_runtime.config import Mount
+
+    clock = [0.0]
+    monkeypatch.setattr(connector.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        connector.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    mount = Mount("m", "/m", "/nonexistent.sock", timeout=60.0)
+    client = connector.MountClient(mount)
+
+    def answer(code: str) -> OSError:
+        body = f'{{"code": "{code}", "message": "Redis is unreachable"}}'.encode()
+        return errors.from_status(503, body, "/m/k", mount)
+
+    unreachable = answer("unreachable")
+    assert isinstance(unreachable, ConnectionError)
+    assert unreachable.errno == errno.ECONNREFUSED
+    assert answer("unavailable").errno == errno.ECONNABORTED
+
+    def unreachable_always() -> None:
+        raise unreachable
+
+    with pytest.raises(ConnectionError):
+        client._once(unreachable_always)
+    assert clock[0] <= connector.RETRY_WINDOW + 1.0  # never reached: the outcome is known
+
+    answers: list[BaseException] = []
+
+    def outage_then_back() -> str:
+        if answers:
+            raise answers.pop(0)
+        return "applied"
+
+    for first in (answer("unavailable"), TimeoutError(errno.ETIMEDOUT, "no answer")):
+        clock[0] = 0.0
+        answers[:] = [first] + [unreachable] * 25  # a 20 s outage
+        assert client._once(outage_then_back) == "applied"
+        assert clock[0] > connector.RETRY_WINDOW
+
+    clock[0] = 0.0
+    answers[:] = [answer("unavailable")] + [unreachable] * 200  # longer than the mount's timeout
+    with pytest.raises(ConnectionError) as raised:
+        client._once(outage_then_back)
+    assert connector.RETRY_WINDOW < clock[0] <= mount.timeout + 1.0
+    # The last retry was refused, but the first may have been applied: not ECONNREFUSED.
+    assert raised.value.errno == errno.ECONNABORTED
+    assert raised.value.filename == "/m/k"
+    assert "may have been applied" in str(raised.value)

@@ -29,6 +29,8 @@ def body(code: str, message: str = "detail") -> bytes:
         (501, "unsupported", OSError, errno.ENOTSUP),
         (500, "backend_error", OSError, errno.EIO),
         (503, "unavailable", ConnectionError, errno.ECONNABORTED),
+        (503, "unreachable", ConnectionError, errno.ECONNREFUSED),
+        (503, "draining", ConnectionError, errno.ECONNABORTED),
         (504, "timeout", TimeoutError, errno.ETIMEDOUT),
         (408, "request_timeout", TimeoutError, errno.ETIMEDOUT),
         (404, "no_such_attribute", OSError, errno.ENODATA),

@@ -13,6 +13,7 @@ Must not: contain the dispatch or pod logic (see asya_state_cli.runner).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import shutil
@@ -148,12 +149,8 @@ def _with_local_defaults(mount: Any, state_dir: Path) -> Any:
 
     assert isinstance(mount, Mount)
     if mount.connector.startswith("fs-") and "STATE_DIR" not in os.environ:
-        return Mount(
-            mount.name,
-            mount.path,
-            mount.connector,
-            mount.write,
-            {**mount.env, "STATE_DIR": str(state_dir / mount.name)},
+        return dataclasses.replace(
+            mount, env={**mount.env, "STATE_DIR": str(state_dir / mount.name)}
         )
     return mount
 

@@ -1,6 +1,7 @@
 """Mount specs of the local runner: ``--mount PATH`` and ``--mount PATH=CONNECTOR[,opt=v]``.
 
-Owns: parsing specs into mounts (name, path, connector, write mode), the
+Owns: parsing specs into mounts (name, path, connector, write mode, the
+runtime's ``timeout`` for the mount), the
 names derived from paths, and rendering the runtime's
 ``ASYA_STATE_PROXY_MOUNTS`` value, the same contract a pod gets.
 
@@ -9,6 +10,8 @@ Must not: start processes.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import posixpath
 import re
 from collections.abc import Iterable
@@ -30,13 +33,16 @@ class Mount:
     connector: str
     write: str = "buffered"
     env: dict[str, str] = field(default_factory=dict)
+    # The runtime's per-mount timeout (seconds); None keeps the runtime's default.
+    timeout: float | None = None
 
     @property
     def cas(self) -> bool:
         return self.connector.endswith("-cas")
 
     def runtime_entry(self) -> str:
-        return f"{self.name}:{self.path}:write={self.write}"
+        entry = f"{self.name}:{self.path}:write={self.write}"
+        return entry if self.timeout is None else f"{entry},timeout={self.timeout:g}"
 
 
 def mounts_env(mounts: Iterable[Mount]) -> str:
@@ -58,6 +64,7 @@ def parse_mount(spec: str, known_connectors: Iterable[str]) -> Mount:
         raise MountSpecError(f"--mount {spec!r}: the path must not contain ':', ';' or ','")
     path = posixpath.normpath(path)
     connector, write, name = DEFAULT_CONNECTOR, "buffered", name_for(path)
+    timeout: float | None = None
     if sep:
         connector, *options = rest.split(",")
         if connector not in set(known_connectors):
@@ -75,9 +82,25 @@ def parse_mount(spec: str, known_connectors: Iterable[str]) -> Mount:
                 write = value
             elif key == "name":
                 name = value
+            elif key == "timeout":
+                timeout = _seconds(value)
+                if timeout is None:
+                    raise MountSpecError(
+                        f"--mount {spec!r}: timeout must be a number of seconds above 0"
+                    )
             else:
-                raise MountSpecError(f"--mount {spec!r}: unknown option {key!r} (write, name)")
-    return Mount(name=name, path=path, connector=connector, write=write)
+                raise MountSpecError(
+                    f"--mount {spec!r}: unknown option {key!r} (write, name, timeout)"
+                )
+    return Mount(name=name, path=path, connector=connector, write=write, timeout=timeout)
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def unique_names(mounts: list[Mount]) -> list[Mount]:
@@ -88,7 +111,7 @@ def unique_names(mounts: list[Mount]) -> list[Mount]:
         count = seen.get(mount.name, 0)
         seen[mount.name] = count + 1
         name = mount.name if count == 0 else f"{mount.name}-{count + 1}"
-        result.append(Mount(name, mount.path, mount.connector, mount.write, mount.env))
+        result.append(dataclasses.replace(mount, name=name))
     paths = [m.path for m in result]
     for a in paths:
         for b in paths:

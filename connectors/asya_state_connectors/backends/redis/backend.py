@@ -93,6 +93,7 @@ from ...errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    BackendUnreachable,
     BadRequest,
     ConfigError,
     Conflict,
@@ -120,6 +121,7 @@ from . import scripts as lua
 from .cluster import ClusterLink, Link, cluster_root, is_cluster
 from .index import SCAN_COUNT, IndexBuilder, glob_escape
 from .link import RedisLink, ReplicaLag, WaitFor
+from .resp import NotConnected
 
 log = logging.getLogger("asya_state_connectors.redis")
 
@@ -156,6 +158,9 @@ def _map_redis_error(exc: BaseException, key: str | None) -> ConnectorError:
         return PermissionDenied(f"Redis refused access{where}: {detail}", key=key)
     if isinstance(exc, rx.TimeoutError | TimeoutError):
         return BackendTimeout(f"Redis did not answer in time{where}: {detail}", key=key)
+    if isinstance(exc, NotConnected):
+        # Nothing was sent: the request certainly was not applied.
+        return BackendUnreachable(f"Redis is unreachable{where}: {detail}", key=key)
     if isinstance(exc, rx.ConnectionError | rx.ReadOnlyError | ConnectionError | OSError):
         return BackendUnavailable(f"Redis is unreachable{where}: {detail}", key=key)
     return BackendError(f"Redis error{where}: {detail}", key=key)

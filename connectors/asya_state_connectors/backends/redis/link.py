@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
-from .resp import Arg, Dialer, RespConnection
+from .resp import Arg, Dialer, NotConnected, RespConnection
 
 T = TypeVar("T")
 
@@ -170,8 +170,13 @@ class RedisLink:
             if fresh:
                 raise
             # A pooled connection the server closed while it sat idle: one
-            # more try on a new one.
-            connection = await self._dialer.open()
+            # more try on a new one. The first send may have reached a server
+            # that applied it and died before answering, so failing to
+            # connect now proves nothing about the command: not NotConnected.
+            try:
+                connection = await self._dialer.open()
+            except NotConnected as exc:
+                raise rx.ConnectionError(str(exc)) from exc
             try:
                 reply = await send(connection)
             except BaseException:

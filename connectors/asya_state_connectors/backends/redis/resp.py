@@ -223,6 +223,10 @@ class RespConnection(asyncio.Protocol):
         self.resume_writing()
 
 
+class NotConnected(rx.ConnectionError):
+    """Connecting to Redis failed: no byte of any command was sent on this connection."""
+
+
 class Dialer:
     """Opens RespConnections with the settings of a redis-py pool (URL, credentials, TLS, db).
 
@@ -259,7 +263,7 @@ class Dialer:
         except TimeoutError:
             raise rx.TimeoutError(f"connecting to Redis at {self._where} timed out") from None
         except OSError as exc:
-            raise rx.ConnectionError(f"cannot connect to Redis at {self._where}: {exc}") from exc
+            raise NotConnected(f"cannot connect to Redis at {self._where}: {exc}") from exc
         if settings.get("socket_keepalive"):
             sock = transport.get_extra_info("socket")
             if sock is not None:
