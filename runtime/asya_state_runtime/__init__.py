@@ -12,6 +12,8 @@ and, when ``ASYA_STATE_PROXY_MOUNTS`` and ``ASYA_HANDLER`` are set,
 revision memory for compare-and-set. Runtimes that call handlers their own
 way use ``revision_scope()`` (a context manager) or ``scoped(handler)`` (a
 decorator for sync, async, generator and async generator handlers).
+``outcome_unknown(exc)`` says whether a failure ended a write that may have
+been applied (a runtime should not simply run that message again).
 
 Must not: import anything outside the standard library; it is injected into
 arbitrary actor images.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import Mount, MountConfigError
+    from .errors import outcome_unknown
     from .handler import scope_handler, unscope_handler
     from .hooks import active_mounts, install, is_installed, uninstall
     from .revisions import revision_scope, scoped
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 _MODULE_OF = {
     "Mount": "config",
     "MountConfigError": "config",
+    "outcome_unknown": "errors",
     "scope_handler": "handler",
     "unscope_handler": "handler",
     "active_mounts": "hooks",
@@ -59,6 +63,7 @@ __all__ = [
     "active_mounts",
     "install",
     "is_installed",
+    "outcome_unknown",
     "revision_scope",
     "scope_handler",
     "scoped",

@@ -145,3 +145,29 @@ def lost(mount: Mount, path: str, cause: BaseException) -> ConnectionError:
         f"was lost: {cause!r}",
         path,
     )
+
+
+# Set on the exception a mutating request ends with when an attempt of it may
+# have been applied and the outcome could not be learnt within the mount's
+# timeout (see MountClient._once).
+_OUTCOME_UNKNOWN = "asya_outcome_unknown"
+
+
+def mark_outcome_unknown(exc: BaseException) -> None:
+    setattr(exc, _OUTCOME_UNKNOWN, True)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, ended a write that may have been applied.
+
+    A queue runner must not hand such a message to the handler again as if
+    nothing had happened: the first attempt may have taken effect.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if getattr(current, _OUTCOME_UNKNOWN, False):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

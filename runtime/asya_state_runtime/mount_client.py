@@ -379,17 +379,22 @@ class MountClient:
                 tries += 1
                 resend = time.monotonic() + delay
                 if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
-                    if doubt is None or _outcome_unknown(exc):
+                    if doubt is None:
+                        raise  # every attempt was refused before it was sent
+                    if _outcome_unknown(exc):
+                        errors.mark_outcome_unknown(exc)
                         raise
                     # The last answer says "not reached", but an earlier attempt
                     # may have been applied: the handler must not read this as
                     # "nothing happened".
-                    raise type(doubt)(
+                    unknown = type(doubt)(
                         doubt.errno,
                         f"outcome unknown, an earlier attempt may have been applied "
                         f"({doubt.strerror}); the last retry found: {exc.strerror}",
                         exc.filename,
-                    ) from exc
+                    )
+                    errors.mark_outcome_unknown(unknown)
+                    raise unknown from exc
             time.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 

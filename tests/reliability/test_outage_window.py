@@ -190,5 +190,6 @@ def test_an_outage_longer_than_the_mount_timeout_is_a_clear_error_and_the_write_
     assert isinstance(failure, ConnectionError | TimeoutError), repr(failure)
     assert failure.errno in (errno.ECONNABORTED, errno.ETIMEDOUT), repr(failure)
     assert "an earlier attempt may have been applied" in str(failure)
+    assert asya_state_runtime.outcome_unknown(failure)
     assert failure.filename == "/drop/log"
     assert stored == b"start;MARK;"  # applied before the outage, once

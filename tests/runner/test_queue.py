@@ -244,3 +244,52 @@ def test_a_mount_spec_sets_the_runtimes_timeout() -> None:
     for bad in ("0", "-1", "soon", "inf"):
         with pytest.raises(MountSpecError, match="timeout must be a number of seconds above 0"):
             parse_mount(f"/state=redis-buffered-cas,timeout={bad}", ["redis-buffered-cas"])
+
+
+def test_a_write_whose_outcome_is_unknown_is_reported_not_run_again(tmp_path: Path) -> None:
+    """A queue would redeliver it; the runner says the write may have been applied instead.
+
+    The runtime marks the error a mutating request ends with when an attempt
+    may have been applied and its outcome stayed unknown for the mount's
+    timeout (tests/reliability/test_outage_window.py produces one through a
+    real outage); a plain ConnectionError is still requeued.
+    """
+    attempts = tmp_path / "attempts"
+    (tmp_path / "doubtful.py").write_text(
+        textwrap.dedent(
+            f"""
+            import errno
+
+            from asya_state_runtime.errors import mark_outcome_unknown
+
+            def handle(p):
+                with open({str(attempts)!r}, "a") as f:
+                    f.write(str(p["n"]) + "\\n")
+                if p["n"] == 2:
+                    exc = ConnectionAbortedError(
+                        errno.ECONNABORTED, "outcome unknown, an earlier attempt may have been applied",
+                        "/state/log",
+                    )
+                    mark_outcome_unknown(exc)
+                    raise RuntimeError("could not append to the log") from exc
+                if p["n"] == 3 and {str(attempts)!r} and open({str(attempts)!r}).read().count("3") == 1:
+                    raise ConnectionError(errno.ECONNREFUSED, "briefly gone", "/state/log")
+                return p
+            """
+        )
+    )
+    result = asya_run(
+        "doubtful.handle",
+        [{"n": 1}, {"n": 2}, {"n": 3}],
+        handler_path=tmp_path,
+        state_dir=tmp_path / "state",
+        extra=["--retry-base", "0.01"],
+    )
+    assert result.status == 1
+    assert sorted(o["n"] for o in result.outputs) == [1, 3]
+    assert re.search(
+        r"line 2: outcome unknown, not retried \(a write may have been applied\)", result.stderr
+    )
+    assert attempts.read_text().split().count("2") == 1  # never run again
+    assert attempts.read_text().split().count("3") == 2  # the plain transient error was requeued
+    assert "3 lines: 2 applied, 1 failed (line 2)" in result.stderr

@@ -428,9 +428,10 @@ def test_a_write_sent_before_a_backend_outage_is_retried_through_it(
     def unreachable_always() -> None:
         raise unreachable
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError) as refused:
         client._once(unreachable_always)
     assert clock[0] <= connector.RETRY_WINDOW + 1.0  # never reached: the outcome is known
+    assert not errors.outcome_unknown(refused.value)  # so a runner may run it again
 
     answers: list[BaseException] = []
 
@@ -454,3 +455,4 @@ def test_a_write_sent_before_a_backend_outage_is_retried_through_it(
     assert raised.value.errno == errno.ECONNABORTED
     assert raised.value.filename == "/m/k"
     assert "may have been applied" in str(raised.value)
+    assert errors.outcome_unknown(raised.value)  # a runner must not simply run it again

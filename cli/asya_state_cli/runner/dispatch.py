@@ -9,7 +9,9 @@ JSON lines.
 A transient error (the handler raised ConnectionError or TimeoutError: a
 connector or backend briefly gone, a 503 while a connector drains) and a
 crash of the handler process requeue the message the same way; each kind of
-failed attempt has its own limit. Every input line ends applied or failed
+failed attempt has its own limit. A failure that ended a write whose outcome
+the runtime could not learn within the mount's timeout (it may have been
+applied) is not requeued: the line fails as "outcome unknown". Every input line ends applied or failed
 with its reason, and the summary at the end accounts for all of them.
 
 A message settles exactly once: its outputs are written only by the attempt
@@ -43,7 +45,8 @@ SUMMARY_LINES = 20
 
 class HandlesMessages(Protocol):
     def handle(self, message_id: int, payload: dict[str, Any]) -> dict[str, Any]:
-        """``{"outputs"}``, ``{"error", "conflict", "transient", "traceback"}`` or ``{"crashed"}``.
+        """``{"outputs"}``, ``{"error", "conflict", "transient", "outcome_unknown", "traceback"}``
+        or ``{"crashed"}``.
 
         ``message_id`` is the message's input line: the same for every attempt.
         """
@@ -272,6 +275,15 @@ class Dispatcher:
             return None  # an attempt cut short by the interrupt tells nothing
         detail = reply.get("error", "unknown error")
         kind = None
+        if reply.get("outcome_unknown"):
+            # Unlike a queue, which would redeliver it: a write of this attempt
+            # may have been applied, so running it again could apply it twice.
+            self._fail(
+                message.line,
+                f"outcome unknown, not retried (a write may have been applied): {detail}",
+                reply.get("traceback"),
+            )
+            return None
         if reply.get("crashed"):
             kind, detail = CRASH, reply["crashed"]
         elif reply.get("conflict"):

@@ -5,7 +5,9 @@ calling every handler shape (sync or async function, generator, async
 generator; a class instantiated once per process), and reporting each
 message's outputs or failure to the runner as JSON lines, with whether the
 failure is worth a retry (a CAS conflict, or a transient error: the
-``transient`` field). The runtime hooks
+``transient`` field) or must not be retried (``outcome_unknown``: a write
+that may have been applied, whose outcome the runtime could not learn
+within the mount's timeout). The runtime hooks
 are already active in this process (``sitecustomize`` on PYTHONPATH), exactly
 as in a pod, and so is the handler's revision scope: the pod passes
 ``ASYA_HANDLER``, and the runtime gives every call of that handler (every
@@ -17,7 +19,8 @@ the handler itself: it stands in for an arbitrary actor image.
 Protocol (one JSON object per line): the runner writes
 ``{"id", "payload"}`` to stdin; the worker answers on its private channel
 ``{"ready"}`` or ``{"fatal", "traceback"?}`` once, then per message
-``{"id", "outputs"}`` or ``{"id", "error", "traceback", "conflict"}`` (the
+``{"id", "outputs"}`` or ``{"id", "error", "traceback", "conflict",
+"transient", "outcome_unknown"}`` (the
 traceback as ``failures.describe`` writes it). The handler's own prints go
 to stderr so they cannot corrupt the channel.
 """
@@ -143,6 +146,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError) and exc.errno != errno.EPROTO
 
 
+def ended_in_doubt(exc: BaseException) -> bool:
+    """A write of this attempt may have been applied: running the message again could apply it twice."""
+    try:
+        from asya_state_runtime import outcome_unknown
+    except ImportError:  # a handler process without the runtime writes nothing through it
+        return False
+    return outcome_unknown(exc)
+
+
 def serve(handler_spec: str, channel: TextIO) -> int:
     try:
         runner = Runner(resolve_handler(handler_spec))
@@ -167,6 +179,7 @@ def serve(handler_spec: str, channel: TextIO) -> int:
             json.dumps(outputs)  # fail here, not in the runner, if not JSON
             _send(channel, {"id": message["id"], "outputs": outputs})
         except Exception as exc:
+            unknown = ended_in_doubt(exc)
             _send(
                 channel,
                 {
@@ -175,7 +188,8 @@ def serve(handler_spec: str, channel: TextIO) -> int:
                     # The runner's own complaint (an output that is not a dict) has no handler frame.
                     "traceback": None if isinstance(exc, HandlerError) else describe(exc),
                     "conflict": is_cas_conflict(exc, cas_mounts),
-                    "transient": is_transient(exc),
+                    "transient": is_transient(exc) and not unknown,
+                    "outcome_unknown": unknown,
                 },
             )
     return 0
