@@ -367,7 +367,8 @@ class MountClient:
             except (ConnectionError, TimeoutError) as exc:
                 if exc.errno == errno.EPROTO:
                     raise  # another protocol on the socket: trying again cannot help
-                if _outcome_unknown(exc):
+                in_doubt = _outcome_unknown(exc)
+                if in_doubt:
                     doubt = doubt or exc
                     # This attempt may have been applied (the connector or the
                     # backend died with it): giving up would leave the outcome
@@ -381,7 +382,7 @@ class MountClient:
                 if (tries > 1 and resend > deadline) or resend - started > RETRY_HORIZON:
                     if doubt is None:
                         raise  # every attempt was refused before it was sent
-                    if _outcome_unknown(exc):
+                    if in_doubt:
                         errors.mark_outcome_unknown(exc)
                         raise
                     # The last answer says "not reached", but an earlier attempt

@@ -315,7 +315,13 @@ class RedisBufferedCas(Connector):
         self._prunes = True
 
     async def _settle(self) -> None:
-        """With ``REDIS_CLUSTER=auto``: ask the server whether it is a cluster node, once."""
+        """With ``REDIS_CLUSTER=auto``: ask the server whether it is a cluster node, once.
+
+        Every operation awaits this before it computes keys (the key root
+        depends on the answer); once settled it returns without the lock.
+        """
+        if self._settled:
+            return
         async with self._settling:
             if self._settled:
                 return
@@ -329,8 +335,7 @@ class RedisBufferedCas(Connector):
 
     async def layout(self) -> tuple[Link, bytes]:
         """The link and key root this mount uses, once the server said what it is."""
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         return self._link, self._root
 
     @classmethod
@@ -501,8 +506,7 @@ class RedisBufferedCas(Connector):
 
         On Redis Cluster the SCAN visits every primary.
         """
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         pattern = (
             glob_escape(self._data(""))
             + b"*"
@@ -524,8 +528,7 @@ class RedisBufferedCas(Connector):
         await self._link.close()
 
     async def check_health(self) -> None:
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         with _redis_errors():
             await self._link.call("PING")
 
@@ -538,8 +541,7 @@ class RedisBufferedCas(Connector):
         file, the first name below it, whether the index is complete), so a
         miss raises ``Missing`` with its answer and costs no second round trip.
         """
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         meta_key = self._keys(key)[1]
         parents = self._ancestor_metas(key)
         dir_name = key.encode("utf-8") + b"/"
@@ -564,8 +566,7 @@ class RedisBufferedCas(Connector):
 
     async def path_conflict(self, key: str) -> ConnectorError | None:
         """One script call: the ancestors' metadata hashes and a range of the index."""
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         status = await self._run_reading(
             "EXPLAIN",
             key,
@@ -579,8 +580,7 @@ class RedisBufferedCas(Connector):
 
     async def read(self, key: str, byte_range: RangeSpec | None = None) -> ReadStream:
         guess = byte_range.first if byte_range is not None and byte_range.first else 0
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         keys = self._keys(key)
         with _redis_errors(key):
             fields, first = await self._link.transaction(
@@ -684,8 +684,7 @@ class RedisBufferedCas(Connector):
     ) -> ObjectMeta:
         if size is not None:
             self._check_size(key, size)
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         inline, staging = await self._take_body(key, body)
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
@@ -723,8 +722,7 @@ class RedisBufferedCas(Connector):
         )
 
     async def append(self, key: str, body: AsyncIterator[bytes]) -> ObjectMeta:
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         parents = self._ancestor_metas(key)
         keys = [*self._keys(key), self._index, *parents]
         with _redis_errors(key):
@@ -753,8 +751,7 @@ class RedisBufferedCas(Connector):
         )
 
     async def rename(self, source: str, target: str) -> ObjectMeta:
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         reply = await self._run(
             "RENAME",
             source,
@@ -769,8 +766,7 @@ class RedisBufferedCas(Connector):
         return _meta(target, reply)
 
     async def delete(self, key: str, *, condition: WriteCondition = UNCONDITIONAL) -> None:
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         request_id = idempotency.current() or ""
         status = await self._script(
             "DELETE",
@@ -804,8 +800,7 @@ class RedisBufferedCas(Connector):
             start = b"(" + page_token.encode("utf-8")
             if delimiter and page_token.endswith(delimiter):
                 start += b"\xff"
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         reply = await self._run_reading(
             "LIST",
             prefix or None,
@@ -827,8 +822,7 @@ class RedisBufferedCas(Connector):
         connector from before it, during a rolling upgrade): creates wait
         while it runs, reads and overwrites go on.
         """
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         with _redis_errors():
             return await self._indexer.rebuild()
 
@@ -846,8 +840,7 @@ class RedisBufferedCas(Connector):
         return attrs
 
     async def set_xattr(self, key: str, name: str, value: str) -> None:
-        if not self._settled:
-            await self._settle()
+        await self._settle()
         if name == "ttl":
             done = await self._script(
                 "EXPIRE",
